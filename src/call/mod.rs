@@ -1,0 +1,514 @@
+//! One call as a state machine: ringing and answering within the ring budget, running the
+//! flow, playing its prompts, transfers (REFER and its NOTIFY outcome) and the end.
+//!
+//! Pure, in the str0m/quinn-proto style: the driver feeds [`CallInput`]s and the current
+//! time, fires [`Call::handle_timeout`] at [`Call::poll_timeout`], pulls one 20 ms audio
+//! frame per tick with [`Call::next_frame`], and carries out each [`CallOutput`].
+
+use crate::flow::runner::{
+    EscalationReason, FlowEnd, FlowInput, FlowOutput, FlowRunner, TransferContext,
+};
+use crate::flow::Flow;
+use crate::media::g711::Codec;
+use crate::media::playout::{PlayId, Playout};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long after a REFER is accepted we wait for the NOTIFY that says how it ended.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(32);
+
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// The caller hears ringing for at most this long (INVITE received -> 200 OK).
+    pub ring_budget: Duration,
+    /// Ring at least this long before answering.
+    pub min_ring: Duration,
+    /// Beyond capacity: run the flow's overflow node.
+    pub overflow: bool,
+    pub codec: Codec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallInput {
+    /// The ACK for our 200 OK arrived.
+    Acked,
+    Dtmf(char),
+    /// The caller hung up (BYE).
+    PeerHangup,
+    /// The caller gave up before we answered (CANCEL).
+    Cancelled,
+    /// Our 200 OK was never acknowledged; the SIP stack has ended the dialog.
+    AckTimeout,
+    /// The caller put us on hold (true) or took us off hold (false).
+    Hold(bool),
+    /// Final response to our REFER.
+    ReferAnswered(u16),
+    /// Status line of a NOTIFY (message/sipfrag) about our REFER.
+    ReferNotify(u16),
+    /// The call cannot go on (e.g. no usable SDP answer in the ACK): hang up.
+    Abort,
+}
+
+/// Why a call ended; the `outcome` label of `ivrd_calls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The caller hung up after being answered.
+    CallerHangup,
+    /// The caller hung up before being answered.
+    Abandoned,
+    /// The caller was transferred (to a queue, an agent or a supervisor).
+    Transferred,
+    /// The flow reached a hangup node.
+    Completed,
+    /// The caller's side never acknowledged our answer.
+    NoAck,
+    /// Something went wrong on our side or on the wire.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::CallerHangup => "caller_hangup",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Transferred => "transferred",
+            Outcome::Completed => "completed",
+            Outcome::NoAck => "no_ack",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum CallOutput {
+    /// Send 180 Ringing.
+    Ringing,
+    /// Send 200 OK with our SDP.
+    Answer,
+    /// Send a REFER; report back with `ReferAnswered` and `ReferNotify`.
+    Refer {
+        target: String,
+        context: TransferContext,
+    },
+    /// Send BYE.
+    Hangup,
+    /// The call is over; the driver stops after this.
+    Ended(Outcome),
+    /// Telemetry: a key was received.
+    Dtmf(char),
+    /// Telemetry: the flow entered a node.
+    Node(String),
+    /// Telemetry: a menu choice was made.
+    Intent { node: String, intent: String },
+    /// Telemetry: the call is escalating to a person.
+    Escalated(EscalationReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing { answer_at: Instant },
+    Answered,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    Idle,
+    /// REFER sent, waiting for its response or a NOTIFY, until the deadline.
+    Pending {
+        deadline: Instant,
+        accepted: bool,
+    },
+}
+
+pub struct Call {
+    settings: CallSettings,
+    phase: Phase,
+    flow: FlowRunner,
+    playout: Playout,
+    /// The last prompt id of the batch the flow is waiting on.
+    batch_end: Option<PlayId>,
+    next_play_id: PlayId,
+    acked: bool,
+    held: bool,
+    transfer: Transfer,
+    outputs: VecDeque<CallOutput>,
+}
+
+impl Call {
+    /// A new call whose INVITE arrived at `invite_at`.
+    pub fn new(invite_at: Instant, flow: Arc<Flow>, settings: CallSettings) -> Self {
+        // Answering when the ring budget is spent at the latest, however min_ring is set.
+        let answer_at = invite_at + settings.min_ring.min(settings.ring_budget);
+        let mut call = Call {
+            playout: Playout::new(settings.codec),
+            settings,
+            phase: Phase::Ringing { answer_at },
+            flow: FlowRunner::new(flow),
+            batch_end: None,
+            next_play_id: 1,
+            acked: false,
+            held: false,
+            transfer: Transfer::Idle,
+            outputs: VecDeque::new(),
+        };
+        call.outputs.push_back(CallOutput::Ringing);
+        call.handle_timeout(invite_at);
+        call
+    }
+
+    pub fn is_answered(&self) -> bool {
+        self.phase == Phase::Answered
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// Whether RTP should go out now (answered and not on hold).
+    pub fn is_sending(&self) -> bool {
+        self.phase == Phase::Answered && !self.held
+    }
+
+    pub fn flow_name(&self) -> &str {
+        &self.flow.flow().name
+    }
+
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.settings.codec = codec;
+        self.playout.set_codec(codec);
+    }
+
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = match (self.phase, self.transfer) {
+            (Phase::Ringing { answer_at }, _) => Some(answer_at),
+            (Phase::Answered, Transfer::Pending { deadline, .. }) => Some(deadline),
+            _ => None,
+        };
+        let flow = match self.phase {
+            Phase::Answered => self.flow.poll_timeout(),
+            _ => None,
+        };
+        match (own, flow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Ringing { answer_at } if now >= answer_at => {
+                self.phase = Phase::Answered;
+                self.outputs.push_back(CallOutput::Answer);
+                self.flow.start(now, self.settings.overflow);
+                self.drain_flow(now);
+            }
+            Phase::Answered => {
+                if let Transfer::Pending { deadline, .. } = self.transfer {
+                    if now >= deadline {
+                        self.transfer = Transfer::Idle;
+                        self.flow.handle(now, FlowInput::TransferFailed);
+                    }
+                }
+                self.flow.handle_timeout(now);
+                self.drain_flow(now);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, input: CallInput) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        match input {
+            CallInput::Acked => self.acked = true,
+            CallInput::Dtmf(d) => {
+                self.outputs.push_back(CallOutput::Dtmf(d));
+                if self.phase == Phase::Answered {
+                    self.flow.handle(now, FlowInput::Dtmf(d));
+                }
+            }
+            CallInput::PeerHangup => {
+                let outcome = match self.phase {
+                    Phase::Ringing { .. } => Outcome::Abandoned,
+                    _ if self.transfer_pending_accepted() => Outcome::Transferred,
+                    _ => Outcome::CallerHangup,
+                };
+                self.end(outcome, false);
+            }
+            CallInput::Cancelled => self.end(Outcome::Abandoned, false),
+            CallInput::AckTimeout => self.end(Outcome::NoAck, false),
+            CallInput::Abort => self.end(Outcome::Failed, true),
+            CallInput::Hold(h) => self.held = h,
+            CallInput::ReferAnswered(code) => {
+                if let Transfer::Pending { deadline, .. } = self.transfer {
+                    if (200..300).contains(&code) {
+                        self.transfer = Transfer::Pending {
+                            deadline,
+                            accepted: true,
+                        };
+                    } else if code >= 300 {
+                        self.transfer = Transfer::Idle;
+                        self.flow.handle(now, FlowInput::TransferFailed);
+                    }
+                }
+            }
+            CallInput::ReferNotify(code) => {
+                // A NOTIFY can overtake the REFER's 202; it settles the transfer either way.
+                if let Transfer::Pending { .. } = self.transfer {
+                    if (200..300).contains(&code) {
+                        self.transfer = Transfer::Idle;
+                        self.flow.handle(now, FlowInput::TransferSucceeded);
+                    } else if code >= 300 {
+                        self.transfer = Transfer::Idle;
+                        self.flow.handle(now, FlowInput::TransferFailed);
+                    }
+                }
+            }
+        }
+        self.drain_flow(now);
+    }
+
+    /// Fills the next 20 ms of audio for the caller and lets the flow know when the
+    /// prompts it asked for have been heard.
+    pub fn next_frame(&mut self, now: Instant, out: &mut [u8; 160]) {
+        let finished = self.playout.next_frame(out);
+        if let Some(end) = self.batch_end {
+            if finished.contains(&end) {
+                self.batch_end = None;
+                self.flow.handle(now, FlowInput::PlaybackDone);
+                self.drain_flow(now);
+            }
+        }
+    }
+
+    fn transfer_pending_accepted(&self) -> bool {
+        matches!(self.transfer, Transfer::Pending { accepted: true, .. })
+    }
+
+    fn drain_flow(&mut self, now: Instant) {
+        while let Some(o) = self.flow.poll_output() {
+            if self.phase == Phase::Ended {
+                return;
+            }
+            match o {
+                FlowOutput::Play { prompts, .. } => {
+                    self.playout.stop();
+                    self.batch_end = None;
+                    for p in prompts {
+                        let id = self.next_play_id;
+                        self.next_play_id += 1;
+                        self.playout.enqueue(id, p);
+                        self.batch_end = Some(id);
+                    }
+                    if self.batch_end.is_none() {
+                        self.flow.handle(now, FlowInput::PlaybackDone);
+                    }
+                }
+                FlowOutput::StopPlayback => {
+                    self.playout.stop();
+                    self.batch_end = None;
+                }
+                FlowOutput::Transfer { target, context } => {
+                    self.transfer = Transfer::Pending {
+                        deadline: now + TRANSFER_TIMEOUT,
+                        accepted: false,
+                    };
+                    self.outputs
+                        .push_back(CallOutput::Refer { target, context });
+                }
+                FlowOutput::Intent { node, intent } => {
+                    self.outputs.push_back(CallOutput::Intent { node, intent })
+                }
+                FlowOutput::Escalated(r) => self.outputs.push_back(CallOutput::Escalated(r)),
+                FlowOutput::Entered(n) => self.outputs.push_back(CallOutput::Node(n)),
+                FlowOutput::End(how) => {
+                    let outcome = match how {
+                        FlowEnd::Hangup => Outcome::Completed,
+                        FlowEnd::Transferred => Outcome::Transferred,
+                        FlowEnd::Error => Outcome::Failed,
+                    };
+                    self.end(outcome, true);
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome, send_bye: bool) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        let answered = self.phase == Phase::Answered;
+        self.phase = Phase::Ended;
+        self.playout.stop();
+        if send_bye && answered {
+            self.outputs.push_back(CallOutput::Hangup);
+        }
+        self.outputs.push_back(CallOutput::Ended(outcome));
+    }
+
+    /// Whether the caller's ACK has arrived (for diagnostics).
+    pub fn is_acked(&self) -> bool {
+        self.acked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::compile::tests::good_flow;
+
+    fn settings(min_ring_ms: u64) -> CallSettings {
+        CallSettings {
+            ring_budget: Duration::from_millis(4000),
+            min_ring: Duration::from_millis(min_ring_ms),
+            overflow: false,
+            codec: Codec::Pcmu,
+        }
+    }
+
+    fn kinds(c: &mut Call) -> Vec<String> {
+        std::iter::from_fn(|| c.poll_output())
+            .filter_map(|o| match o {
+                CallOutput::Ringing => Some("ringing".to_string()),
+                CallOutput::Answer => Some("answer".into()),
+                CallOutput::Refer { target, .. } => Some(format!("refer:{target}")),
+                CallOutput::Hangup => Some("bye".into()),
+                CallOutput::Ended(o) => Some(format!("ended:{}", o.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Plays frames until the flow stops asking for audio or `max` frames have passed.
+    fn play_frames(c: &mut Call, now: &mut Instant, max: usize) {
+        let mut buf = [0u8; 160];
+        for _ in 0..max {
+            *now += Duration::from_millis(20);
+            c.next_frame(*now, &mut buf);
+            if c.batch_end.is_none() {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn answers_at_once_without_min_ring() {
+        let t0 = Instant::now();
+        let mut c = Call::new(t0, Arc::new(good_flow()), settings(0));
+        assert_eq!(kinds(&mut c), ["ringing", "answer"]);
+        assert!(c.is_sending());
+    }
+
+    #[test]
+    fn ring_deadline_produces_the_answer() {
+        let t0 = Instant::now();
+        let mut c = Call::new(t0, Arc::new(good_flow()), settings(1000));
+        assert_eq!(kinds(&mut c), ["ringing"]);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(1000)));
+        c.handle_timeout(t0 + Duration::from_millis(999));
+        assert_eq!(kinds(&mut c), Vec::<String>::new());
+        c.handle_timeout(t0 + Duration::from_millis(1000));
+        assert_eq!(kinds(&mut c), ["answer"]);
+    }
+
+    #[test]
+    fn min_ring_never_exceeds_the_budget() {
+        let t0 = Instant::now();
+        let mut s = settings(0);
+        s.min_ring = Duration::from_secs(10);
+        let c = Call::new(t0, Arc::new(good_flow()), s);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(4000)));
+    }
+
+    #[test]
+    fn cancel_before_answer_is_abandoned() {
+        let t0 = Instant::now();
+        let mut c = Call::new(t0, Arc::new(good_flow()), settings(2000));
+        kinds(&mut c);
+        c.handle(t0 + Duration::from_millis(500), CallInput::Cancelled);
+        assert_eq!(kinds(&mut c), ["ended:abandoned"]);
+        assert!(c.is_ended());
+    }
+
+    #[test]
+    fn key_then_transfer_then_bye_after_notify_200() {
+        let mut now = Instant::now();
+        let mut c = Call::new(now, Arc::new(good_flow()), settings(0));
+        kinds(&mut c);
+        c.handle(now, CallInput::Acked);
+        c.handle(now, CallInput::Dtmf('1'));
+        play_frames(&mut c, &mut now, 1000);
+        assert_eq!(kinds(&mut c), ["refer:sip:billing@pbx.example.com"]);
+        c.handle(now, CallInput::ReferAnswered(202));
+        assert_eq!(kinds(&mut c), Vec::<String>::new());
+        c.handle(now, CallInput::ReferNotify(100));
+        c.handle(now, CallInput::ReferNotify(200));
+        assert_eq!(kinds(&mut c), ["bye", "ended:transferred"]);
+    }
+
+    #[test]
+    fn refused_refer_plays_failure_and_returns_to_menu() {
+        let mut now = Instant::now();
+        let mut c = Call::new(now, Arc::new(good_flow()), settings(0));
+        c.handle(now, CallInput::Dtmf('1'));
+        play_frames(&mut c, &mut now, 1000);
+        kinds(&mut c);
+        c.handle(now, CallInput::ReferAnswered(603));
+        assert!(c.batch_end.is_some(), "transfer_failed prompt is playing");
+        assert!(!c.is_ended());
+    }
+
+    #[test]
+    fn transfer_without_notify_times_out_as_failure() {
+        let mut now = Instant::now();
+        let mut c = Call::new(now, Arc::new(good_flow()), settings(0));
+        c.handle(now, CallInput::Dtmf('1'));
+        play_frames(&mut c, &mut now, 1000);
+        c.handle(now, CallInput::ReferAnswered(202));
+        let deadline = c.poll_timeout().unwrap();
+        assert_eq!(deadline, now + TRANSFER_TIMEOUT);
+        c.handle_timeout(deadline);
+        assert!(c.batch_end.is_some(), "transfer_failed prompt is playing");
+    }
+
+    #[test]
+    fn caller_hangup_ends_without_bye() {
+        let now = Instant::now();
+        let mut c = Call::new(now, Arc::new(good_flow()), settings(0));
+        kinds(&mut c);
+        c.handle(now, CallInput::PeerHangup);
+        assert_eq!(kinds(&mut c), ["ended:caller_hangup"]);
+        // Nothing happens after the end.
+        c.handle(now, CallInput::Dtmf('1'));
+        assert_eq!(kinds(&mut c), Vec::<String>::new());
+    }
+
+    #[test]
+    fn prompts_play_in_order_and_flow_waits_for_them() {
+        let mut now = Instant::now();
+        let mut c = Call::new(now, Arc::new(good_flow()), settings(0));
+        kinds(&mut c);
+        // Greeting prompt: 800 samples of silence = 5 frames, then the menu prompt.
+        let first = c.batch_end;
+        play_frames(&mut c, &mut now, 10);
+        play_frames(&mut c, &mut now, 1);
+        assert_ne!(c.batch_end, first, "menu prompt queued after the greeting");
+    }
+
+    #[test]
+    fn held_call_does_not_send() {
+        let now = Instant::now();
+        let mut c = Call::new(now, Arc::new(good_flow()), settings(0));
+        c.handle(now, CallInput::Hold(true));
+        assert!(!c.is_sending());
+        c.handle(now, CallInput::Hold(false));
+        assert!(c.is_sending());
+    }
+}

@@ -1,0 +1,391 @@
+//! The daemon's configuration file (YAML). Every field has a default, unknown fields are
+//! rejected, and validation reports every problem at once with the file and line.
+
+use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where `ivrd run` and `ivrd check` look for a config when none is given.
+pub const DEFAULT_CONFIG_PATHS: &[&str] = &["ivrd.yaml", "/etc/ivrd/ivrd.yaml"];
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP listeners.
+    pub sip: SipConfig,
+    /// RTP media.
+    pub media: MediaConfig,
+    /// How fast calls are answered.
+    pub answer: AnswerConfig,
+    /// Capacity and what happens beyond it.
+    pub limits: LimitsConfig,
+    /// Call flows.
+    pub flows: FlowsConfig,
+    /// Directory of prompt WAV files (`NAME.wav`), relative to the config file.
+    pub sounds: Option<PathBuf>,
+    /// Prometheus exporter.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP listen address; `~` disables UDP. Port 0 picks a free port.
+    pub udp: Option<SocketAddr>,
+    /// TCP listen address; `~` disables TCP.
+    pub tcp: Option<SocketAddr>,
+    /// Address written in Contact headers when ivrd is behind NAT (defaults to the listener's).
+    pub public_ip: Option<IpAddr>,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            udp: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 5060)),
+            tcp: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 5060)),
+            public_ip: None,
+            user_agent: format!("ivrd/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Local address RTP sockets bind to.
+    pub rtp_ip: IpAddr,
+    /// Address announced in SDP (c=) when behind NAT (defaults to `rtp_ip`).
+    pub public_ip: Option<IpAddr>,
+    /// RTP port range, e.g. "20000-29999", or "0" for ephemeral ports.
+    pub rtp_ports: PortRange,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_ip: Ipv4Addr::LOCALHOST.into(),
+            public_ip: None,
+            rtp_ports: PortRange::Range(20000, 29999),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRange {
+    Ephemeral,
+    Range(u16, u16),
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "0" {
+            return Ok(PortRange::Ephemeral);
+        }
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("port range '{s}' must be \"MIN-MAX\" or \"0\""))?;
+        let parse = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("'{p}' is not a port number"))
+        };
+        let (a, b) = (parse(a)?, parse(b)?);
+        if a == 0 || a > b || b - a < 1 {
+            return Err(format!("port range '{s}' must have 0 < MIN < MAX"));
+        }
+        Ok(PortRange::Range(a, b))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Accept both `rtp_ports: 0` and `rtp_ports: "20000-29999"`.
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s,
+            _ => return Err(serde::de::Error::custom("expected \"MIN-MAX\" or 0")),
+        };
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    /// The longest a caller may hear ringing: INVITE received -> 200 OK sent.
+    pub ring_budget_ms: u64,
+    /// Ring at least this long before answering (for admins who want one audible ring).
+    pub min_ring_ms: u64,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        AnswerConfig {
+            ring_budget_ms: 4000,
+            min_ring_ms: 0,
+        }
+    }
+}
+
+impl AnswerConfig {
+    pub fn ring_budget(&self) -> Duration {
+        Duration::from_millis(self.ring_budget_ms)
+    }
+    pub fn min_ring(&self) -> Duration {
+        Duration::from_millis(self.min_ring_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// Answer anyway and run the flow's overflow node (message, later a callback offer).
+    #[default]
+    Answer,
+    /// Refuse with 503 Service Unavailable and Retry-After.
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls that run their flow normally.
+    pub max_calls: usize,
+    /// What happens to calls beyond `max_calls`.
+    pub overflow: Overflow,
+    /// Calls beyond `max_calls` that are still answered with the overflow node; past this, 503.
+    pub max_overflow_calls: usize,
+    /// Retry-After seconds sent with 503.
+    pub retry_after_s: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_calls: 500,
+            overflow: Overflow::Answer,
+            max_overflow_calls: 100,
+            retry_after_s: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Directory of flow files (`*.yaml`), relative to the config file.
+    pub dir: PathBuf,
+    /// Flow for calls whose dialled number has no route.
+    pub default: String,
+    /// Dialled number (Request-URI user part) -> flow name.
+    pub routes: IndexMap<String, String>,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            dir: PathBuf::from("flows"),
+            default: "support-line".to_string(),
+            routes: IndexMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Prometheus scrape address; `~` disables the exporter.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9464)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "info,ivrd::io=debug". RUST_LOG overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A config with its paths resolved against the directory of the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: Config,
+    pub flows_dir: PathBuf,
+    pub sounds_dir: PathBuf,
+}
+
+impl Config {
+    /// Finds the config file to use when none was given on the command line.
+    pub fn default_path() -> Option<PathBuf> {
+        if let Ok(p) = std::env::var("IVRD_CONFIG") {
+            return Some(PathBuf::from(p));
+        }
+        DEFAULT_CONFIG_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostics(vec![Diagnostic::new(path, format!("cannot read: {e}"))]))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, Diagnostics> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| Diagnostics(vec![yaml_diagnostic(path, &e)]))?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let flows_dir = base.join(&config.flows.dir);
+        let sounds_dir = base.join(config.sounds.clone().unwrap_or_else(|| "sounds".into()));
+        let mut errors = Vec::new();
+        let line_of = |key: &str| find_key_line(text, key);
+        let a = &config.answer;
+        if a.ring_budget_ms < 100 || a.ring_budget_ms > 60_000 {
+            errors.push(
+                Diagnostic::new(path, "answer.ring_budget_ms must be between 100 and 60000")
+                    .at(line_of("ring_budget_ms")),
+            );
+        }
+        if a.min_ring_ms >= a.ring_budget_ms {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    format!(
+                        "answer.min_ring_ms ({}) must be below answer.ring_budget_ms ({})",
+                        a.min_ring_ms, a.ring_budget_ms
+                    ),
+                )
+                .at(line_of("min_ring_ms")),
+            );
+        }
+        if config.limits.max_calls == 0 {
+            errors.push(
+                Diagnostic::new(path, "limits.max_calls must be at least 1")
+                    .at(line_of("max_calls")),
+            );
+        }
+        if config.sip.udp.is_none() && config.sip.tcp.is_none() {
+            errors.push(Diagnostic::new(
+                path,
+                "sip: at least one of udp and tcp must be enabled",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+            errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("level")));
+        }
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            config,
+            flows_dir,
+            sounds_dir,
+        })
+    }
+}
+
+/// First line (1-based) where `key:` appears as a YAML key. Good enough to point an admin
+/// at a scalar setting; serde_yaml does not keep positions for values.
+pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_on_loopback() {
+        let c = Config::parse(Path::new("/etc/ivrd/ivrd.yaml"), "").unwrap();
+        assert_eq!(
+            c.config.sip.udp.unwrap().ip(),
+            IpAddr::from(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(c.config.answer.ring_budget_ms, 4000);
+        assert_eq!(c.flows_dir, PathBuf::from("/etc/ivrd/flows"));
+        assert_eq!(c.sounds_dir, PathBuf::from("/etc/ivrd/sounds"));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_line() {
+        let e = Config::parse(
+            Path::new("c.yaml"),
+            "answer:\n  ring_budget_ms: 3000\n  rings: 2\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].line, Some(3));
+        assert!(e.0[0].message.contains("rings"), "{}", e);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported() {
+        let text = "answer:\n  ring_budget_ms: 50\n  min_ring_ms: 60\nlimits:\n  max_calls: 0\n";
+        let e = Config::parse(Path::new("c.yaml"), text).unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+        assert_eq!(e.0[0].line, Some(2));
+        assert_eq!(e.0[1].line, Some(3));
+        assert_eq!(e.0[2].line, Some(5));
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!("0".parse::<PortRange>(), Ok(PortRange::Ephemeral));
+        assert_eq!(
+            "2000-2100".parse::<PortRange>(),
+            Ok(PortRange::Range(2000, 2100))
+        );
+        assert!("2100-2000".parse::<PortRange>().is_err());
+        assert!("x".parse::<PortRange>().is_err());
+        let c = Config::parse(Path::new("c.yaml"), "media:\n  rtp_ports: 0\n").unwrap();
+        assert_eq!(c.config.media.rtp_ports, PortRange::Ephemeral);
+    }
+}

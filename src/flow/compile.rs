@@ -1,0 +1,744 @@
+//! Flow compiler: YAML text -> checked [`Flow`]. It collects every problem in one pass
+//! (unknown node, missing prompt, bad SIP URI, unreachable node, key collisions, ...) and
+//! reports each with the file, the node and the line, so an admin fixes them all at once.
+
+use super::schema::{FlowFile, IntentDef, NodeDef, Prompts, RetryDef};
+use super::source_map::SourceMap;
+use super::{Escalation, Flow, Intent, Menu, Node, NodeId, NodeKind, Retry};
+use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
+use crate::media::prompt::Prompt;
+use crate::sip::uri::validate_transfer_target;
+use indexmap::IndexMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where compiled flows get their audio. Implemented over the sounds directory by
+/// [`crate::media::library::SoundLibrary`]; tests use an in-memory source.
+pub trait PromptSource {
+    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String>;
+}
+
+/// Keys a caller can press.
+const DTMF_KEYS: &str = "0123456789*#ABCD";
+
+/// Longest key sequence a menu choice may have.
+const MAX_DTMF_LEN: usize = 8;
+
+/// Every flow of a directory plus the routing from dialled numbers to flows.
+#[derive(Debug)]
+pub struct FlowSet {
+    pub flows: IndexMap<String, Arc<Flow>>,
+    pub default: Arc<Flow>,
+    pub routes: HashMap<String, Arc<Flow>>,
+}
+
+impl FlowSet {
+    /// The flow for a dialled number (Request-URI user part).
+    pub fn route(&self, dialled: &str) -> Arc<Flow> {
+        self.routes
+            .get(dialled)
+            .cloned()
+            .unwrap_or_else(|| self.default.clone())
+    }
+}
+
+/// Files in a flows directory that are not flows.
+const NOT_FLOWS: &[&str] = &["outages.yaml"];
+
+/// Compiles every `*.yaml` flow in `dir` and resolves the config's routes.
+pub fn compile_dir(
+    dir: &Path,
+    default: &str,
+    routes: &IndexMap<String, String>,
+    config_file: &Path,
+    prompts: &mut dyn PromptSource,
+) -> Result<FlowSet, Diagnostics> {
+    let mut errors = Vec::new();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| NOT_FLOWS.iter().any(|x| n == *x))
+            })
+            .collect(),
+        Err(e) => {
+            return Err(Diagnostics(vec![Diagnostic::new(
+                dir,
+                format!("cannot read flows directory: {e}"),
+            )]))
+        }
+    };
+    files.sort();
+    let mut flows: IndexMap<String, Arc<Flow>> = IndexMap::new();
+    for file in &files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(Diagnostic::new(file, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        match compile(file, &text, prompts) {
+            Ok(flow) => {
+                if let Some(other) = flows.get(&flow.name) {
+                    errors.push(Diagnostic::new(
+                        file,
+                        format!(
+                            "flow name '{}' is already used by {}",
+                            flow.name,
+                            other.file.display()
+                        ),
+                    ));
+                } else {
+                    flows.insert(flow.name.clone(), Arc::new(flow));
+                }
+            }
+            Err(mut e) => errors.append(&mut e.0),
+        }
+    }
+    if files.is_empty() {
+        errors.push(Diagnostic::new(dir, "no flow files (*.yaml) found"));
+    }
+    let lookup = |name: &str, what: String, errors: &mut Vec<Diagnostic>| {
+        let found = flows.get(name).cloned();
+        if found.is_none() && errors.is_empty() {
+            errors.push(Diagnostic::new(
+                config_file,
+                format!("{what}: no flow named '{name}' in {}", dir.display()),
+            ));
+        }
+        found
+    };
+    let default_flow = lookup(default, "flows.default".into(), &mut errors);
+    let mut routed = HashMap::new();
+    for (number, name) in routes {
+        if let Some(f) = lookup(name, format!("flows.routes.{number}"), &mut errors) {
+            routed.insert(number.clone(), f);
+        }
+    }
+    match default_flow {
+        Some(default) if errors.is_empty() => Ok(FlowSet {
+            flows,
+            default,
+            routes: routed,
+        }),
+        _ => Err(Diagnostics(errors)),
+    }
+}
+
+/// Compiles one flow file.
+pub fn compile(
+    file: &Path,
+    text: &str,
+    prompts: &mut dyn PromptSource,
+) -> Result<Flow, Diagnostics> {
+    let def: FlowFile =
+        serde_yaml::from_str(text).map_err(|e| Diagnostics(vec![yaml_diagnostic(file, &e)]))?;
+    let mut c = Compiler {
+        file,
+        map: SourceMap::new(text),
+        prompts,
+        errors: Vec::new(),
+        ids: def
+            .nodes
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect(),
+    };
+    let flow = c.flow(&def);
+    if c.errors.is_empty() {
+        Ok(flow)
+    } else {
+        Err(Diagnostics(c.errors))
+    }
+}
+
+struct Compiler<'a> {
+    file: &'a Path,
+    map: SourceMap<'a>,
+    prompts: &'a mut dyn PromptSource,
+    errors: Vec<Diagnostic>,
+    ids: HashMap<String, NodeId>,
+}
+
+impl Compiler<'_> {
+    fn err_top(&mut self, key: &str, msg: String) {
+        let line = self.map.top(key);
+        self.errors.push(Diagnostic::new(self.file, msg).at(line));
+    }
+
+    fn err_node(&mut self, node: &str, field: Option<&str>, msg: String) {
+        let line = field
+            .and_then(|f| self.map.node_field(node, f))
+            .or_else(|| self.map.node(node));
+        self.errors
+            .push(Diagnostic::new(self.file, msg).at(line).in_node(node));
+    }
+
+    /// Resolves a node reference; unknown names are reported and map to 0 so that
+    /// compilation can go on and find the remaining errors.
+    fn target(&mut self, node: &str, field: &str, name: &str) -> NodeId {
+        match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                self.err_node(
+                    node,
+                    Some(field),
+                    format!("{field}: no node named '{name}'"),
+                );
+                0
+            }
+        }
+    }
+
+    fn top_target(&mut self, key: &str, field: Option<&str>, name: &str) -> NodeId {
+        match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                let line = match field {
+                    Some(f) => self.map.top_field(key, f),
+                    None => self.map.top(key),
+                };
+                let what = field.map(|f| format!("{key}.{f}")).unwrap_or(key.into());
+                self.errors.push(
+                    Diagnostic::new(self.file, format!("{what}: no node named '{name}'")).at(line),
+                );
+                0
+            }
+        }
+    }
+
+    fn load_prompts(
+        &mut self,
+        node: Option<&str>,
+        field: &str,
+        p: Option<&Prompts>,
+    ) -> Vec<Arc<Prompt>> {
+        let Some(p) = p else { return Vec::new() };
+        let mut out = Vec::new();
+        for name in p.names() {
+            match self.prompts.prompt(name) {
+                Ok(pr) => out.push(pr),
+                Err(e) => match node {
+                    Some(n) => {
+                        self.err_node(n, Some(field), format!("{field}: prompt '{name}': {e}"))
+                    }
+                    None => {
+                        let line = self.map.top_field("escalation", field);
+                        self.errors.push(
+                            Diagnostic::new(
+                                self.file,
+                                format!("escalation.{field}: prompt '{name}': {e}"),
+                            )
+                            .at(line),
+                        );
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    fn flow(&mut self, def: &FlowFile) -> Flow {
+        if def.version != 1 {
+            self.err_top(
+                "version",
+                format!("version {} is not supported (only 1)", def.version),
+            );
+        }
+        if def.flow.trim().is_empty()
+            || !def
+                .flow
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.err_top(
+                "flow",
+                format!(
+                    "flow name '{}' must be letters, digits, '-', '_' or '.'",
+                    def.flow
+                ),
+            );
+        }
+        if def.nodes.is_empty() {
+            self.err_top("nodes", "a flow needs at least one node".into());
+        }
+        let start = self.top_target("start", None, &def.start);
+        let overflow = def
+            .overflow
+            .as_ref()
+            .map(|o| self.top_target("overflow", None, o));
+        let escalation = def.escalation.as_ref().map(|e| {
+            let dtmf = match e.dtmf.as_deref() {
+                None => None,
+                Some(k) if k.len() == 1 && DTMF_KEYS.contains(k) => k.chars().next(),
+                Some(k) => {
+                    let line = self.map.top_field("escalation", "dtmf");
+                    self.errors.push(
+                        Diagnostic::new(
+                            self.file,
+                            format!("escalation.dtmf: '{k}' is not a single key (0-9, *, #, A-D)"),
+                        )
+                        .at(line),
+                    );
+                    None
+                }
+            };
+            if let Err(msg) = validate_transfer_target(&e.target) {
+                let line = self.map.top_field("escalation", "target");
+                self.errors
+                    .push(Diagnostic::new(self.file, format!("escalation.target: {msg}")).at(line));
+            }
+            Escalation {
+                dtmf,
+                target: e.target.clone(),
+                prompts: self.load_prompts(None, "play", e.play.as_ref()),
+                after_failures: e.after_failures,
+                on_fail: e
+                    .on_fail
+                    .as_ref()
+                    .map(|n| self.top_target("escalation", Some("on_fail"), n)),
+            }
+        });
+        let esc_key = escalation.as_ref().and_then(|e| e.dtmf);
+        let mut nodes = Vec::with_capacity(def.nodes.len());
+        for (name, n) in &def.nodes {
+            let kind = self.node(name, n, def, esc_key);
+            nodes.push(Node {
+                name: name.clone(),
+                kind,
+                bargein: n.bargein.unwrap_or(def.defaults.bargein),
+            });
+        }
+        let flow = Flow {
+            name: def.flow.clone(),
+            file: self.file.to_path_buf(),
+            start,
+            overflow,
+            escalation,
+            nodes,
+        };
+        if self.errors.is_empty() {
+            self.check_graph(&flow);
+        }
+        flow
+    }
+
+    fn node(&mut self, name: &str, n: &NodeDef, def: &FlowFile, esc_key: Option<char>) -> NodeKind {
+        let actions: Vec<&str> = [
+            ("menu", n.menu.is_some()),
+            ("transfer", n.transfer.is_some()),
+            ("goto", n.goto.is_some()),
+            ("hangup", n.hangup.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| *k)
+        .collect();
+        if actions.len() > 1 {
+            self.err_node(
+                name,
+                None,
+                format!(
+                    "a node does one thing, but this one has {}",
+                    actions.join(" and ")
+                ),
+            );
+        }
+        // Fields that only make sense for one kind of node.
+        let mut only = |field: &str, set: bool, kind: &str| {
+            if set {
+                self.err_node(
+                    name,
+                    Some(field),
+                    format!("'{field}' only belongs on {kind} nodes"),
+                );
+            }
+        };
+        let kind = actions.first().copied().unwrap_or("play");
+        only("next", n.next.is_some() && kind != "play", "play");
+        only("intents", n.intents.is_some() && kind != "menu", "menu");
+        only("no_input", n.no_input.is_some() && kind != "menu", "menu");
+        only("no_match", n.no_match.is_some() && kind != "menu", "menu");
+        only(
+            "timeout_ms",
+            n.timeout_ms.is_some() && kind != "menu",
+            "menu",
+        );
+        only(
+            "on_failure",
+            n.on_failure.is_some() && kind != "menu",
+            "menu",
+        );
+        only(
+            "on_fail",
+            n.on_fail.is_some() && kind != "transfer",
+            "transfer",
+        );
+        only(
+            "play",
+            n.play.is_some() && (kind == "menu" || kind == "goto"),
+            "play, transfer and hangup",
+        );
+        match kind {
+            "menu" => NodeKind::Menu(self.menu(name, n, def, esc_key)),
+            "transfer" => {
+                let target = n.transfer.clone().unwrap_or_default();
+                if let Err(msg) = validate_transfer_target(&target) {
+                    self.err_node(name, Some("transfer"), format!("transfer: {msg}"));
+                }
+                let on_fail = match &n.on_fail {
+                    Some(t) => self.target(name, "on_fail", t),
+                    None => {
+                        self.err_node(
+                            name,
+                            Some("transfer"),
+                            "a transfer node needs 'on_fail': where the caller goes if the transfer fails".into(),
+                        );
+                        0
+                    }
+                };
+                NodeKind::Transfer {
+                    target,
+                    prompts: self.load_prompts(Some(name), "play", n.play.as_ref()),
+                    on_fail,
+                }
+            }
+            "goto" => NodeKind::Goto(self.target(name, "goto", n.goto.as_deref().unwrap_or(""))),
+            "hangup" => {
+                if n.hangup == Some(false) {
+                    self.err_node(
+                        name,
+                        Some("hangup"),
+                        "'hangup: false' does nothing; remove it or use true".into(),
+                    );
+                }
+                NodeKind::Hangup {
+                    prompts: self.load_prompts(Some(name), "play", n.play.as_ref()),
+                }
+            }
+            _ => {
+                if n.play.is_none() {
+                    self.err_node(
+                        name,
+                        None,
+                        "node has no action: give it one of play, menu, transfer, goto or hangup"
+                            .into(),
+                    );
+                }
+                let next = match &n.next {
+                    Some(t) => self.target(name, "next", t),
+                    None => {
+                        if n.play.is_some() {
+                            self.err_node(
+                                name,
+                                Some("play"),
+                                "a play node needs 'next' (or use hangup: true to end the call)"
+                                    .into(),
+                            );
+                        }
+                        0
+                    }
+                };
+                NodeKind::Play {
+                    prompts: self.load_prompts(Some(name), "play", n.play.as_ref()),
+                    next,
+                }
+            }
+        }
+    }
+
+    fn menu(&mut self, name: &str, n: &NodeDef, def: &FlowFile, esc_key: Option<char>) -> Menu {
+        let prompts = self.load_prompts(Some(name), "menu", n.menu.as_ref());
+        let mut intents = Vec::new();
+        let empty = IndexMap::new();
+        let defs: &IndexMap<String, IntentDef> = n.intents.as_ref().unwrap_or(&empty);
+        if defs.is_empty() {
+            self.err_node(
+                name,
+                Some("menu"),
+                "a menu needs 'intents': the choices callers can make".into(),
+            );
+        }
+        let mut keys: HashMap<String, String> = HashMap::new();
+        for (iname, i) in defs {
+            if let Some(k) = &i.dtmf {
+                if k.is_empty()
+                    || k.len() > MAX_DTMF_LEN
+                    || !k.chars().all(|c| DTMF_KEYS.contains(c))
+                {
+                    self.err_node(name, Some(iname), format!("intent '{iname}': dtmf '{k}' must be 1-{MAX_DTMF_LEN} keys of 0-9, *, #, A-D"));
+                } else if let Some(other) = keys.insert(k.clone(), iname.clone()) {
+                    self.err_node(
+                        name,
+                        Some(iname),
+                        format!("intent '{iname}': key '{k}' is already used by intent '{other}'"),
+                    );
+                }
+                if let Some(e) = esc_key {
+                    if k.starts_with(e) {
+                        self.err_node(name, Some(iname), format!("intent '{iname}': key '{e}' is the flow's escalation key and works in every node"));
+                    }
+                }
+            } else if i.phrases.is_empty() {
+                self.err_node(
+                    name,
+                    Some(iname),
+                    format!(
+                        "intent '{iname}' has neither dtmf nor phrases, so no caller can choose it"
+                    ),
+                );
+            }
+            let goto = self.target(name, "goto", &i.goto);
+            intents.push(Intent {
+                name: iname.clone(),
+                dtmf: i.dtmf.clone(),
+                phrases: i.phrases.clone(),
+                goto,
+            });
+        }
+        let mut retry = |field: &str, r: Option<&RetryDef>| {
+            let r = r.cloned().unwrap_or_default();
+            Retry {
+                prompts: self.load_prompts(Some(name), field, r.reprompt.as_ref()),
+                max: r.max,
+            }
+        };
+        let no_input = retry("no_input", n.no_input.as_ref());
+        let no_match = retry("no_match", n.no_match.as_ref());
+        let timeout_ms = n.timeout_ms.unwrap_or(def.defaults.no_input_ms);
+        if !(500..=120_000).contains(&timeout_ms) {
+            self.err_node(
+                name,
+                Some("timeout_ms"),
+                format!("timeout_ms {timeout_ms} must be between 500 and 120000"),
+            );
+        }
+        Menu {
+            prompts,
+            intents,
+            no_input,
+            no_match,
+            timeout: Duration::from_millis(timeout_ms),
+            inter_digit: Duration::from_millis(def.defaults.inter_digit_ms),
+            on_failure: n
+                .on_failure
+                .as_ref()
+                .map(|t| self.target(name, "on_failure", t)),
+        }
+    }
+
+    /// Graph checks once every reference resolves: unreachable nodes and goto-only loops.
+    fn check_graph(&mut self, flow: &Flow) {
+        let mut roots = vec![flow.start];
+        roots.extend(flow.overflow);
+        if let Some(e) = &flow.escalation {
+            roots.extend(e.on_fail);
+        }
+        let mut seen = HashSet::new();
+        let mut queue: VecDeque<NodeId> = roots.into_iter().collect();
+        while let Some(id) = queue.pop_front() {
+            if !seen.insert(id) {
+                continue;
+            }
+            queue.extend(successors(&flow.nodes[id].kind));
+        }
+        for (id, node) in flow.nodes.iter().enumerate() {
+            if !seen.contains(&id) {
+                self.err_node(
+                    &node.name,
+                    None,
+                    "unreachable: no path from 'start', 'overflow' or escalation leads here".into(),
+                );
+            }
+        }
+        // A cycle of goto nodes would spin forever without the caller hearing anything.
+        for (id, node) in flow.nodes.iter().enumerate() {
+            let mut cur = id;
+            let mut steps = 0;
+            while let NodeKind::Goto(next) = flow.nodes[cur].kind {
+                cur = next;
+                steps += 1;
+                if cur == id || steps > flow.nodes.len() {
+                    self.err_node(
+                        &node.name,
+                        Some("goto"),
+                        "goto loop: these nodes only jump to each other".into(),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn successors(kind: &NodeKind) -> Vec<NodeId> {
+    match kind {
+        NodeKind::Play { next, .. } => vec![*next],
+        NodeKind::Menu(m) => m
+            .intents
+            .iter()
+            .map(|i| i.goto)
+            .chain(m.on_failure)
+            .collect(),
+        NodeKind::Transfer { on_fail, .. } => vec![*on_fail],
+        NodeKind::Goto(t) => vec![*t],
+        NodeKind::Hangup { .. } => vec![],
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Prompts made of silence; names containing "missing" do not exist.
+    pub struct FakePrompts;
+    impl PromptSource for FakePrompts {
+        fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String> {
+            if name.contains("missing") {
+                return Err("sounds/missing.wav: No such file or directory".into());
+            }
+            Ok(Arc::new(
+                Prompt::from_samples(name, &vec![0.0; 800], 8000).unwrap(),
+            ))
+        }
+    }
+
+    pub const GOOD: &str = r#"
+version: 1
+flow: test
+start: greet
+overflow: busy
+escalation:
+  target: sip:supervisor@pbx.example.com
+  play: to_supervisor
+  on_fail: menu
+nodes:
+  greet: {play: greeting, next: menu}
+  menu:
+    menu: main_menu
+    intents:
+      billing: {dtmf: "1", goto: billing}
+      support: {dtmf: "2", goto: support}
+      hours: {dtmf: "3", goto: hours}
+      long: {dtmf: "42", goto: hours}
+      four: {dtmf: "4", goto: bye}
+    no_input: {reprompt: no_input, max: 2}
+    no_match: {reprompt: no_match, max: 1}
+    on_failure: bye
+  hours: {play: hours, next: menu}
+  billing: {transfer: "sip:billing@pbx.example.com", play: to_billing, on_fail: failed}
+  support: {transfer: "sip:support@pbx.example.com", on_fail: failed}
+  failed: {play: transfer_failed, next: menu}
+  bye: {hangup: true, play: goodbye}
+  busy: {play: overflow, next: bye}
+"#;
+
+    pub fn good_flow() -> Flow {
+        compile(Path::new("t.yaml"), GOOD, &mut FakePrompts).unwrap()
+    }
+
+    #[test]
+    fn good_flow_compiles() {
+        let f = good_flow();
+        assert_eq!(f.name, "test");
+        assert_eq!(f.node(f.start).name, "greet");
+        assert_eq!(f.escalation.as_ref().unwrap().dtmf, Some('0'));
+        let NodeKind::Menu(m) = &f.node(f.node_id("menu").unwrap()).kind else {
+            panic!("menu")
+        };
+        assert_eq!(m.intents.len(), 5);
+        assert_eq!(m.timeout, Duration::from_millis(6000));
+        assert_eq!(m.no_match.max, 1);
+    }
+
+    #[test]
+    fn reports_every_error_with_line_and_node() {
+        let bad = r#"version: 1
+flow: bad
+start: greet
+nodes:
+  greet: {play: greeting, next: nowhere}
+  menu:
+    menu: missing_prompt
+    intents:
+      a: {dtmf: "1", goto: greet}
+      b: {dtmf: "1", goto: greet}
+      c: {dtmf: "0", goto: greet}
+  xfer:
+    transfer: "not a uri"
+    on_fail: greet
+  orphan: {play: greeting, next: greet}
+"#;
+        let bad = bad.replace(
+            "flow: bad\n",
+            "flow: bad\nescalation: {target: \"sip:s@x\"}\n",
+        );
+        let e = compile(Path::new("bad.yaml"), &bad, &mut FakePrompts).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("bad.yaml:6: node 'greet': next: no node named 'nowhere'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.yaml:8: node 'menu': menu: prompt 'missing_prompt'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("node 'menu': intent 'b': key '1' is already used by intent 'a'"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "bad.yaml:12: node 'menu': intent 'c': key '0' is the flow's escalation key"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.yaml:14: node 'xfer': transfer:"),
+            "{text}"
+        );
+        assert_eq!(e.0.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn unreachable_nodes_and_goto_loops_are_errors() {
+        let text = r#"version: 1
+flow: g
+start: a
+nodes:
+  a: {play: p, next: b}
+  b: {goto: c}
+  c: {goto: b}
+  lonely: {hangup: true}
+"#;
+        let e = compile(Path::new("g.yaml"), text, &mut FakePrompts).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("g.yaml:8: node 'lonely': unreachable"), "{s}");
+        assert!(s.contains("node 'b': goto loop"), "{s}");
+        assert!(s.contains("node 'c': goto loop"), "{s}");
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_have_lines() {
+        let text = "version: 1\nflow: u\nstart: a\nnodes:\n  a:\n    play: p\n    nxt: a\n";
+        let e = compile(Path::new("u.yaml"), text, &mut FakePrompts).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert!(e.0[0].message.contains("nxt"), "{e}");
+        assert_eq!(e.0[0].line, Some(7), "{e}");
+        assert!(!e.0[0].message.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn node_with_two_actions_is_rejected() {
+        let text = "version: 1\nflow: u\nstart: a\nnodes:\n  a: {goto: a, hangup: true}\n";
+        let e = compile(Path::new("u.yaml"), text, &mut FakePrompts).unwrap_err();
+        assert!(e.to_string().contains("has goto and hangup"), "{e}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The YAML call-flow format as admins write it. Unknown fields are rejected; the compiler
+//! (`compile.rs`) turns this into a checked [`super::Flow`].
+//!
+//! A node does one thing, chosen by which action key it has:
+//! `play` + `next`, `menu` + `intents`, `transfer`, `goto` or `hangup`.
+//! `play` also works as a lead-in prompt on `transfer` and `hangup` nodes.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowFile {
+    /// Format version; only 1 exists.
+    pub version: u32,
+    /// The flow's name, used in config routes, metrics and transfer headers.
+    pub flow: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// First node of every call.
+    pub start: String,
+    /// Node for calls answered beyond `limits.max_calls` (a message and goodbye, or a callback offer).
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Reaching a person from anywhere in the call.
+    #[serde(default)]
+    pub escalation: Option<EscalationDef>,
+    #[serde(default)]
+    pub defaults: DefaultsDef,
+    pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// One prompt name or a list played in order. A name is `sounds/NAME.wav`; a name
+/// containing `/` or ending in `.wav` is a path relative to the sounds directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Prompts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Prompts {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Prompts::One(s) => vec![s.as_str()],
+            Prompts::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationDef {
+    /// Key that reaches a person from any node (default "0"); `~` disables the key.
+    #[serde(default = "default_escalation_key")]
+    pub dtmf: Option<String>,
+    /// Where escalated calls are transferred.
+    pub target: String,
+    /// Said before transferring ("Connecting you to a supervisor.").
+    #[serde(default)]
+    pub play: Option<Prompts>,
+    /// Consecutive failed inputs (no input or no match) that escalate on their own; 0 = never.
+    #[serde(default = "default_after_failures")]
+    pub after_failures: u32,
+    /// Node to continue at when the escalation transfer fails (default: hang up).
+    #[serde(default)]
+    pub on_fail: Option<String>,
+}
+
+fn default_escalation_key() -> Option<String> {
+    Some("0".to_string())
+}
+
+fn default_after_failures() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultsDef {
+    /// How long a menu waits for the first key after its prompt ends.
+    pub no_input_ms: u64,
+    /// How long a menu waits for the next key of a multi-key choice.
+    pub inter_digit_ms: u64,
+    /// Whether a key press stops prompts (and is kept for the next menu).
+    pub bargein: bool,
+}
+
+impl Default for DefaultsDef {
+    fn default() -> Self {
+        DefaultsDef {
+            no_input_ms: 6000,
+            inter_digit_ms: 2000,
+            bargein: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDef {
+    /// Prompts to play. Alone (with `next`) it is a play node; on transfer/hangup nodes it is said first.
+    pub play: Option<Prompts>,
+    /// Node after a play node.
+    pub next: Option<String>,
+    /// The question a menu asks; the node waits for one of `intents` afterwards.
+    pub menu: Option<Prompts>,
+    /// The choices of a menu, by intent name.
+    pub intents: Option<IndexMap<String, IntentDef>>,
+    pub no_input: Option<RetryDef>,
+    pub no_match: Option<RetryDef>,
+    /// Overrides `defaults.no_input_ms` for this menu.
+    pub timeout_ms: Option<u64>,
+    /// Node after the retries of a menu are used up (default: escalate, or hang up if no escalation).
+    pub on_failure: Option<String>,
+    /// SIP URI to transfer the caller to (REFER).
+    pub transfer: Option<String>,
+    /// Node to continue at when a transfer fails or is refused.
+    pub on_fail: Option<String>,
+    /// Jump to another node.
+    pub goto: Option<String>,
+    /// End the call (after `play`, if any).
+    pub hangup: Option<bool>,
+    /// Overrides `defaults.bargein` for this node.
+    pub bargein: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentDef {
+    /// Key sequence that picks this intent, e.g. "1" or "42".
+    pub dtmf: Option<String>,
+    /// Example phrases a caller may say (speech routing).
+    #[serde(default)]
+    pub phrases: Vec<String>,
+    /// Node the intent leads to.
+    pub goto: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    /// Said before the menu's question is asked again.
+    #[serde(default)]
+    pub reprompt: Option<Prompts>,
+    /// How many times the question is asked again before `on_failure`.
+    #[serde(default = "default_max_retries")]
+    pub max: u32,
+}
+
+fn default_max_retries() -> u32 {
+    2
+}
+
+impl Default for RetryDef {
+    fn default() -> Self {
+        RetryDef {
+            reprompt: None,
+            max: default_max_retries(),
+        }
+    }
+}

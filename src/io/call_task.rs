@@ -1,0 +1,602 @@
+//! One tokio task per call: it owns the call's state machine, its RTP socket and its
+//! dialog events, and does only I/O — every decision is the pure [`Call`]'s.
+
+use super::sip_endpoint::{allow_header, contact_for, reply, Admission, Shared, Slot};
+use crate::call::{Call, CallInput, CallOutput, CallSettings, Outcome};
+use crate::media::dtmf::{parse_info, Rfc4733Receiver};
+use crate::media::g711::Codec;
+use crate::media::playout::Pacer;
+use crate::media::rtp::{parse as parse_rtp, RtpStreamOut};
+use crate::metrics as m;
+use crate::sip::context;
+use crate::sip::sdp::{self, LocalAudio, Negotiated, RemoteAudio, SdpError};
+use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{HasHeaders, Header, Request, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Entry point for a new INVITE (no To tag). Refusals are answered here; accepted calls
+/// run until they end.
+pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
+    let call_id = tx
+        .original
+        .call_id_header()
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    let dialled = tx.original.uri.user().unwrap_or_default().to_string();
+    let flow = shared.flows.load().route(&dialled);
+    let span = info_span!("call", call_id = %call_id, flow = %flow.name);
+    async move {
+        debug!(dialled = %dialled, from = ?tx.original.from_header().map(|f| f.value().to_string()).ok(), "INVITE");
+        let offer = match check_invite(&tx.original) {
+            Ok(o) => o,
+            Err(refusal) => {
+                info!(code = u16::from(refusal.code.clone()), reason = refusal.reason, "call refused");
+                m_calls_total(refusal.reason);
+                reply(tx, refusal.code, refusal.headers, refusal.reason);
+                return;
+            }
+        };
+        let Some(admission) = Admission::try_admit(&shared, flow.overflow.is_some()) else {
+            info!("call refused: at capacity");
+            m_calls_total("rejected_capacity");
+            let retry = Header::RetryAfter(shared.limits.retry_after_s.to_string().into());
+            reply(tx, StatusCode::ServiceUnavailable, vec![retry], "capacity");
+            return;
+        };
+        let socket = match shared.rtp_ports.bind() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no RTP port");
+                m_calls_total("rejected_no_port");
+                reply(tx, StatusCode::ServiceUnavailable, vec![], "no_rtp_port");
+                return;
+            }
+        };
+        let overflow = matches!(admission.slot, Slot::Overflow);
+        metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
+        let outcome = CallTask::start(tx, received, shared, flow, offer, socket, overflow).await;
+        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+        m_calls_total(outcome);
+        info!(outcome, "call ended");
+        drop(admission);
+    }
+    .instrument(span)
+    .await
+}
+
+fn m_calls_total(outcome: &'static str) {
+    metrics::counter!(m::CALLS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+struct Refusal {
+    code: StatusCode,
+    headers: Vec<Header>,
+    reason: &'static str,
+}
+
+/// Checks an initial INVITE before anything is allocated: extensions we do not support,
+/// the body's type, and an SDP offer we can answer. `Ok(None)` is a late offer.
+fn check_invite(req: &Request) -> Result<Option<RemoteAudio>, Refusal> {
+    let refuse = |code, headers, reason| {
+        Err(Refusal {
+            code,
+            headers,
+            reason,
+        })
+    };
+    if let Some(required) = req.header_value("Require") {
+        // We implement no option tags (RFC 3261 §8.2.2.3).
+        return refuse(
+            StatusCode::BadExtension,
+            vec![Header::Unsupported(required.into())],
+            "rejected_bad_extension",
+        );
+    }
+    if req.body.is_empty() {
+        return Ok(None);
+    }
+    let content_type = req.header_value("Content-Type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/sdp") {
+        return refuse(
+            StatusCode::UnsupportedMediaType,
+            vec![Header::Accept("application/sdp".into())],
+            "rejected_media_type",
+        );
+    }
+    match sdp::parse(&req.body).and_then(|o| sdp::negotiate(&o).map(|_| o)) {
+        Ok(o) => Ok(Some(o)),
+        Err(SdpError::Malformed(why)) => refuse(
+            StatusCode::BadRequest,
+            vec![warning(&format!("bad SDP: {why}"))],
+            "rejected_bad_sdp",
+        ),
+        Err(e) => refuse(
+            StatusCode::NotAcceptableHere,
+            vec![warning(&e.to_string())],
+            "rejected_codec",
+        ),
+    }
+}
+
+fn warning(text: &str) -> Header {
+    let clean: String = text
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    Header::Warning(format!("399 ivrd \"{clean}\"").into())
+}
+
+/// Events from helper tasks (REFER responses) back into the call loop.
+type Events = mpsc::Sender<CallInput>;
+
+struct CallTask {
+    shared: Arc<Shared>,
+    dialog: InviteDialog,
+    call: Call,
+    socket: tokio::net::UdpSocket,
+    local: LocalAudio,
+    offer: Option<RemoteAudio>,
+    media: Option<Negotiated>,
+    rtp_out: RtpStreamOut,
+    pacer: Option<Pacer>,
+    /// Where the caller's RTP comes from (symmetric RTP, RFC 4961); wins over the SDP address.
+    latched: Option<SocketAddr>,
+    dtmf: Rfc4733Receiver,
+    received: Instant,
+    /// A transfer asked for before the ACK arrived; sent once the dialog is confirmed.
+    pending_refer: Option<(String, crate::flow::runner::TransferContext)>,
+    events: Events,
+    rtp_in: metrics::Counter,
+    rtp_sent: metrics::Counter,
+}
+
+impl CallTask {
+    async fn start(
+        mut tx: Transaction,
+        received: Instant,
+        shared: Arc<Shared>,
+        flow: Arc<crate::flow::Flow>,
+        offer: Option<RemoteAudio>,
+        socket: tokio::net::UdpSocket,
+        overflow: bool,
+    ) -> &'static str {
+        let (state_tx, state_rx) = shared.dialogs.new_dialog_state_channel();
+        let contact = contact_for(&shared, &tx);
+        let dialog = match shared
+            .dialogs
+            .get_or_create_server_invite(&tx, state_tx, None, contact)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot create dialog");
+                let _ = tx.reply(StatusCode::ServerInternalError).await;
+                return "failed";
+            }
+        };
+        // 100 Trying at once: rsipstack skips it once ringing()/accept() ran.
+        if let Err(e) = tx.send_trying().await {
+            debug!(error = %e, "100 Trying");
+        }
+        let media = offer.as_ref().and_then(|o| sdp::negotiate(o).ok());
+        let codec = media.as_ref().map(|n| n.codec).unwrap_or(Codec::Pcmu);
+        let settings = CallSettings {
+            ring_budget: shared.answer.ring_budget(),
+            min_ring: shared.answer.min_ring(),
+            overflow,
+            codec,
+        };
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let (events, events_rx) = mpsc::channel(8);
+        let mut task = CallTask {
+            local: LocalAudio {
+                ip: shared.media_ip,
+                port,
+                session_id: rand::random::<u32>() as u64,
+                version: 1,
+            },
+            call: Call::new(received, flow, settings),
+            rtp_out: RtpStreamOut::new(
+                rand::random(),
+                rand::random(),
+                rand::random(),
+                media.as_ref().map(|n| n.payload_type).unwrap_or(0),
+            ),
+            shared,
+            dialog: dialog.clone(),
+            socket,
+            offer,
+            media,
+            pacer: None,
+            latched: None,
+            dtmf: Rfc4733Receiver::new(),
+            received,
+            pending_refer: None,
+            events,
+            rtp_in: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in"),
+            rtp_sent: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out"),
+        };
+        // Queue 180/200 before the transaction task starts so they go out in order.
+        let mut outcome = task.carry_out(Instant::now());
+        let mut invite_dialog = dialog;
+        tokio::spawn(async move {
+            if let Err(e) = invite_dialog.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction");
+            }
+        });
+        if outcome.is_none() {
+            outcome = Some(task.run(state_rx, events_rx).await);
+        }
+        task.shared.dialogs.remove_dialog(&task.dialog.id());
+        outcome.unwrap_or(Outcome::Failed).as_str()
+    }
+
+    async fn run(
+        &mut self,
+        mut states: rsipstack::dialog::dialog::DialogStateReceiver,
+        mut events: mpsc::Receiver<CallInput>,
+    ) -> Outcome {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let timer = self.call.poll_timeout();
+            let frame_due = self.pacer.as_ref().map(|p| p.next_deadline());
+            tokio::select! {
+                _ = sleep_until(frame_due), if frame_due.is_some() => self.send_frames(Instant::now()).await,
+                _ = sleep_until(timer), if timer.is_some() => self.call.handle_timeout(Instant::now()),
+                state = states.recv() => match state {
+                    Some(s) => self.on_dialog_state(s).await,
+                    None => self.call.handle(Instant::now(), CallInput::PeerHangup),
+                },
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        self.on_rtp(&buf[..n], from);
+                    }
+                }
+                Some(ev) = events.recv() => self.call.handle(Instant::now(), ev),
+                _ = self.shared.shutdown.cancelled() => self.call.handle(Instant::now(), CallInput::Abort),
+            }
+            if let Some(outcome) = self.carry_out(Instant::now()) {
+                return outcome;
+            }
+        }
+    }
+
+    /// Carries out what the call decided; returns the outcome once it has ended.
+    fn carry_out(&mut self, now: Instant) -> Option<Outcome> {
+        while let Some(out) = self.call.poll_output() {
+            match out {
+                CallOutput::Ringing => {
+                    if let Err(e) = self.dialog.ringing(None, None) {
+                        debug!(error = %e, "180 Ringing");
+                    }
+                }
+                CallOutput::Answer => self.answer(now),
+                CallOutput::Refer { target, context } => {
+                    if self.call.is_acked() {
+                        self.send_refer(target, context);
+                    } else {
+                        self.pending_refer = Some((target, context));
+                    }
+                }
+                CallOutput::Hangup => {
+                    let d = self.dialog.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = d.bye().await {
+                            debug!(error = %e, "BYE");
+                        }
+                    });
+                }
+                CallOutput::Ended(outcome) => return Some(outcome),
+                CallOutput::Dtmf(d) => {
+                    debug!(key = %d, "key");
+                    metrics::counter!(m::DTMF_TOTAL).increment(1);
+                }
+                CallOutput::Node(n) => debug!(node = %n, "node"),
+                CallOutput::Intent { node, intent } => {
+                    info!(node = %node, intent = %intent, "intent");
+                    metrics::counter!(m::INTENTS_TOTAL, "flow" => self.call.flow_name().to_string(), "node" => node, "intent" => intent)
+                        .increment(1);
+                }
+                CallOutput::Escalated(reason) => {
+                    info!(reason = reason.as_str(), "escalating to a person");
+                    metrics::counter!(m::ESCALATIONS_TOTAL, "reason" => reason.as_str())
+                        .increment(1);
+                }
+            }
+        }
+        None
+    }
+
+    fn answer(&mut self, now: Instant) {
+        let body = match (&self.offer, &self.media) {
+            (Some(offer), Some(neg)) => sdp::answer(&self.local, offer, neg),
+            _ => sdp::offer(&self.local),
+        };
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
+            warn!(error = %e, "200 OK");
+            return;
+        }
+        let waited = now.saturating_duration_since(self.received);
+        metrics::histogram!(m::CALL_ANSWER_SECONDS).record(waited.as_secs_f64());
+        if waited > self.shared.answer.ring_budget() {
+            metrics::counter!(m::RING_BUDGET_EXCEEDED_TOTAL).increment(1);
+            warn!(
+                waited_ms = waited.as_millis() as u64,
+                "answered after the ring budget"
+            );
+        }
+        self.pacer = Some(Pacer::new(now));
+    }
+
+    fn send_refer(&mut self, target: String, ctx: crate::flow::runner::TransferContext) {
+        let refer_to = format!("<{}>", context::refer_to_uri(&target, &ctx));
+        let mut headers: Vec<Header> = context::headers(&ctx)
+            .into_iter()
+            .map(|(k, v)| Header::Other(k.into(), v))
+            .collect();
+        if let Some(c) = contact_for_dialog(&self.shared) {
+            headers.push(Header::ReferredBy(format!("<{c}>").into()));
+        }
+        info!(target = %target, "transferring");
+        let d = self.dialog.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let code = match d
+                .refer(rsipstack::sip::ReferTo::new(refer_to), Some(headers), None)
+                .await
+            {
+                Ok(Some(resp)) => u16::from(resp.status_code),
+                Ok(None) => 481,
+                Err(e) => {
+                    debug!(error = %e, "REFER");
+                    408
+                }
+            };
+            let result = if (200..300).contains(&code) {
+                "accepted"
+            } else {
+                "refused"
+            };
+            metrics::counter!(m::TRANSFERS_TOTAL, "result" => result).increment(1);
+            let _ = events.send(CallInput::ReferAnswered(code)).await;
+        });
+    }
+
+    async fn on_dialog_state(&mut self, state: DialogState) {
+        let now = Instant::now();
+        match state {
+            // Confirmed comes again after every mid-dialog request; only the first is the ACK.
+            DialogState::Confirmed(..) if !self.call.is_acked() => {
+                if self.offer.is_none() && !self.take_late_answer() {
+                    self.call.handle(now, CallInput::Abort);
+                    return;
+                }
+                self.call.handle(now, CallInput::Acked);
+                if let Some((t, c)) = self.pending_refer.take() {
+                    self.send_refer(t, c);
+                }
+            }
+            DialogState::Terminated(_, reason) => {
+                let input = match reason {
+                    TerminatedReason::UacCancel => CallInput::Cancelled,
+                    TerminatedReason::Timeout => CallInput::AckTimeout,
+                    _ => CallInput::PeerHangup,
+                };
+                self.call.handle(now, input);
+            }
+            DialogState::Info(_, req, handle) => {
+                let ct = req.header_value("Content-Type").unwrap_or_default();
+                match parse_info(&ct, &req.body) {
+                    Some(key) => {
+                        respond(&handle, StatusCode::OK, None, None).await;
+                        self.call.handle(now, CallInput::Dtmf(key));
+                    }
+                    None => {
+                        let accept =
+                            Header::Accept("application/dtmf-relay, application/dtmf".into());
+                        respond(
+                            &handle,
+                            StatusCode::UnsupportedMediaType,
+                            Some(vec![accept]),
+                            None,
+                        )
+                        .await;
+                    }
+                }
+            }
+            DialogState::Notify(_, req, handle) => {
+                respond(&handle, StatusCode::OK, None, None).await;
+                if let Some(code) = refer_notify_status(&req) {
+                    debug!(code, "transfer progress");
+                    self.call.handle(now, CallInput::ReferNotify(code));
+                }
+            }
+            DialogState::Updated(_, req, handle) => self.on_reoffer(&req, &handle).await,
+            DialogState::Options(_, _, handle) => {
+                respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None).await
+            }
+            DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                respond(
+                    &handle,
+                    StatusCode::MethodNotAllowed,
+                    Some(vec![allow_header()]),
+                    None,
+                )
+                .await
+            }
+            _ => {}
+        }
+    }
+
+    /// Late offer: our offer went in the 200, the answer comes in the ACK.
+    fn take_late_answer(&mut self) -> bool {
+        let Some(ack) = self.dialog.last_remote_ack() else {
+            return false;
+        };
+        match sdp::parse(&ack.body).and_then(|a| sdp::accept_answer(&a).map(|n| (a, n))) {
+            Ok((answer, neg)) => {
+                self.apply_media(neg);
+                self.offer = Some(answer);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "ACK carried no usable SDP answer to our offer");
+                false
+            }
+        }
+    }
+
+    /// re-INVITE or UPDATE: hold, unhold, a new address or codec.
+    async fn on_reoffer(&mut self, req: &Request, handle: &TransactionHandle) {
+        if req.body.is_empty() {
+            // An offerless re-INVITE asks for our offer; the current session stays as it is.
+            self.local.version += 1;
+            let body = sdp::offer(&self.local);
+            let ct = Header::ContentType("application/sdp".into());
+            respond(
+                handle,
+                StatusCode::OK,
+                Some(vec![ct]),
+                Some(body.into_bytes()),
+            )
+            .await;
+            return;
+        }
+        let parsed = sdp::parse(&req.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n)));
+        match parsed {
+            Ok((offer, neg)) => {
+                self.local.version += 1;
+                let body = sdp::answer(&self.local, &offer, &neg);
+                let ct = Header::ContentType("application/sdp".into());
+                respond(
+                    handle,
+                    StatusCode::OK,
+                    Some(vec![ct]),
+                    Some(body.into_bytes()),
+                )
+                .await;
+                info!(
+                    direction = neg.local_direction.attribute(),
+                    "session modified"
+                );
+                self.latched = None;
+                self.apply_media(neg);
+                self.offer = Some(offer);
+            }
+            Err(e) => {
+                respond(
+                    handle,
+                    StatusCode::NotAcceptableHere,
+                    Some(vec![warning(&e.to_string())]),
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
+    fn apply_media(&mut self, neg: Negotiated) {
+        self.call.set_codec(neg.codec);
+        self.rtp_out.set_payload_type(neg.payload_type);
+        self.call.handle(
+            Instant::now(),
+            CallInput::Hold(!neg.local_direction.sends()),
+        );
+        self.media = Some(neg);
+    }
+
+    fn on_rtp(&mut self, packet: &[u8], from: SocketAddr) {
+        let Ok(p) = parse_rtp(packet) else {
+            metrics::counter!(m::SIP_MESSAGES_REJECTED_TOTAL, "reason" => "bad_rtp").increment(1);
+            return;
+        };
+        self.rtp_in.increment(1);
+        if self.latched.is_none() {
+            self.latched = Some(from);
+        }
+        let te = self.media.as_ref().and_then(|n| n.telephone_event);
+        if te == Some(p.payload_type) {
+            if let Some(key) = self.dtmf.on_packet(p.timestamp, p.payload) {
+                self.call.handle(Instant::now(), CallInput::Dtmf(key));
+            }
+        }
+    }
+
+    async fn send_frames(&mut self, now: Instant) {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return;
+        };
+        let due = pacer.due(now);
+        if due.skip > 0 {
+            self.rtp_out.skip(due.skip);
+        }
+        let dest = self.latched.or(self.media.as_ref().and_then(|n| n.remote));
+        let mut frame = [0u8; 160];
+        let mut packet = Vec::with_capacity(12 + 160);
+        for _ in 0..due.send {
+            match dest {
+                Some(dest) if self.call.is_sending() => {
+                    self.call.next_frame(now, &mut frame);
+                    self.rtp_out.write_packet(&frame, &mut packet);
+                    if self.socket.send_to(&packet, dest).await.is_ok() {
+                        self.rtp_sent.increment(1);
+                    }
+                }
+                _ => self.rtp_out.skip(1),
+            }
+        }
+    }
+}
+
+fn contact_for_dialog(shared: &Shared) -> Option<String> {
+    shared
+        .contact_udp
+        .or(shared.contact_tcp)
+        .map(|a| format!("sip:ivrd@{a}"))
+}
+
+async fn respond(
+    handle: &TransactionHandle,
+    code: StatusCode,
+    headers: Option<Vec<Header>>,
+    body: Option<Vec<u8>>,
+) {
+    if handle.respond(code, headers, body).await.is_err() {
+        debug!("in-dialog transaction already gone");
+    }
+}
+
+/// The status code of a REFER NOTIFY's sipfrag body (`SIP/2.0 200 OK`), if it is one.
+fn refer_notify_status(req: &Request) -> Option<u16> {
+    let event = req.headers().iter().find_map(|h| {
+        let s = h.to_string();
+        let (name, value) = s.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("event") || name == "o")
+            .then(|| value.trim().to_ascii_lowercase())
+    })?;
+    if !event.starts_with("refer") {
+        return None;
+    }
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let line = body.lines().find(|l| l.starts_with("SIP/2.0"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,15 @@
+//! ivrd: a phone-line IVR and call-routing daemon.
+//!
+//! Folders follow concerns. Everything except `io` is pure: state machines that take
+//! inputs and the current time and return outputs, with no sockets, clocks or tasks.
+//! `io` is the only place that touches tokio, sockets and real time.
+
+pub mod asr;
+pub mod call;
+pub mod config;
+pub mod diag;
+pub mod flow;
+pub mod io;
+pub mod media;
+pub mod metrics;
+pub mod sip;

@@ -1,0 +1,8 @@
+//! Media: G.711, RTP packets, RFC 4733 DTMF, prompt loading and playout. Pure code.
+
+pub mod dtmf;
+pub mod g711;
+pub mod library;
+pub mod playout;
+pub mod prompt;
+pub mod rtp;

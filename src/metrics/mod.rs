@@ -1,0 +1,68 @@
+//! Metric names in one place, and the Prometheus recorder. No caller numbers in labels.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram: INVITE received -> 200 OK sent, seconds.
+pub const CALL_ANSWER_SECONDS: &str = "ivrd_call_answer_seconds";
+/// Counter: calls answered after the ring budget.
+pub const RING_BUDGET_EXCEEDED_TOTAL: &str = "ivrd_ring_budget_exceeded_total";
+/// Counter by `outcome`: how calls ended (see `call::Outcome`, plus `rejected_*` for refusals).
+pub const CALLS_TOTAL: &str = "ivrd_calls_total";
+/// Gauge: calls in progress.
+pub const CALLS_ACTIVE: &str = "ivrd_calls_active";
+/// Counter: keys received (RFC 4733 or SIP INFO).
+pub const DTMF_TOTAL: &str = "ivrd_dtmf_total";
+/// Counter by `direction` (in, out): RTP packets.
+pub const RTP_PACKETS_TOTAL: &str = "ivrd_rtp_packets_total";
+/// Counter by `reason`: SIP messages refused or dropped before reaching a call.
+pub const SIP_MESSAGES_REJECTED_TOTAL: &str = "ivrd_sip_messages_rejected_total";
+/// Counter by `flow`, `node`, `intent`: menu choices.
+pub const INTENTS_TOTAL: &str = "ivrd_intents_total";
+/// Counter by `reason` (key, phrase, failures, unreachable): escalations to a person.
+pub const ESCALATIONS_TOTAL: &str = "ivrd_escalations_total";
+/// Counter by `result` (accepted, failed): transfers (REFER).
+pub const TRANSFERS_TOTAL: &str = "ivrd_transfers_total";
+
+/// Buckets that resolve answer latency from sub-millisecond to the longest ring budget.
+const ANSWER_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.0, 4.0, 6.0, 10.0,
+];
+
+/// Installs the global recorder and returns the handle that renders the scrape text.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(CALL_ANSWER_SECONDS.into()), ANSWER_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        CALL_ANSWER_SECONDS,
+        Unit::Seconds,
+        "INVITE received to 200 OK sent"
+    );
+    describe_counter!(
+        RING_BUDGET_EXCEEDED_TOTAL,
+        "Calls answered after the ring budget"
+    );
+    describe_counter!(CALLS_TOTAL, "Calls by outcome");
+    describe_gauge!(CALLS_ACTIVE, "Calls in progress");
+    describe_counter!(DTMF_TOTAL, "Keys received");
+    describe_counter!(RTP_PACKETS_TOTAL, "RTP packets by direction");
+    describe_counter!(
+        SIP_MESSAGES_REJECTED_TOTAL,
+        "SIP messages refused or dropped, by reason"
+    );
+    describe_counter!(INTENTS_TOTAL, "Menu choices by flow, node and intent");
+    describe_counter!(ESCALATIONS_TOTAL, "Escalations to a person by reason");
+    describe_counter!(TRANSFERS_TOTAL, "Transfers by result");
+    // Series that should read 0 rather than be absent before the first event.
+    metrics::counter!(RING_BUDGET_EXCEEDED_TOTAL).absolute(0);
+    metrics::gauge!(CALLS_ACTIVE).set(0.0);
+}

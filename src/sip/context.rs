@@ -1,0 +1,129 @@
+//! Transfer context on the wire. The REFER carries it as headers (for the PBX that handles
+//! the REFER) and as URI headers inside Refer-To (RFC 3261 §19.1.5), so the INVITE the caller's
+//! phone sends to the target carries them too and the agent sees what the caller already did.
+
+use crate::flow::runner::TransferContext;
+
+/// ISDN User-to-User information is limited to 128 octets; stay within it (RFC 7433).
+const MAX_UUI_BYTES: usize = 128;
+
+/// Context headers as (name, value) pairs, values made safe for a header line.
+pub fn headers(ctx: &TransferContext) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("X-IVR-Flow", clean(&ctx.flow)),
+        ("X-IVR-Node", clean(&ctx.path.join(","))),
+    ];
+    if let Some(i) = &ctx.intent {
+        h.push(("X-IVR-Intent", clean(i)));
+    }
+    if let Some(r) = ctx.reason {
+        h.push(("X-IVR-Reason", r.as_str().to_string()));
+    }
+    if let Some(d) = &ctx.last_input {
+        h.push(("X-IVR-Input", clean(d)));
+    }
+    h.push(("User-to-User", user_to_user(ctx)));
+    h
+}
+
+/// `User-to-User: <hex>;encoding=hex` carrying `flow=..;intent=..;node=..;reason=..`.
+pub fn user_to_user(ctx: &TransferContext) -> String {
+    let mut s = format!("flow={}", ctx.flow);
+    if let Some(i) = &ctx.intent {
+        s.push_str(&format!(";intent={i}"));
+    }
+    if let Some(r) = ctx.reason {
+        s.push_str(&format!(";reason={}", r.as_str()));
+    }
+    if let Some(last) = ctx.path.last() {
+        s.push_str(&format!(";node={last}"));
+    }
+    let mut bytes = s.into_bytes();
+    bytes.truncate(MAX_UUI_BYTES);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex};encoding=hex")
+}
+
+/// The Refer-To URI with the context embedded as URI headers: `sip:t@h?X-IVR-Flow=a&...`.
+pub fn refer_to_uri(target: &str, ctx: &TransferContext) -> String {
+    let params: Vec<String> = headers(ctx)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", escape_uri_header(&v)))
+        .collect();
+    let sep = if target.contains('?') { '&' } else { '?' };
+    format!("{target}{sep}{}", params.join("&"))
+}
+
+/// Percent-encodes everything outside RFC 3261's `hvalue` unreserved set.
+fn escape_uri_header(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()[]/:+$".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Header values must not break the message: drop control characters, bound the length.
+fn clean(v: &str) -> String {
+    v.chars().filter(|c| !c.is_control()).take(256).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::runner::EscalationReason;
+
+    fn ctx() -> TransferContext {
+        TransferContext {
+            flow: "support-line".into(),
+            path: vec!["greet".into(), "main_menu".into(), "billing".into()],
+            intent: Some("billing".into()),
+            reason: Some(EscalationReason::Key),
+            last_input: Some("1".into()),
+        }
+    }
+
+    #[test]
+    fn headers_name_flow_path_intent_reason_input() {
+        let h = headers(&ctx());
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("X-IVR-Flow"), Some("support-line"));
+        assert_eq!(get("X-IVR-Node"), Some("greet,main_menu,billing"));
+        assert_eq!(get("X-IVR-Intent"), Some("billing"));
+        assert_eq!(get("X-IVR-Reason"), Some("key"));
+        assert_eq!(get("X-IVR-Input"), Some("1"));
+    }
+
+    #[test]
+    fn user_to_user_is_hex_of_the_summary() {
+        let u = user_to_user(&ctx());
+        let hex = u.strip_suffix(";encoding=hex").unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "flow=support-line;intent=billing;reason=key;node=billing"
+        );
+    }
+
+    #[test]
+    fn refer_to_embeds_escaped_headers() {
+        let u = refer_to_uri("sip:billing@pbx.example.com", &ctx());
+        assert!(u.starts_with("sip:billing@pbx.example.com?X-IVR-Flow=support-line&X-IVR-Node=greet%2Cmain_menu%2Cbilling&"), "{u}");
+        assert!(u.contains("User-to-User="), "{u}");
+        assert!(u.contains("%3Bencoding%3Dhex"), "{u}");
+    }
+
+    #[test]
+    fn control_characters_are_dropped() {
+        let mut c = ctx();
+        c.flow = "a\r\nInjected: x".into();
+        assert_eq!(headers(&c)[0].1, "aInjected: x");
+    }
+}
