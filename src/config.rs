@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Where `ivrd run` and `ivrd check` look for a config when none is given.
 pub const DEFAULT_CONFIG_PATHS: &[&str] = &["ivrd.yaml", "/etc/ivrd/ivrd.yaml"];
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// SIP listeners.
@@ -31,6 +31,115 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Durable state (outages, callbacks, audit log): an SQLite file in this directory.
+    pub state_dir: PathBuf,
+    /// Admin HTTP API (outages, calls, reload, health).
+    pub admin: AdminConfig,
+    /// Outages.
+    pub outages: OutagesConfig,
+    /// Text to speech for outage messages; `~` disables it (then outages need prompt files).
+    pub tts: Option<TtsConfig>,
+    /// Prometheus Alertmanager webhook -> outages.
+    pub alertmanager: AlertmanagerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SipConfig::default(),
+            media: MediaConfig::default(),
+            answer: AnswerConfig::default(),
+            limits: LimitsConfig::default(),
+            flows: FlowsConfig::default(),
+            sounds: None,
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            state_dir: PathBuf::from("/var/lib/ivrd"),
+            admin: AdminConfig::default(),
+            outages: OutagesConfig::default(),
+            tts: Some(TtsConfig::default()),
+            alertmanager: AlertmanagerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listen address of the admin API; `~` disables it. Keep it on loopback or a management network.
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token; created with a random token if missing.
+    /// Default: `admin.token` in the state directory.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 8089)),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutagesConfig {
+    /// Watched YAML file of outages (relative to the config file); `~` for none.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for OutagesConfig {
+    fn default() -> Self {
+        OutagesConfig {
+            file: Some(PathBuf::from("flows/outages.yaml")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtsConfig {
+    /// The espeak-ng program.
+    pub program: String,
+    /// espeak-ng voice.
+    pub voice: String,
+    /// Words per minute.
+    pub speed: u32,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        TtsConfig {
+            program: "espeak-ng".into(),
+            voice: "en-us".into(),
+            speed: 150,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Alert label whose value becomes the outage scope (missing label = all callers).
+    pub scope_label: String,
+    /// Label value -> scope, e.g. {payments: billing, core-network: all}; unmapped values are used as they are.
+    pub scopes: IndexMap<String, String>,
+    /// Annotations tried in order for the message callers hear.
+    pub message_annotations: Vec<String>,
+    /// Offer callers a callback for alert-driven outages.
+    pub callback: bool,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            scope_label: "service".into(),
+            scopes: IndexMap::new(),
+            message_annotations: vec!["ivr_message".into(), "summary".into(), "description".into()],
+            callback: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +277,8 @@ pub struct LimitsConfig {
     pub max_overflow_calls: usize,
     /// Retry-After seconds sent with 503.
     pub retry_after_s: u32,
+    /// On SIGTERM, how long calls in progress may take to end before they are hung up.
+    pub drain_timeout_s: u64,
 }
 
 impl Default for LimitsConfig {
@@ -177,6 +288,7 @@ impl Default for LimitsConfig {
             overflow: Overflow::Answer,
             max_overflow_calls: 100,
             retry_after_s: 60,
+            drain_timeout_s: 60,
         }
     }
 }
@@ -249,6 +361,9 @@ pub struct LoadedConfig {
     pub config: Config,
     pub flows_dir: PathBuf,
     pub sounds_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub outages_file: Option<PathBuf>,
+    pub token_file: PathBuf,
 }
 
 impl Config {
@@ -278,6 +393,12 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let flows_dir = base.join(&config.flows.dir);
         let sounds_dir = base.join(config.sounds.clone().unwrap_or_else(|| "sounds".into()));
+        let state_dir = base.join(&config.state_dir);
+        let outages_file = config.outages.file.as_ref().map(|f| base.join(f));
+        let token_file = match &config.admin.token_file {
+            Some(f) => base.join(f),
+            None => state_dir.join("admin.token"),
+        };
         let mut errors = Vec::new();
         let line_of = |key: &str| find_key_line(text, key);
         let a = &config.answer;
@@ -322,6 +443,9 @@ impl Config {
             config,
             flows_dir,
             sounds_dir,
+            state_dir,
+            outages_file,
+            token_file,
         })
     }
 }

@@ -6,10 +6,13 @@
 
 pub mod asr;
 pub mod call;
+pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod flow;
 pub mod io;
 pub mod media;
 pub mod metrics;
+pub mod outage;
 pub mod sip;
+pub mod store;

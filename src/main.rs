@@ -33,6 +33,70 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Start, stop and list outages on the running daemon (through its admin API).
+    Outage {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: OutageCommand,
+    },
+    /// Reload flows and prompts on the running daemon; the running ones stay if any is invalid.
+    Reload {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show the calls in progress on the running daemon.
+    Calls {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// How the CLI reaches the daemon: from its config, or explicitly.
+#[derive(clap::Args)]
+struct Connection {
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Admin API base URL (default: http://ADMIN.LISTEN from the config).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// File with the admin bearer token (default: from the config).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum OutageCommand {
+    /// Start (or update) an outage; callers hear it before any menu.
+    Start {
+        id: String,
+        /// What callers hear (rendered to speech).
+        #[arg(long, conflicts_with = "prompt", required_unless_present = "prompt")]
+        message: Option<String>,
+        /// A prompt file from the sounds directory instead of text.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// "all" (default) or intents/nodes such as billing; repeat for several.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Ends by itself after this long, e.g. 90m or 2h.
+        #[arg(long, conflicts_with = "expires_at")]
+        expires_in: Option<String>,
+        /// Ends by itself at this RFC 3339 time.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Offer callers a callback when it is fixed.
+        #[arg(long)]
+        callback: bool,
+    },
+    /// End an outage.
+    Stop { id: String },
+    /// List outages.
+    List {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +140,98 @@ fn main() -> ExitCode {
                     weight_type,
                 },
         } => model_import(&ct2_dir, &out, &weight_type),
+        Command::Outage { conn, command } => with_client(conn, |c| outage(c, command)),
+        Command::Reload { conn } => with_client(conn, |c| {
+            c.reload().map(|r| {
+                r.get("summary")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("reloaded")
+                    .to_string()
+            })
+        }),
+        Command::Calls { conn } => with_client(conn, |c| {
+            c.calls()
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        }),
+    }
+}
+
+fn with_client(
+    conn: Connection,
+    f: impl FnOnce(&ivrd::cli::Client) -> Result<String, ivrd::cli::CliError>,
+) -> ExitCode {
+    let client = ivrd::io::load_config(conn.config.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            ivrd::cli::Client::new(&cfg, conn.url, conn.token_file).map_err(|e| e.to_string())
+        });
+    match client.and_then(|c| f(&c).map_err(|e| e.to_string())) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ivrd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn outage(c: &ivrd::cli::Client, command: OutageCommand) -> Result<String, ivrd::cli::CliError> {
+    use ivrd::cli::CliError;
+    match command {
+        OutageCommand::Start {
+            id,
+            message,
+            prompt,
+            scope,
+            expires_in,
+            expires_at,
+            callback,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let expires_at = match (expires_in, expires_at) {
+                (Some(d), _) => Some(
+                    now + humantime::parse_duration(&d)
+                        .map_err(|e| CliError::Setup(format!("--expires-in '{d}': {e}")))?
+                        .as_secs(),
+                ),
+                (None, Some(t)) => {
+                    Some(ivrd::outage::file::timestamp::parse(&t).map_err(CliError::Setup)?)
+                }
+                (None, None) => None,
+            };
+            let spec = ivrd::outage::OutageSpec {
+                id,
+                message,
+                prompt,
+                scope: if scope.is_empty() {
+                    vec!["all".into()]
+                } else {
+                    scope
+                },
+                starts_at: None,
+                expires_at,
+                callback,
+            };
+            spec.validate().map_err(CliError::Setup)?;
+            let o = c.start(&spec)?;
+            Ok(format!(
+                "started: {}",
+                ivrd::cli::format_outages(&serde_json::Value::Array(vec![o]))
+            ))
+        }
+        OutageCommand::Stop { id } => c.stop(&id).map(|_| format!("stopped: {id}")),
+        OutageCommand::List { json } => c.list().map(|l| {
+            if json {
+                serde_json::to_string_pretty(&l).unwrap_or_default()
+            } else {
+                ivrd::cli::format_outages(&l)
+            }
+        }),
     }
 }
 

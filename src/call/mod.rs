@@ -48,6 +48,8 @@ pub enum CallInput {
     ReferNotify(u16),
     /// The call cannot go on (e.g. no usable SDP answer in the ACK): hang up.
     Abort,
+    /// The daemon is stopping and the drain time is over: hang up.
+    Shutdown,
 }
 
 /// Why a call ended; the `outcome` label of `ivrd_calls_total`.
@@ -65,6 +67,8 @@ pub enum Outcome {
     NoAck,
     /// Something went wrong on our side or on the wire.
     Failed,
+    /// Hung up by us because the daemon was stopping.
+    Drained,
 }
 
 impl Outcome {
@@ -76,6 +80,7 @@ impl Outcome {
             Outcome::Completed => "completed",
             Outcome::NoAck => "no_ack",
             Outcome::Failed => "failed",
+            Outcome::Drained => "drained",
         }
     }
 }
@@ -103,6 +108,12 @@ pub enum CallOutput {
     Intent { node: String, intent: String },
     /// Telemetry: the call is escalating to a person.
     Escalated(EscalationReason),
+    /// Telemetry: the escalation could not reach a person.
+    EscalationFailed,
+    /// An outage announcement starts now.
+    OutageAnnounced(String),
+    /// Record a callback request for this caller durably.
+    Callback { reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +186,11 @@ impl Call {
         &self.flow.flow().name
     }
 
+    /// The outages in force now (the flow announces those that concern this caller).
+    pub fn set_outages(&mut self, outages: Arc<crate::outage::OutageSet>) {
+        self.flow.set_outages(outages);
+    }
+
     pub fn set_codec(&mut self, codec: Codec) {
         self.settings.codec = codec;
         self.playout.set_codec(codec);
@@ -245,6 +261,7 @@ impl Call {
             CallInput::Cancelled => self.end(Outcome::Abandoned, false),
             CallInput::AckTimeout => self.end(Outcome::NoAck, false),
             CallInput::Abort => self.end(Outcome::Failed, true),
+            CallInput::Shutdown => self.end(Outcome::Drained, true),
             CallInput::Hold(h) => self.held = h,
             CallInput::ReferAnswered(code) => {
                 if let Transfer::Pending { deadline, .. } = self.transfer {
@@ -327,6 +344,15 @@ impl Call {
                     self.outputs.push_back(CallOutput::Intent { node, intent })
                 }
                 FlowOutput::Escalated(r) => self.outputs.push_back(CallOutput::Escalated(r)),
+                FlowOutput::EscalationFailed => {
+                    self.outputs.push_back(CallOutput::EscalationFailed)
+                }
+                FlowOutput::OutageAnnounced(id) => {
+                    self.outputs.push_back(CallOutput::OutageAnnounced(id))
+                }
+                FlowOutput::CallbackRequested { reason } => {
+                    self.outputs.push_back(CallOutput::Callback { reason })
+                }
                 FlowOutput::Entered(n) => self.outputs.push_back(CallOutput::Node(n)),
                 FlowOutput::End(how) => {
                     let outcome = match how {

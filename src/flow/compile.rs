@@ -4,7 +4,7 @@
 
 use super::schema::{FlowFile, IntentDef, NodeDef, Prompts, RetryDef};
 use super::source_map::SourceMap;
-use super::{Escalation, Flow, Intent, Menu, Node, NodeId, NodeKind, Retry};
+use super::{Escalation, Flow, Intent, Menu, Node, NodeId, NodeKind, OutagePrompts, Retry};
 use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
 use crate::media::prompt::Prompt;
 use crate::sip::uri::validate_transfer_target;
@@ -220,26 +220,40 @@ impl Compiler<'_> {
         field: &str,
         p: Option<&Prompts>,
     ) -> Vec<Arc<Prompt>> {
+        match node {
+            Some(n) => self.load_prompts_at(p, |c, name, e| {
+                c.err_node(n, Some(field), format!("{field}: prompt '{name}': {e}"))
+            }),
+            None => self.load_top_prompts("escalation", field, p),
+        }
+    }
+
+    /// Prompts of a top-level block such as `escalation` or `outages`.
+    fn load_top_prompts(
+        &mut self,
+        top: &str,
+        field: &str,
+        p: Option<&Prompts>,
+    ) -> Vec<Arc<Prompt>> {
+        self.load_prompts_at(p, |c, name, e| {
+            let line = c.map.top_field(top, field);
+            c.errors.push(
+                Diagnostic::new(c.file, format!("{top}.{field}: prompt '{name}': {e}")).at(line),
+            );
+        })
+    }
+
+    fn load_prompts_at(
+        &mut self,
+        p: Option<&Prompts>,
+        mut report: impl FnMut(&mut Self, &str, String),
+    ) -> Vec<Arc<Prompt>> {
         let Some(p) = p else { return Vec::new() };
         let mut out = Vec::new();
         for name in p.names() {
             match self.prompts.prompt(name) {
                 Ok(pr) => out.push(pr),
-                Err(e) => match node {
-                    Some(n) => {
-                        self.err_node(n, Some(field), format!("{field}: prompt '{name}': {e}"))
-                    }
-                    None => {
-                        let line = self.map.top_field("escalation", field);
-                        self.errors.push(
-                            Diagnostic::new(
-                                self.file,
-                                format!("escalation.{field}: prompt '{name}': {e}"),
-                            )
-                            .at(line),
-                        );
-                    }
-                },
+                Err(e) => report(self, name, e),
             }
         }
         out
@@ -300,6 +314,7 @@ impl Compiler<'_> {
                 target: e.target.clone(),
                 prompts: self.load_prompts(None, "play", e.play.as_ref()),
                 after_failures: e.after_failures,
+                phrases: e.phrases.clone(),
                 on_fail: e
                     .on_fail
                     .as_ref()
@@ -307,6 +322,22 @@ impl Compiler<'_> {
             }
         });
         let esc_key = escalation.as_ref().and_then(|e| e.dtmf);
+        let outage_prompts = match &def.outages {
+            Some(o) => OutagePrompts {
+                options: self.load_top_prompts("outages", "options", o.options.as_ref()),
+                callback_offer: self.load_top_prompts(
+                    "outages",
+                    "callback_offer",
+                    o.callback_offer.as_ref(),
+                ),
+                callback_confirmed: self.load_top_prompts(
+                    "outages",
+                    "callback_confirmed",
+                    o.callback_confirmed.as_ref(),
+                ),
+            },
+            None => OutagePrompts::default(),
+        };
         let mut nodes = Vec::with_capacity(def.nodes.len());
         for (name, n) in &def.nodes {
             let kind = self.node(name, n, def, esc_key);
@@ -322,6 +353,7 @@ impl Compiler<'_> {
             start,
             overflow,
             escalation,
+            outage_prompts,
             nodes,
         };
         if self.errors.is_empty() {
@@ -336,6 +368,7 @@ impl Compiler<'_> {
             ("transfer", n.transfer.is_some()),
             ("goto", n.goto.is_some()),
             ("hangup", n.hangup.is_some()),
+            ("callback", n.callback.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
@@ -362,14 +395,23 @@ impl Compiler<'_> {
             }
         };
         let kind = actions.first().copied().unwrap_or("play");
-        only("next", n.next.is_some() && kind != "play", "play");
+        only(
+            "next",
+            n.next.is_some() && kind != "play" && kind != "callback",
+            "play and callback",
+        );
+        only(
+            "confirm",
+            n.confirm.is_some() && kind != "callback",
+            "callback",
+        );
         only("intents", n.intents.is_some() && kind != "menu", "menu");
         only("no_input", n.no_input.is_some() && kind != "menu", "menu");
         only("no_match", n.no_match.is_some() && kind != "menu", "menu");
         only(
             "timeout_ms",
-            n.timeout_ms.is_some() && kind != "menu",
-            "menu",
+            n.timeout_ms.is_some() && kind != "menu" && kind != "callback",
+            "menu and callback",
         );
         only(
             "on_failure",
@@ -383,7 +425,7 @@ impl Compiler<'_> {
         );
         only(
             "play",
-            n.play.is_some() && (kind == "menu" || kind == "goto"),
+            n.play.is_some() && matches!(kind, "menu" | "goto" | "callback"),
             "play, transfer and hangup",
         );
         match kind {
@@ -411,6 +453,27 @@ impl Compiler<'_> {
                 }
             }
             "goto" => NodeKind::Goto(self.target(name, "goto", n.goto.as_deref().unwrap_or(""))),
+            "callback" => {
+                let next = match &n.next {
+                    Some(t) => self.target(name, "next", t),
+                    None => {
+                        self.err_node(
+                            name,
+                            Some("callback"),
+                            "a callback node needs 'next': where the call goes after the offer"
+                                .into(),
+                        );
+                        0
+                    }
+                };
+                let timeout_ms = n.timeout_ms.unwrap_or(def.defaults.no_input_ms);
+                NodeKind::Callback {
+                    offer: self.load_prompts(Some(name), "callback", n.callback.as_ref()),
+                    confirm: self.load_prompts(Some(name), "confirm", n.confirm.as_ref()),
+                    next,
+                    timeout: Duration::from_millis(timeout_ms),
+                }
+            }
             "hangup" => {
                 if n.hangup == Some(false) {
                     self.err_node(
@@ -590,6 +653,7 @@ fn successors(kind: &NodeKind) -> Vec<NodeId> {
         NodeKind::Transfer { on_fail, .. } => vec![*on_fail],
         NodeKind::Goto(t) => vec![*t],
         NodeKind::Hangup { .. } => vec![],
+        NodeKind::Callback { next, .. } => vec![*next],
     }
 }
 
@@ -619,6 +683,10 @@ escalation:
   target: sip:supervisor@pbx.example.com
   play: to_supervisor
   on_fail: menu
+outages:
+  options: outage_options
+  callback_offer: outage_callback
+  callback_confirmed: callback_confirmed
 nodes:
   greet: {play: greeting, next: menu}
   menu:
@@ -637,7 +705,8 @@ nodes:
   support: {transfer: "sip:support@pbx.example.com", on_fail: failed}
   failed: {play: transfer_failed, next: menu}
   bye: {hangup: true, play: goodbye}
-  busy: {play: overflow, next: bye}
+  busy: {play: overflow, next: offer}
+  offer: {callback: callback_offer, confirm: callback_confirmed, next: bye, timeout_ms: 3000}
 "#;
 
     pub fn good_flow() -> Flow {

@@ -27,7 +27,16 @@ pub struct Flow {
     pub start: NodeId,
     pub overflow: Option<NodeId>,
     pub escalation: Option<Escalation>,
+    pub outage_prompts: OutagePrompts,
     pub nodes: Vec<Node>,
+}
+
+/// Prompts around outage announcements (empty when the flow gives none).
+#[derive(Debug, Default)]
+pub struct OutagePrompts {
+    pub options: Vec<Arc<Prompt>>,
+    pub callback_offer: Vec<Arc<Prompt>>,
+    pub callback_confirmed: Vec<Arc<Prompt>>,
 }
 
 impl Flow {
@@ -48,6 +57,7 @@ pub struct Escalation {
     /// 0 = never escalate on failures.
     pub after_failures: u32,
     pub on_fail: Option<NodeId>,
+    pub phrases: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -72,6 +82,13 @@ pub enum NodeKind {
     Goto(NodeId),
     Hangup {
         prompts: Vec<Arc<Prompt>>,
+    },
+    /// Offer a callback; key 1 accepts. Either way the flow goes on at `next`.
+    Callback {
+        offer: Vec<Arc<Prompt>>,
+        confirm: Vec<Arc<Prompt>>,
+        next: NodeId,
+        timeout: Duration,
     },
 }
 

@@ -2,17 +2,20 @@
 //! come out of [`FlowRunner::poll_output`]; its one timer is exposed through
 //! [`FlowRunner::poll_timeout`] and fired with [`FlowRunner::handle_timeout`].
 //!
-//! Customer-service rules it encodes: a key press stops a prompt and is kept for the next
-//! menu (callers who know the menu never wait); the escalation key reaches a person from
-//! any node; repeated failed inputs escalate on their own; every transfer carries what the
-//! caller already did so nobody has to ask again.
+//! Customer-service rules it encodes: known outages are announced right after the greeting
+//! (and scoped ones as soon as the caller's choice concerns them), before any menu or
+//! transfer, once per call; a key press stops a prompt and is kept for the next menu
+//! (callers who know the menu never wait); the escalation key reaches a person from any
+//! node; repeated failed inputs escalate on their own; every transfer carries what the
+//! caller already did and heard, so nobody has to ask again.
 
 use super::{Flow, Menu, NodeId, NodeKind};
 use crate::media::prompt::Prompt;
+use crate::outage::{Announcement, OutageSet};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Node visits kept for the transfer context (oldest dropped first).
 const MAX_PATH: usize = 32;
@@ -23,6 +26,9 @@ const MAX_HOPS_PER_STEP: usize = 64;
 
 /// Keys kept while prompts play (type-ahead).
 const MAX_TYPEAHEAD: usize = 16;
+
+/// How long a caller has to press 1 after an outage's callback offer.
+pub const OUTAGE_CHOICE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlowInput {
@@ -55,7 +61,7 @@ impl EscalationReason {
 /// Why the flow ended the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowEnd {
-    /// A hangup node was reached.
+    /// A hangup node was reached (or a callback was taken).
     Hangup,
     /// The caller was transferred.
     Transferred,
@@ -64,7 +70,7 @@ pub enum FlowEnd {
 }
 
 /// What a transfer tells the receiving side, so the caller need not repeat themselves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TransferContext {
     pub flow: String,
     /// Nodes visited, oldest first.
@@ -74,6 +80,8 @@ pub struct TransferContext {
     pub reason: Option<EscalationReason>,
     /// The caller's last input (keys).
     pub last_input: Option<String>,
+    /// Outages the caller has heard.
+    pub outages: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +102,12 @@ pub enum FlowOutput {
     Intent { node: String, intent: String },
     /// The call is being escalated to a person.
     Escalated(EscalationReason),
+    /// The escalation transfer failed (target unreachable or refusing).
+    EscalationFailed,
+    /// An outage announcement starts now.
+    OutageAnnounced(String),
+    /// The caller asked to be called back; `reason` is `outage:ID` or the callback node.
+    CallbackRequested { reason: String },
     /// The node the flow is now in (for logs and live views).
     Entered(String),
     /// End the call.
@@ -104,19 +118,36 @@ pub enum FlowOutput {
 enum Timer {
     NoInput,
     InterDigit,
+    Choice,
 }
 
 /// What happens when the current prompts finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum AfterPlay {
     Goto(NodeId),
     Collect(NodeId),
-    Transfer { node: NodeId },
+    Transfer {
+        node: NodeId,
+    },
     Escalate,
     Hangup,
+    /// Outage messages played; `callback` names the outage whose callback was offered.
+    Announced {
+        resume: NodeId,
+        callback: Option<String>,
+    },
+    /// A callback node's offer played.
+    CallbackOffered(NodeId),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A yes/no question waiting for key 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Choice {
+    OutageCallback { resume: NodeId, outage: String },
+    CallbackNode(NodeId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     NotStarted,
     Playing {
@@ -124,6 +155,7 @@ enum State {
         bargein: bool,
     },
     Collecting(NodeId),
+    Choosing(Choice),
     /// Waiting for a transfer's outcome; `None` node means the escalation target.
     Transferring {
         node: Option<NodeId>,
@@ -137,13 +169,21 @@ pub struct FlowRunner {
     path: Vec<NodeId>,
     /// Keys pressed and not yet consumed by a menu.
     digits: String,
+    /// Type-ahead put aside while an outage is announced (keys then answer the announcement).
+    saved_digits: Option<String>,
     /// Consecutive failed inputs, across menus (for automatic escalation).
     failures: u32,
     no_input_count: u32,
     no_match_count: u32,
     intent: Option<String>,
+    /// Intent just chosen: outages scoped to it are announced before its node.
+    scope_hint: Option<String>,
     last_input: Option<String>,
     escalation: Option<EscalationReason>,
+    outages: Arc<OutageSet>,
+    heard: Vec<String>,
+    /// Whether any node has been entered yet (the first one is the greeting).
+    entered_any: bool,
     timer: Option<(Instant, Timer)>,
     outputs: VecDeque<FlowOutput>,
     hops: usize,
@@ -166,12 +206,17 @@ impl FlowRunner {
             state: State::NotStarted,
             path: Vec::new(),
             digits: String::new(),
+            saved_digits: None,
             failures: 0,
             no_input_count: 0,
             no_match_count: 0,
             intent: None,
+            scope_hint: None,
             last_input: None,
             escalation: None,
+            outages: Arc::new(OutageSet::default()),
+            heard: Vec::new(),
+            entered_any: false,
             timer: None,
             outputs: VecDeque::new(),
             hops: 0,
@@ -180,6 +225,16 @@ impl FlowRunner {
 
     pub fn flow(&self) -> &Arc<Flow> {
         &self.flow
+    }
+
+    /// The outages in force now; the caller hears those that concern them, once each.
+    pub fn set_outages(&mut self, outages: Arc<OutageSet>) {
+        self.outages = outages;
+    }
+
+    /// Outage ids this caller has heard.
+    pub fn heard(&self) -> &[String] {
+        &self.heard
     }
 
     /// Starts at the flow's start node, or its overflow node for calls beyond capacity.
@@ -222,12 +277,9 @@ impl FlowRunner {
         }
         self.timer = None;
         self.hops = 0;
-        let State::Collecting(node) = self.state else {
-            return;
-        };
-        match kind {
-            Timer::NoInput => self.failed_input(now, node, false),
-            Timer::InterDigit => {
+        match (kind, self.state.clone()) {
+            (Timer::NoInput, State::Collecting(node)) => self.failed_input(now, node, false),
+            (Timer::InterDigit, State::Collecting(node)) => {
                 // The caller stopped typing: an exact choice wins, anything else is no match.
                 let menu = self.menu(node);
                 let exact = menu
@@ -239,6 +291,8 @@ impl FlowRunner {
                     None => self.failed_input(now, node, true),
                 }
             }
+            (Timer::Choice, State::Choosing(choice)) => self.decline(now, choice),
+            _ => {}
         }
     }
 
@@ -246,7 +300,7 @@ impl FlowRunner {
         self.hops = 0;
         match input {
             FlowInput::PlaybackDone => {
-                if let State::Playing { after, .. } = self.state {
+                if let State::Playing { after, .. } = self.state.clone() {
                     self.after_play(now, after);
                 }
             }
@@ -263,7 +317,10 @@ impl FlowRunner {
                             NodeKind::Transfer { on_fail, .. } => Some(*on_fail),
                             _ => None,
                         },
-                        None => self.flow.escalation.as_ref().and_then(|e| e.on_fail),
+                        None => {
+                            self.outputs.push_back(FlowOutput::EscalationFailed);
+                            self.flow.escalation.as_ref().and_then(|e| e.on_fail)
+                        }
                     };
                     self.escalation = None;
                     match next {
@@ -294,7 +351,7 @@ impl FlowRunner {
         if self.digits.len() < MAX_TYPEAHEAD {
             self.digits.push(key);
         }
-        match self.state {
+        match self.state.clone() {
             State::Playing {
                 after,
                 bargein: true,
@@ -303,6 +360,15 @@ impl FlowRunner {
                 self.after_play(now, after);
             }
             State::Collecting(node) => self.match_digits(now, node),
+            State::Choosing(choice) => {
+                self.timer = None;
+                let typed = std::mem::take(&mut self.digits);
+                if typed.starts_with('1') {
+                    self.accept(now, choice);
+                } else {
+                    self.decline(now, choice);
+                }
+            }
             _ => {}
         }
     }
@@ -346,6 +412,7 @@ impl FlowRunner {
         self.failures = 0;
         self.last_input = Some(std::mem::take(&mut self.digits));
         self.intent = Some(name.clone());
+        self.scope_hint = Some(name.clone());
         self.outputs.push_back(FlowOutput::Intent {
             node: self.flow.node(node).name.clone(),
             intent: name,
@@ -406,11 +473,85 @@ impl FlowRunner {
         }
         self.timer = None;
         self.digits.clear();
+        self.saved_digits = None;
         self.escalation = Some(reason);
         self.outputs.push_back(FlowOutput::Escalated(reason));
         let prompts = esc.prompts.clone();
         // The caller asked for a person: the lead-in is not interruptible by keys.
         self.play(now, prompts, false, AfterPlay::Escalate);
+    }
+
+    /// Outages the caller must hear before entering `node`: those for everyone once the
+    /// greeting is over (or before a first menu/transfer), and those scoped to the node or
+    /// to the intent that led here.
+    fn due_announcements(&mut self, node: NodeId) -> Vec<Arc<Announcement>> {
+        let n = self.flow.node(node);
+        if matches!(n.kind, NodeKind::Goto(_)) || self.outages.is_empty() {
+            return Vec::new();
+        }
+        let gate = self.entered_any
+            || matches!(
+                n.kind,
+                NodeKind::Menu(_) | NodeKind::Transfer { .. } | NodeKind::Callback { .. }
+            );
+        let mut due = Vec::new();
+        if gate {
+            due.extend(self.outages.for_everyone(&self.heard));
+        }
+        let mut scopes = vec![n.name.clone()];
+        scopes.extend(self.scope_hint.take());
+        for scope in scopes {
+            for a in self.outages.for_scope(&scope, &self.heard) {
+                if !due
+                    .iter()
+                    .any(|d: &Arc<Announcement>| d.outage.spec.id == a.outage.spec.id)
+                {
+                    due.push(a);
+                }
+            }
+        }
+        due
+    }
+
+    fn announce(&mut self, now: Instant, due: Vec<Arc<Announcement>>, resume: NodeId) {
+        // Type-ahead is kept for the menu after the announcement; keys pressed during it
+        // answer the announcement (skip it, or 1 for a callback).
+        if self.saved_digits.is_none() {
+            self.saved_digits = Some(std::mem::take(&mut self.digits));
+        }
+        let prompts_for = &self.flow.outage_prompts;
+        let callback = if prompts_for.callback_offer.is_empty() {
+            None
+        } else {
+            due.iter()
+                .find(|a| a.outage.spec.callback)
+                .map(|a| a.outage.spec.id.clone())
+        };
+        let mut prompts: Vec<Arc<Prompt>> = Vec::new();
+        for a in &due {
+            self.heard.push(a.outage.spec.id.clone());
+            self.outputs
+                .push_back(FlowOutput::OutageAnnounced(a.outage.spec.id.clone()));
+            prompts.push(a.prompt.clone());
+        }
+        prompts.extend(
+            if callback.is_some() {
+                &prompts_for.callback_offer
+            } else {
+                &prompts_for.options
+            }
+            .iter()
+            .cloned(),
+        );
+        self.state = State::Playing {
+            after: AfterPlay::Announced { resume, callback },
+            bargein: true,
+        };
+        self.outputs.push_back(FlowOutput::Play {
+            prompts,
+            bargein: true,
+        });
+        let _ = now;
     }
 
     fn enter(&mut self, now: Instant, node: NodeId) {
@@ -420,6 +561,12 @@ impl FlowRunner {
             return;
         }
         self.timer = None;
+        let due = self.due_announcements(node);
+        if !due.is_empty() {
+            self.announce(now, due, node);
+            return;
+        }
+        self.entered_any = true;
         if self.path.len() == MAX_PATH {
             self.path.remove(0);
         }
@@ -450,17 +597,23 @@ impl FlowRunner {
                 let prompts = prompts.clone();
                 self.play(now, prompts, false, AfterPlay::Hangup);
             }
+            NodeKind::Callback { offer, .. } => {
+                let offer = offer.clone();
+                self.play(now, offer, bargein, AfterPlay::CallbackOffered(node));
+            }
         }
     }
 
     fn play(&mut self, now: Instant, prompts: Vec<Arc<Prompt>>, bargein: bool, after: AfterPlay) {
+        self.state = State::Playing {
+            after: after.clone(),
+            bargein,
+        };
         // Keys typed ahead skip prompts that can be interrupted.
         if prompts.is_empty() || (bargein && !self.digits.is_empty()) {
-            self.state = State::Playing { after, bargein };
             self.after_play(now, after);
             return;
         }
-        self.state = State::Playing { after, bargein };
         self.outputs
             .push_back(FlowOutput::Play { prompts, bargein });
     }
@@ -494,6 +647,79 @@ impl FlowRunner {
                 self.transfer(target, None);
             }
             AfterPlay::Hangup => self.end(FlowEnd::Hangup),
+            AfterPlay::Announced { resume, callback } => {
+                let typed = std::mem::take(&mut self.digits);
+                match callback {
+                    Some(outage) => {
+                        let choice = Choice::OutageCallback { resume, outage };
+                        if typed.starts_with('1') {
+                            self.accept(now, choice);
+                        } else if !typed.is_empty() {
+                            self.decline(now, choice);
+                        } else {
+                            self.state = State::Choosing(choice);
+                            self.timer = Some((now + OUTAGE_CHOICE_TIMEOUT, Timer::Choice));
+                        }
+                    }
+                    None => self.resume(now, resume),
+                }
+            }
+            AfterPlay::CallbackOffered(node) => {
+                let typed = std::mem::take(&mut self.digits);
+                let choice = Choice::CallbackNode(node);
+                if typed.starts_with('1') {
+                    self.accept(now, choice);
+                } else if !typed.is_empty() {
+                    self.decline(now, choice);
+                } else {
+                    let NodeKind::Callback { timeout, .. } = self.flow.node(node).kind else {
+                        unreachable!("callback offers only come from callback nodes")
+                    };
+                    self.state = State::Choosing(choice);
+                    self.timer = Some((now + timeout, Timer::Choice));
+                }
+            }
+        }
+    }
+
+    /// Continues after an outage announcement, giving back the keys typed before it.
+    fn resume(&mut self, now: Instant, node: NodeId) {
+        self.digits = self.saved_digits.take().unwrap_or_default();
+        self.enter(now, node);
+    }
+
+    fn accept(&mut self, now: Instant, choice: Choice) {
+        match choice {
+            Choice::OutageCallback { outage, .. } => {
+                self.saved_digits = None;
+                self.outputs.push_back(FlowOutput::CallbackRequested {
+                    reason: format!("outage:{outage}"),
+                });
+                let confirm = self.flow.outage_prompts.callback_confirmed.clone();
+                self.play(now, confirm, false, AfterPlay::Hangup);
+            }
+            Choice::CallbackNode(node) => {
+                let NodeKind::Callback { confirm, next, .. } = &self.flow.node(node).kind else {
+                    unreachable!("callback choices only come from callback nodes")
+                };
+                let (confirm, next) = (confirm.clone(), *next);
+                self.outputs.push_back(FlowOutput::CallbackRequested {
+                    reason: self.flow.node(node).name.clone(),
+                });
+                self.play(now, confirm, false, AfterPlay::Goto(next));
+            }
+        }
+    }
+
+    fn decline(&mut self, now: Instant, choice: Choice) {
+        match choice {
+            Choice::OutageCallback { resume, .. } => self.resume(now, resume),
+            Choice::CallbackNode(node) => {
+                let NodeKind::Callback { next, .. } = self.flow.node(node).kind else {
+                    unreachable!("callback choices only come from callback nodes")
+                };
+                self.enter(now, next);
+            }
         }
     }
 
@@ -506,6 +732,7 @@ impl FlowRunner {
             intent: self.intent.clone(),
             reason: self.escalation,
             last_input: self.last_input.clone(),
+            outages: self.heard.clone(),
         };
         self.outputs
             .push_back(FlowOutput::Transfer { target, context });
@@ -546,6 +773,9 @@ mod tests {
             FlowOutput::Escalated(r) => format!("escalated:{}", r.as_str()),
             FlowOutput::Entered(_) => return None,
             FlowOutput::End(e) => format!("end:{e:?}"),
+            FlowOutput::EscalationFailed => "escalation_failed".into(),
+            FlowOutput::OutageAnnounced(id) => format!("outage:{id}"),
+            FlowOutput::CallbackRequested { reason } => format!("callback:{reason}"),
         })
     }
 
@@ -697,7 +927,7 @@ mod tests {
         h.key('0');
         h.done();
         h.r.handle(h.now, FlowInput::TransferFailed);
-        assert_eq!(h.out(), ["play:main_menu"]);
+        assert_eq!(h.out(), ["escalation_failed", "play:main_menu"]);
     }
 
     #[test]
@@ -769,5 +999,166 @@ mod tests {
         h.wait();
         assert_eq!(h.key('5'), Vec::<String>::new());
         assert_eq!(h.done(), ["end:Hangup"]);
+    }
+
+    fn with_outages(h: &mut Harness, specs: Vec<crate::outage::OutageSpec>) {
+        let items = specs.into_iter().map(crate::outage::tests::ann).collect();
+        h.r.set_outages(Arc::new(OutageSet::active(items, 0)));
+    }
+
+    fn outage(id: &str, scope: &[&str], callback: bool) -> crate::outage::OutageSpec {
+        let mut s = crate::outage::tests::spec(id, scope);
+        s.callback = callback;
+        s
+    }
+
+    #[test]
+    fn outage_for_everyone_comes_right_after_the_greeting_once() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("net", &["all"], false)]);
+        h.r.start(now, false);
+        assert_eq!(h.out(), ["play:greeting"]);
+        assert_eq!(h.done(), ["outage:net", "play:o+outage_options"]);
+        assert_eq!(h.done(), ["play:main_menu"]);
+        // Back to the menu later: not announced again.
+        h.done();
+        h.key('3');
+        assert_eq!(h.done(), ["play:main_menu"]);
+        assert_eq!(h.r.heard(), ["net"]);
+    }
+
+    #[test]
+    fn type_ahead_does_not_skip_the_outage_but_survives_it() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("net", &["all"], false)]);
+        h.r.start(now, false);
+        h.out();
+        // "1" during the greeting: the greeting stops, the outage is still heard...
+        assert_eq!(h.key('1'), ["stop", "outage:net", "play:o+outage_options"]);
+        // ...and then the typed-ahead 1 takes the caller to billing.
+        assert_eq!(h.done(), ["intent:billing", "play:to_billing"]);
+    }
+
+    #[test]
+    fn a_key_skips_the_announcement() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("net", &["all"], false)]);
+        h.r.start(now, false);
+        h.out();
+        h.done();
+        // The skipping key is not taken as a menu choice.
+        assert_eq!(h.key('2'), ["stop", "play:main_menu"]);
+    }
+
+    #[test]
+    fn scoped_outage_is_announced_when_the_choice_concerns_it() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("bill", &["billing"], false)]);
+        h.r.start(now, false);
+        h.out();
+        assert_eq!(h.done(), ["play:main_menu"], "nothing for everyone");
+        h.done();
+        assert_eq!(
+            h.key('1'),
+            ["intent:billing", "outage:bill", "play:o+outage_options"]
+        );
+        assert_eq!(h.done(), ["play:to_billing"]);
+        h.r.handle(h.now, FlowInput::PlaybackDone);
+        let ctx = std::iter::from_fn(|| h.r.poll_output())
+            .find_map(|o| match o {
+                FlowOutput::Transfer { context, .. } => Some(context),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(ctx.outages, ["bill"]);
+    }
+
+    #[test]
+    fn outage_callback_offer_records_the_request_and_ends_politely() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("net", &["all"], true)]);
+        h.r.start(now, false);
+        h.out();
+        assert_eq!(h.done(), ["outage:net", "play:o+outage_callback"]);
+        // Offer heard, no key yet: the caller has a few seconds.
+        assert_eq!(h.done(), Vec::<String>::new());
+        assert_eq!(h.r.poll_timeout(), Some(h.now + OUTAGE_CHOICE_TIMEOUT));
+        assert_eq!(
+            h.key('1'),
+            ["callback:outage:net", "play:callback_confirmed"]
+        );
+        assert_eq!(h.done(), ["end:Hangup"]);
+    }
+
+    #[test]
+    fn declined_outage_callback_continues_to_the_menu() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("net", &["all"], true)]);
+        h.r.start(now, false);
+        h.out();
+        h.done();
+        h.done();
+        assert_eq!(h.wait(), ["play:main_menu"]);
+    }
+
+    #[test]
+    fn escalation_key_still_works_during_an_announcement() {
+        let now = Instant::now();
+        let mut h = Harness {
+            r: FlowRunner::new(Arc::new(good_flow())),
+            now,
+        };
+        with_outages(&mut h, vec![outage("net", &["all"], true)]);
+        h.r.start(now, false);
+        h.out();
+        h.done();
+        assert_eq!(h.key('0'), ["stop", "escalated:key", "play:to_supervisor"]);
+    }
+
+    #[test]
+    fn callback_node_accepts_key_one_or_moves_on() {
+        let now = Instant::now();
+        let mut r = FlowRunner::new(Arc::new(good_flow()));
+        r.start(now, true);
+        let mut h = Harness { r, now };
+        assert_eq!(h.out(), ["play:overflow"]);
+        assert_eq!(h.done(), ["play:callback_offer"]);
+        assert_eq!(
+            h.key('1'),
+            ["stop", "callback:offer", "play:callback_confirmed"]
+        );
+        assert_eq!(h.done(), ["play:goodbye"]);
+        // Declined by silence.
+        let mut r = FlowRunner::new(Arc::new(good_flow()));
+        r.start(now, true);
+        let mut h = Harness { r, now };
+        h.out();
+        h.done();
+        h.done();
+        assert_eq!(h.wait(), ["play:goodbye"]);
     }
 }

@@ -2,7 +2,7 @@
 //! (`compile.rs`) turns this into a checked [`super::Flow`].
 //!
 //! A node does one thing, chosen by which action key it has:
-//! `play` + `next`, `menu` + `intents`, `transfer`, `goto` or `hangup`.
+//! `play` + `next`, `menu` + `intents`, `transfer`, `callback` + `next`, `goto` or `hangup`.
 //! `play` also works as a lead-in prompt on `transfer` and `hangup` nodes.
 
 use indexmap::IndexMap;
@@ -27,7 +27,25 @@ pub struct FlowFile {
     pub escalation: Option<EscalationDef>,
     #[serde(default)]
     pub defaults: DefaultsDef,
+    /// What callers hear around outage announcements.
+    #[serde(default)]
+    pub outages: Option<OutagePromptsDef>,
     pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// Prompts said after an outage message: what the caller can do now.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutagePromptsDef {
+    /// After outages without a callback offer ("You can stay on the line, or call back later.").
+    #[serde(default)]
+    pub options: Option<Prompts>,
+    /// After outages that offer a callback ("To be called back when it is fixed, press 1...").
+    #[serde(default)]
+    pub callback_offer: Option<Prompts>,
+    /// When the caller took the callback ("We will call you back... Goodbye."); the call then ends.
+    #[serde(default)]
+    pub callback_confirmed: Option<Prompts>,
 }
 
 /// One prompt name or a list played in order. A name is `sounds/NAME.wav`; a name
@@ -65,6 +83,24 @@ pub struct EscalationDef {
     /// Node to continue at when the escalation transfer fails (default: hang up).
     #[serde(default)]
     pub on_fail: Option<String>,
+    /// What callers say to reach a person, understood in every node (speech).
+    #[serde(default = "default_escalation_phrases")]
+    pub phrases: Vec<String>,
+}
+
+fn default_escalation_phrases() -> Vec<String> {
+    [
+        "supervisor",
+        "manager",
+        "agent",
+        "operator",
+        "a person",
+        "a human",
+        "a real person",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn default_escalation_key() -> Option<String> {
@@ -101,7 +137,7 @@ impl Default for DefaultsDef {
 pub struct NodeDef {
     /// Prompts to play. Alone (with `next`) it is a play node; on transfer/hangup nodes it is said first.
     pub play: Option<Prompts>,
-    /// Node after a play node.
+    /// Node after a play or callback node.
     pub next: Option<String>,
     /// The question a menu asks; the node waits for one of `intents` afterwards.
     pub menu: Option<Prompts>,
@@ -121,6 +157,10 @@ pub struct NodeDef {
     pub goto: Option<String>,
     /// End the call (after `play`, if any).
     pub hangup: Option<bool>,
+    /// Offer a callback: this prompt asks, key 1 accepts (the caller's number is recorded).
+    pub callback: Option<Prompts>,
+    /// Said when the caller accepted the callback offer.
+    pub confirm: Option<Prompts>,
     /// Overrides `defaults.bargein` for this node.
     pub bargein: Option<bool>,
 }

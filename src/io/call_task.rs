@@ -34,6 +34,13 @@ pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
     let span = info_span!("call", call_id = %call_id, flow = %flow.name);
     async move {
         debug!(dialled = %dialled, from = ?tx.original.from_header().map(|f| f.value().to_string()).ok(), "INVITE");
+        if shared.draining.load(std::sync::atomic::Ordering::Acquire) {
+            info!("call refused: shutting down");
+            m_calls_total("rejected_draining");
+            let retry = Header::RetryAfter(shared.limits.retry_after_s.to_string().into());
+            reply(tx, StatusCode::ServiceUnavailable, vec![retry], "draining");
+            return;
+        }
         let offer = match check_invite(&tx.original) {
             Ok(o) => o,
             Err(refusal) => {
@@ -157,6 +164,13 @@ struct CallTask {
     events: Events,
     rtp_in: metrics::Counter,
     rtp_sent: metrics::Counter,
+    answered_at: Option<Instant>,
+    notice_recorded: bool,
+    /// The outage set the call last saw; a new one is handed to the call when it changes.
+    outages: Arc<crate::outage::OutageSet>,
+    registered: super::calls::Registered,
+    /// The caller's address (From URI), only for callback requests.
+    caller: String,
 }
 
 impl CallTask {
@@ -196,6 +210,34 @@ impl CallTask {
         };
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
         let (events, events_rx) = mpsc::channel(8);
+        let call_id = tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let transport = tx
+            .connection
+            .as_ref()
+            .map(|c| c.transport().to_string().to_ascii_lowercase())
+            .unwrap_or_else(|| "udp".into());
+        let caller = tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|f| f.uri().ok())
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let registered = shared.registry.register(super::calls::CallInfo {
+            call_id,
+            flow: flow.name.clone(),
+            node: String::new(),
+            transport,
+            started_at: super::outages::unix_now(),
+            overflow,
+        });
+        let outages = shared.outages.current();
+        let mut call = Call::new(received, flow, settings);
+        call.set_outages(outages.clone());
         let mut task = CallTask {
             local: LocalAudio {
                 ip: shared.media_ip,
@@ -203,7 +245,7 @@ impl CallTask {
                 session_id: rand::random::<u32>() as u64,
                 version: 1,
             },
-            call: Call::new(received, flow, settings),
+            call,
             rtp_out: RtpStreamOut::new(
                 rand::random(),
                 rand::random(),
@@ -223,6 +265,11 @@ impl CallTask {
             events,
             rtp_in: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in"),
             rtp_sent: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out"),
+            answered_at: None,
+            notice_recorded: false,
+            outages,
+            registered,
+            caller,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -261,7 +308,12 @@ impl CallTask {
                     }
                 }
                 Some(ev) = events.recv() => self.call.handle(Instant::now(), ev),
-                _ = self.shared.shutdown.cancelled() => self.call.handle(Instant::now(), CallInput::Abort),
+                _ = self.shared.shutdown.cancelled() => self.call.handle(Instant::now(), CallInput::Shutdown),
+            }
+            let current = self.shared.outages.current();
+            if !Arc::ptr_eq(&current, &self.outages) {
+                self.call.set_outages(current.clone());
+                self.outages = current;
             }
             if let Some(outcome) = self.carry_out(Instant::now()) {
                 return outcome;
@@ -299,11 +351,28 @@ impl CallTask {
                     debug!(key = %d, "key");
                     metrics::counter!(m::DTMF_TOTAL).increment(1);
                 }
-                CallOutput::Node(n) => debug!(node = %n, "node"),
+                CallOutput::Node(n) => {
+                    debug!(node = %n, "node");
+                    self.registered.set_node(&n);
+                }
                 CallOutput::Intent { node, intent } => {
                     info!(node = %node, intent = %intent, "intent");
                     metrics::counter!(m::INTENTS_TOTAL, "flow" => self.call.flow_name().to_string(), "node" => node, "intent" => intent)
                         .increment(1);
+                }
+                CallOutput::OutageAnnounced(id) => {
+                    info!(outage = %id, "outage announced");
+                    if let (Some(answered), false) = (self.answered_at, self.notice_recorded) {
+                        self.notice_recorded = true;
+                        metrics::histogram!(m::TIME_TO_OUTAGE_NOTICE_SECONDS)
+                            .record(now.saturating_duration_since(answered).as_secs_f64());
+                    }
+                    metrics::counter!(m::OUTAGE_ANNOUNCEMENTS_TOTAL, "outage" => id).increment(1);
+                }
+                CallOutput::Callback { reason } => self.record_callback(reason),
+                CallOutput::EscalationFailed => {
+                    warn!("escalation target unreachable or refusing");
+                    metrics::counter!(m::ESCALATIONS_TOTAL, "reason" => "unreachable").increment(1);
                 }
                 CallOutput::Escalated(reason) => {
                     info!(reason = reason.as_str(), "escalating to a person");
@@ -335,6 +404,26 @@ impl CallTask {
             );
         }
         self.pacer = Some(Pacer::new(now));
+        self.answered_at = Some(now);
+    }
+
+    /// Stores the caller's callback request durably, off the async threads.
+    fn record_callback(&self, reason: String) {
+        info!(reason = %reason, "callback requested");
+        let kind = if reason.starts_with("outage:") {
+            "outage"
+        } else {
+            "node"
+        };
+        metrics::counter!(m::CALLBACKS_TOTAL, "reason" => kind).increment(1);
+        let store = self.shared.store.clone();
+        let (caller, flow) = (self.caller.clone(), self.call.flow_name().to_string());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.add_callback(&caller, &flow, &reason, super::outages::unix_now())
+            {
+                tracing::error!(error = %e, "callback request NOT stored");
+            }
+        });
     }
 
     fn send_refer(&mut self, target: String, ctx: crate::flow::runner::TransferContext) {

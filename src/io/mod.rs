@@ -1,20 +1,27 @@
 //! The only tokio code: sockets, timers, one task per call, the HTTP server, signals.
 //! Everything it decides is delegated to the pure cores (`call`, `flow`, `media`, `sip`).
 
+mod admin;
 mod call_task;
+mod calls;
 mod http;
+mod outages;
 mod rtp_socket;
+mod service;
 mod sip_endpoint;
+mod tts;
 mod udp_guard;
 
 use crate::config::{Config, LoadedConfig};
 use crate::diag::Diagnostics;
 use crate::flow::{compile_dir, FlowSet};
 use crate::media::library::SoundLibrary;
+use crate::store::Store;
 use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Loads prompts and compiles every flow; the same path serves `ivrd check`, start-up and reload.
 pub fn load_flows(cfg: &LoadedConfig) -> Result<(FlowSet, usize), Diagnostics> {
@@ -43,6 +50,17 @@ pub enum RunError {
     Sip(String),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("{0}")]
+    Tts(#[from] tts::TtsError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("outages: {0}")]
+    Outages(#[from] outages::BoardError),
+    #[error("admin token file {path}: {reason}")]
+    Token {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -57,42 +75,131 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
     let shutdown = CancellationToken::new();
     let flows = Arc::new(ArcSwap::from_pointee(flows));
+    let ready = Arc::new(AtomicBool::new(false));
 
-    let sip = sip_endpoint::start(&cfg.config, flows.clone(), shutdown.clone()).await?;
+    // A missing TTS engine is a start-up error, not something a caller finds out.
+    let tts = match &cfg.config.tts {
+        Some(t) => Some(Arc::new(
+            tts::Tts::start(&t.program, &t.voice, t.speed).await?,
+        )),
+        None => None,
+    };
+    let store = Arc::new(open_store(&cfg.state_dir).await?);
+    info!(db = %store.path().display(), "state");
+    let board = outages::OutageBoard::open(store.clone(), tts, &cfg.sounds_dir).await?;
+    if let Some(file) = &cfg.outages_file {
+        outages::sync_file(&board, file).await;
+    }
+    outages::spawn_watchers(board.clone(), cfg.outages_file.clone(), shutdown.clone());
+    let registry = Arc::new(calls::CallRegistry::default());
+
+    let services = sip_endpoint::Services {
+        flows: flows.clone(),
+        outages: board.clone(),
+        store: store.clone(),
+        registry: registry.clone(),
+    };
+    let calls_stop = CancellationToken::new();
+    let sip = sip_endpoint::start(&cfg.config, services, calls_stop).await?;
     let metrics_addr = match cfg.config.metrics.listen {
         Some(addr) => Some(http::start(addr, metrics, shutdown.clone()).await?),
         None => None,
     };
+    let reload = reloader(cfg.clone(), flows.clone());
+    let admin_addr = match cfg.config.admin.listen {
+        Some(addr) => {
+            let token = load_or_create_token(&cfg.token_file)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind {
+                    what: "admin API",
+                    addr,
+                    source,
+                })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            let state = admin::AdminState {
+                board: board.clone(),
+                store: store.clone(),
+                calls: registry.clone(),
+                token: token.into(),
+                ready: ready.clone(),
+                reload: reload.clone(),
+                alertmanager: Arc::new(cfg.config.alertmanager.clone()),
+            };
+            tokio::spawn(admin::serve(listener, state, shutdown.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    ready.store(true, Ordering::Release);
     let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or("off".into());
     // One line on stdout that scripts and tests wait for.
     println!(
-        "ivrd ready sip_udp={} sip_tcp={} metrics={}",
+        "ivrd ready sip_udp={} sip_tcp={} metrics={} admin={}",
         show(sip.udp),
         show(sip.tcp),
-        show(metrics_addr)
+        show(metrics_addr),
+        show(admin_addr)
     );
-    info!(sip_udp = %show(sip.udp), sip_tcp = %show(sip.tcp), metrics = %show(metrics_addr), "ivrd ready");
+    info!(sip_udp = %show(sip.udp), sip_tcp = %show(sip.tcp), metrics = %show(metrics_addr), admin = %show(admin_addr), "ivrd ready");
+    service::notify(&[sd_notify::NotifyState::Ready]);
+    service::spawn_watchdog(sip.shared.clone());
 
-    wait_for_signal().await;
-    info!("shutting down");
+    let drain = std::time::Duration::from_secs(cfg.config.limits.drain_timeout_s);
+    service::run_until_stopped(sip.shared.clone(), reload, drain).await;
     shutdown.cancel();
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+async fn open_store(dir: &std::path::Path) -> Result<Store, RunError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(|e| RunError::Sip(e.to_string()))?
+        .map_err(RunError::from)
+}
+
+/// Reads the admin bearer token, creating a random one (mode 0600) on first start.
+fn load_or_create_token(path: &std::path::Path) -> Result<String, RunError> {
+    let err = |reason: String| RunError::Token {
+        path: path.to_path_buf(),
+        reason,
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        Ok(_) => Err(err("is empty".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let token: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
+            writeln!(f, "{token}").map_err(|e| err(e.to_string()))?;
+            info!(file = %path.display(), "created a new admin API token");
+            Ok(token)
+        }
+        Err(e) => Err(err(e.to_string())),
     }
+}
+
+/// Reload: re-reads the config file's flows and prompts; swaps them in only if all compile.
+fn reloader(cfg: LoadedConfig, flows: Arc<ArcSwap<FlowSet>>) -> admin::ReloadFn {
+    Arc::new(move || {
+        let fresh = Config::load(&cfg.path).map_err(|e| e.to_string())?;
+        let (set, prompts) = load_flows(&fresh).map_err(|e| e.to_string())?;
+        let summary = format!("{} flows, {prompts} prompts", set.flows.len());
+        flows.store(Arc::new(set));
+        Ok(summary)
+    })
 }
 
 /// Validates a config and its flows without starting anything (`ivrd check`).

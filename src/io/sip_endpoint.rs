@@ -22,9 +22,10 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -55,19 +56,37 @@ pub struct Shared {
     pub calls: AtomicUsize,
     pub overflow_calls: AtomicUsize,
     pub shutdown: CancellationToken,
+    pub outages: Arc<super::outages::OutageBoard>,
+    pub store: Arc<crate::store::Store>,
+    pub registry: Arc<super::calls::CallRegistry>,
+    /// Set on SIGTERM: new INVITEs get 503 while calls in progress finish.
+    pub draining: AtomicBool,
+    /// Watchdog probes answered by the dispatcher loop (proves it is not stuck).
+    pub watchdog: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// What the endpoint shares with calls besides its own SIP state.
+pub struct Services {
+    pub flows: Arc<ArcSwap<FlowSet>>,
+    pub outages: Arc<super::outages::OutageBoard>,
+    pub store: Arc<crate::store::Store>,
+    pub registry: Arc<super::calls::CallRegistry>,
 }
 
 pub struct SipListeners {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    pub shared: Arc<Shared>,
 }
 
+/// Starts the SIP stack. `calls_stop` ends calls in progress (with BYE) when cancelled; the
+/// stack itself keeps running until the process exits so those BYEs still go out.
 pub async fn start(
     cfg: &Config,
-    flows: Arc<ArcSwap<FlowSet>>,
-    shutdown: CancellationToken,
+    services: Services,
+    calls_stop: CancellationToken,
 ) -> Result<SipListeners, RunError> {
-    let token = shutdown.child_token();
+    let token = CancellationToken::new();
     let transport = TransportLayer::new(token.clone());
     let mut udp = None;
     if let Some(addr) = cfg.sip.udp {
@@ -124,13 +143,17 @@ pub async fn start(
         .incoming_transactions()
         .map_err(|e| RunError::Sip(e.to_string()))?;
     let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+    let (watchdog, watchdog_rx) = mpsc::channel(1);
     let announce = |a: Option<SocketAddr>| {
         a.map(|a| SocketAddr::new(cfg.sip.public_ip.unwrap_or(a.ip()), a.port()))
     };
     let shared = Arc::new(Shared {
         answer: cfg.answer.clone(),
         limits: cfg.limits.clone(),
-        flows,
+        flows: services.flows,
+        outages: services.outages,
+        store: services.store,
+        registry: services.registry,
         dialogs,
         rtp_ports: RtpPorts::new(cfg.media.rtp_ip, cfg.media.rtp_ports),
         media_ip: cfg.media.public_ip.unwrap_or(cfg.media.rtp_ip),
@@ -138,11 +161,13 @@ pub async fn start(
         contact_tcp: announce(tcp),
         calls: AtomicUsize::new(0),
         overflow_calls: AtomicUsize::new(0),
-        shutdown: shutdown.clone(),
+        shutdown: calls_stop,
+        draining: AtomicBool::new(false),
+        watchdog,
     });
     tokio::spawn(async move { endpoint.serve().await });
-    tokio::spawn(incoming_loop(incoming, shared));
-    Ok(SipListeners { udp, tcp })
+    tokio::spawn(incoming_loop(incoming, watchdog_rx, shared.clone()));
+    Ok(SipListeners { udp, tcp, shared })
 }
 
 fn pick_tcp_port(ip: IpAddr, preferred: Option<u16>) -> u16 {
@@ -157,13 +182,21 @@ fn pick_tcp_port(ip: IpAddr, preferred: Option<u16>) -> u16 {
         .unwrap_or(0)
 }
 
-async fn incoming_loop(mut incoming: TransactionReceiver, shared: Arc<Shared>) {
+async fn incoming_loop(
+    mut incoming: TransactionReceiver,
+    mut watchdog: mpsc::Receiver<oneshot::Sender<()>>,
+    shared: Arc<Shared>,
+) {
     loop {
-        let tx = tokio::select! {
-            tx = incoming.recv() => match tx { Some(tx) => tx, None => return },
-            _ = shared.shutdown.cancelled() => return,
-        };
-        dispatch(tx, Instant::now(), &shared);
+        tokio::select! {
+            tx = incoming.recv() => match tx {
+                Some(tx) => dispatch(tx, Instant::now(), &shared),
+                None => return,
+            },
+            Some(probe) = watchdog.recv() => {
+                let _ = probe.send(());
+            }
+        }
     }
 }
 

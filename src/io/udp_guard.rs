@@ -1,14 +1,29 @@
 //! The SIP UDP socket handed to rsipstack, with the guard in front: malformed requests
-//! are answered with 400 here (rsipstack would drop them silently) and never reach the stack.
+//! are answered here (rsipstack would drop them silently), garbage and stray responses are
+//! dropped and counted, and valid messages rsipstack would misread are repaired before it
+//! parses them. See `crate::sip::guard`.
 
+use super::sip_endpoint::ALLOWED;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
-use crate::sip::guard::{inspect, Verdict};
+use crate::sip::guard::{inspect, too_large, Policy, Verdict};
 use std::net::SocketAddr;
 use tracing::debug;
 
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
-    max_bytes: usize,
+    policy: Policy,
+}
+
+/// The guard's policy for this endpoint: the size limit, and the methods a 501 lists.
+pub fn endpoint_policy(max_bytes: usize) -> Policy {
+    Policy {
+        max_bytes,
+        allow: ALLOWED
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 impl GuardedUdp {
@@ -27,7 +42,7 @@ impl GuardedUdp {
         s.bind(&addr.into())?;
         Ok(GuardedUdp {
             socket: tokio::net::UdpSocket::from_std(s.into())?,
-            max_bytes,
+            policy: endpoint_policy(max_bytes),
         })
     }
 
@@ -41,19 +56,32 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, from) = self.socket.recv_from(buf).await?;
-            // A datagram that filled the buffer may have been cut short: treat as too large.
-            let limit = self.max_bytes.min(buf.len().saturating_sub(1));
-            match inspect(&buf[..len], limit) {
-                Verdict::Pass => return Ok((len, from)),
+            // A datagram that filled the buffer may have been cut short by the kernel.
+            let verdict = if len >= buf.len() {
+                too_large(&buf[..len])
+            } else {
+                inspect(&buf[..len], &self.policy)
+            };
+            match verdict {
+                Verdict::KeepAlive => return Ok((len, from)),
+                Verdict::Pass(passed) => match passed.repaired {
+                    None => return Ok((len, from)),
+                    Some(bytes) if bytes.len() <= buf.len() => {
+                        debug!(%from, "repaired SIP message for the stack");
+                        buf[..bytes.len()].copy_from_slice(&bytes);
+                        return Ok((bytes.len(), from));
+                    }
+                    Some(_) => {
+                        // The repair grew the message past the stack's buffer; rare enough
+                        // (a near-8 KiB RFC 2543 request) to count and drop.
+                        reject(from, "too_large");
+                    }
+                },
                 Verdict::Reply { response, reason } => {
-                    metrics::counter!(SIP_MESSAGES_REJECTED_TOTAL, "reason" => reason).increment(1);
-                    debug!(%from, reason, "answered malformed SIP request");
+                    reject(from, reason);
                     let _ = self.socket.send_to(&response, from).await;
                 }
-                Verdict::Drop { reason } => {
-                    metrics::counter!(SIP_MESSAGES_REJECTED_TOTAL, "reason" => reason).increment(1);
-                    debug!(%from, reason, "dropped SIP datagram");
-                }
+                Verdict::Drop { reason } => reject(from, reason),
             }
         }
     }
@@ -65,4 +93,9 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
         Ok(self.socket.local_addr()?)
     }
+}
+
+fn reject(from: SocketAddr, reason: &'static str) {
+    metrics::counter!(SIP_MESSAGES_REJECTED_TOTAL, "reason" => reason).increment(1);
+    debug!(%from, reason, "SIP message refused by the guard");
 }

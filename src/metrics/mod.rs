@@ -20,8 +20,16 @@ pub const SIP_MESSAGES_REJECTED_TOTAL: &str = "ivrd_sip_messages_rejected_total"
 pub const INTENTS_TOTAL: &str = "ivrd_intents_total";
 /// Counter by `reason` (key, phrase, failures, unreachable): escalations to a person.
 pub const ESCALATIONS_TOTAL: &str = "ivrd_escalations_total";
-/// Counter by `result` (accepted, failed): transfers (REFER).
+/// Counter by `result` (accepted, refused): transfers (REFER).
 pub const TRANSFERS_TOTAL: &str = "ivrd_transfers_total";
+/// Gauge: outages in force now.
+pub const OUTAGES_ACTIVE: &str = "ivrd_outages_active";
+/// Counter by `outage` (its id): announcements started.
+pub const OUTAGE_ANNOUNCEMENTS_TOTAL: &str = "ivrd_outage_announcements_total";
+/// Histogram: call answered -> start of the first outage prompt, seconds.
+pub const TIME_TO_OUTAGE_NOTICE_SECONDS: &str = "ivrd_time_to_outage_notice_seconds";
+/// Counter by `reason` (outage, node): callback requests recorded.
+pub const CALLBACKS_TOTAL: &str = "ivrd_callbacks_total";
 
 /// Buckets that resolve answer latency from sub-millisecond to the longest ring budget.
 const ANSWER_BUCKETS: &[f64] = &[
@@ -29,10 +37,20 @@ const ANSWER_BUCKETS: &[f64] = &[
     2.0, 4.0, 6.0, 10.0,
 ];
 
+/// Buckets for how soon callers hear about an outage (the greeting comes first).
+const NOTICE_BUCKETS: &[f64] = &[
+    0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 60.0,
+];
+
 /// Installs the global recorder and returns the handle that renders the scrape text.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(CALL_ANSWER_SECONDS.into()), ANSWER_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full(TIME_TO_OUTAGE_NOTICE_SECONDS.into()),
+            NOTICE_BUCKETS,
+        )
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
@@ -62,7 +80,19 @@ fn describe() {
     describe_counter!(INTENTS_TOTAL, "Menu choices by flow, node and intent");
     describe_counter!(ESCALATIONS_TOTAL, "Escalations to a person by reason");
     describe_counter!(TRANSFERS_TOTAL, "Transfers by result");
+    describe_gauge!(OUTAGES_ACTIVE, "Outages in force");
+    describe_counter!(
+        OUTAGE_ANNOUNCEMENTS_TOTAL,
+        "Outage announcements by outage id"
+    );
+    describe_histogram!(
+        TIME_TO_OUTAGE_NOTICE_SECONDS,
+        Unit::Seconds,
+        "Answer to start of the outage prompt"
+    );
+    describe_counter!(CALLBACKS_TOTAL, "Callback requests recorded");
     // Series that should read 0 rather than be absent before the first event.
     metrics::counter!(RING_BUDGET_EXCEEDED_TOTAL).absolute(0);
     metrics::gauge!(CALLS_ACTIVE).set(0.0);
+    metrics::gauge!(OUTAGES_ACTIVE).set(0.0);
 }

@@ -22,6 +22,9 @@ pub fn headers(ctx: &TransferContext) -> Vec<(&'static str, String)> {
     if let Some(d) = &ctx.last_input {
         h.push(("X-IVR-Input", clean(d)));
     }
+    if !ctx.outages.is_empty() {
+        h.push(("X-IVR-Outage", clean(&ctx.outages.join(","))));
+    }
     h.push(("User-to-User", user_to_user(ctx)));
     h
 }
@@ -37,6 +40,9 @@ pub fn user_to_user(ctx: &TransferContext) -> String {
     }
     if let Some(last) = ctx.path.last() {
         s.push_str(&format!(";node={last}"));
+    }
+    if !ctx.outages.is_empty() {
+        s.push_str(&format!(";outage={}", ctx.outages.join(",")));
     }
     let mut bytes = s.into_bytes();
     bytes.truncate(MAX_UUI_BYTES);
@@ -84,6 +90,7 @@ mod tests {
             intent: Some("billing".into()),
             reason: Some(EscalationReason::Key),
             last_input: Some("1".into()),
+            outages: vec!["net-1".into()],
         }
     }
 
@@ -96,6 +103,7 @@ mod tests {
         assert_eq!(get("X-IVR-Intent"), Some("billing"));
         assert_eq!(get("X-IVR-Reason"), Some("key"));
         assert_eq!(get("X-IVR-Input"), Some("1"));
+        assert_eq!(get("X-IVR-Outage"), Some("net-1"));
     }
 
     #[test]
@@ -108,7 +116,7 @@ mod tests {
             .collect();
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            "flow=support-line;intent=billing;reason=key;node=billing"
+            "flow=support-line;intent=billing;reason=key;node=billing;outage=net-1"
         );
     }
 

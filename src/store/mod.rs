@@ -1,0 +1,294 @@
+//! Durable state in an embedded SQLite file under the state directory: outages, callback
+//! requests and the audit log of admin changes. Every write is committed with
+//! `synchronous=FULL` in WAL mode, so it survives a restart, `kill -9` and power loss.
+//! Blocking: the I/O layer calls it from `spawn_blocking`, never on the async threads.
+
+use crate::outage::{Outage, OutageMap};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const DB_FILE: &str = "ivrd.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("stored outage '{id}' is unreadable: {source}")]
+    Corrupt {
+        id: String,
+        source: serde_json::Error,
+    },
+}
+
+/// A caller's request to be called back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Callback {
+    pub id: i64,
+    /// The caller's number as sent in From (kept out of logs and metrics).
+    pub caller: String,
+    pub flow: String,
+    /// `outage:ID` or the callback node's name.
+    pub reason: String,
+    pub requested_at: u64,
+    pub status: String,
+}
+
+/// One admin change: who did what, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: u64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+}
+
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outages (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS callbacks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    caller TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending'
+);
+CREATE TABLE IF NOT EXISTS audit (
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL
+);
+";
+
+impl Store {
+    /// Opens (creating if needed) `DIR/ivrd.sqlite`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let db = |source| StoreError::Db {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(Store {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent: keep going.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn outages(&self) -> Result<OutageMap, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, body FROM outages ORDER BY id")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.db_err(e))?;
+        let mut out = OutageMap::new();
+        for row in rows {
+            let (id, body) = row.map_err(|e| self.db_err(e))?;
+            let outage: Outage =
+                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                    id: id.clone(),
+                    source,
+                })?;
+            out.insert(id, outage);
+        }
+        Ok(out)
+    }
+
+    pub fn outage(&self, id: &str) -> Result<Option<Outage>, StoreError> {
+        let conn = self.conn();
+        let body: Option<String> = conn
+            .query_row("SELECT body FROM outages WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|source| StoreError::Corrupt {
+                id: id.to_string(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    /// Inserts or replaces an outage and records who did it, in one transaction.
+    pub fn put_outage(&self, o: &Outage, action: &str) -> Result<(), StoreError> {
+        let body = serde_json::to_string(o).map_err(|source| StoreError::Corrupt {
+            id: o.spec.id.clone(),
+            source,
+        })?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
+        tx.execute(
+            "INSERT INTO outages (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = ?2",
+            params![o.spec.id, body],
+        )
+        .map_err(|e| self.db_err(e))?;
+        tx.execute(
+            "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
+            params![o.updated_at as i64, o.updated_by, action, o.spec.id],
+        )
+        .map_err(|e| self.db_err(e))?;
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Removes an outage (it has ended); returns whether it existed.
+    pub fn delete_outage(&self, id: &str, actor: &str, at: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
+        let n = tx
+            .execute("DELETE FROM outages WHERE id = ?1", [id])
+            .map_err(|e| self.db_err(e))?;
+        if n > 0 {
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, 'stop', ?3)",
+                params![at as i64, actor, id],
+            )
+            .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn add_callback(
+        &self,
+        caller: &str,
+        flow: &str,
+        reason: &str,
+        at: u64,
+    ) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO callbacks (caller, flow, reason, requested_at) VALUES (?1, ?2, ?3, ?4)",
+            params![caller, flow, reason, at as i64],
+        )
+        .map_err(|e| self.db_err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn callbacks(&self) -> Result<Vec<Callback>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, caller, flow, reason, requested_at, status FROM callbacks ORDER BY id",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Callback {
+                    id: r.get(0)?,
+                    caller: r.get(1)?,
+                    flow: r.get(2)?,
+                    reason: r.get(3)?,
+                    requested_at: r.get::<_, i64>(4)? as u64,
+                    status: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT at, actor, action, target FROM audit ORDER BY rowid DESC LIMIT ?1")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(AuditEntry {
+                    at: r.get::<_, i64>(0)? as u64,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outage::tests::spec;
+    use crate::outage::Source;
+
+    fn outage(id: &str) -> Outage {
+        Outage {
+            spec: spec(id, &["all"]),
+            source: Source::Api,
+            updated_at: 100,
+            updated_by: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn outages_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("ivrd-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let s = Store::open(&dir).unwrap();
+            s.put_outage(&outage("a"), "start").unwrap();
+            s.put_outage(&outage("b"), "start").unwrap();
+            assert!(s.delete_outage("b", "bob", 200).unwrap());
+            assert!(!s.delete_outage("b", "bob", 200).unwrap());
+            s.add_callback("sip:100@x", "support-line", "outage:a", 150)
+                .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let all = s.outages().unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(s.outage("a").unwrap().unwrap().updated_by, "alice");
+        assert_eq!(s.callbacks().unwrap()[0].reason, "outage:a");
+        let audit = s.audit(10).unwrap();
+        assert_eq!(audit[0].action, "stop");
+        assert_eq!(audit[0].actor, "bob");
+        assert_eq!(audit.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
