@@ -23,6 +23,9 @@ pub trait PromptSource {
 /// Keys a caller can press.
 const DTMF_KEYS: &str = "0123456789*#ABCD";
 
+/// Stands for a reference to a node that does not exist (already reported).
+const UNRESOLVED: NodeId = usize::MAX;
+
 /// Longest key sequence a menu choice may have.
 const MAX_DTMF_LEN: usize = 8;
 
@@ -181,8 +184,8 @@ impl Compiler<'_> {
             .push(Diagnostic::new(self.file, msg).at(line).in_node(node));
     }
 
-    /// Resolves a node reference; unknown names are reported and map to 0 so that
-    /// compilation can go on and find the remaining errors.
+    /// Resolves a node reference; unknown names are reported and map to [`UNRESOLVED`] so
+    /// that compilation goes on and finds the remaining errors (the flow is never run).
     fn target(&mut self, node: &str, field: &str, name: &str) -> NodeId {
         match self.ids.get(name) {
             Some(&id) => id,
@@ -192,7 +195,7 @@ impl Compiler<'_> {
                     Some(field),
                     format!("{field}: no node named '{name}'"),
                 );
-                0
+                UNRESOLVED
             }
         }
     }
@@ -209,7 +212,7 @@ impl Compiler<'_> {
                 self.errors.push(
                     Diagnostic::new(self.file, format!("{what}: no node named '{name}'")).at(line),
                 );
-                0
+                UNRESOLVED
             }
         }
     }
@@ -356,9 +359,7 @@ impl Compiler<'_> {
             outage_prompts,
             nodes,
         };
-        if self.errors.is_empty() {
-            self.check_graph(&flow);
-        }
+        self.check_graph(&flow);
         flow
     }
 
@@ -443,7 +444,7 @@ impl Compiler<'_> {
                             Some("transfer"),
                             "a transfer node needs 'on_fail': where the caller goes if the transfer fails".into(),
                         );
-                        0
+                        UNRESOLVED
                     }
                 };
                 NodeKind::Transfer {
@@ -463,7 +464,7 @@ impl Compiler<'_> {
                             "a callback node needs 'next': where the call goes after the offer"
                                 .into(),
                         );
-                        0
+                        UNRESOLVED
                     }
                 };
                 let timeout_ms = n.timeout_ms.unwrap_or(def.defaults.no_input_ms);
@@ -506,7 +507,7 @@ impl Compiler<'_> {
                                     .into(),
                             );
                         }
-                        0
+                        UNRESOLVED
                     }
                 };
                 NodeKind::Play {
@@ -597,7 +598,8 @@ impl Compiler<'_> {
         }
     }
 
-    /// Graph checks once every reference resolves: unreachable nodes and goto-only loops.
+    /// Graph checks: unreachable nodes and goto-only loops. Unresolved references are
+    /// already reported and simply lead nowhere here.
     fn check_graph(&mut self, flow: &Flow) {
         let mut roots = vec![flow.start];
         roots.extend(flow.overflow);
@@ -607,7 +609,7 @@ impl Compiler<'_> {
         let mut seen = HashSet::new();
         let mut queue: VecDeque<NodeId> = roots.into_iter().collect();
         while let Some(id) = queue.pop_front() {
-            if !seen.insert(id) {
+            if id >= flow.nodes.len() || !seen.insert(id) {
                 continue;
             }
             queue.extend(successors(&flow.nodes[id].kind));
@@ -625,8 +627,8 @@ impl Compiler<'_> {
         for (id, node) in flow.nodes.iter().enumerate() {
             let mut cur = id;
             let mut steps = 0;
-            while let NodeKind::Goto(next) = flow.nodes[cur].kind {
-                cur = next;
+            while let Some(NodeKind::Goto(next)) = flow.nodes.get(cur).map(|n| &n.kind) {
+                cur = *next;
                 steps += 1;
                 if cur == id || steps > flow.nodes.len() {
                     self.err_node(

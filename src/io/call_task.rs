@@ -341,6 +341,9 @@ impl CallTask {
                 CallOutput::Hangup => {
                     let d = self.dialog.clone();
                     tokio::spawn(async move {
+                        // Let responses already queued (e.g. the 200 for the NOTIFY that
+                        // ended a transfer) leave before the BYE.
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                         if let Err(e) = d.bye().await {
                             debug!(error = %e, "BYE");
                         }
