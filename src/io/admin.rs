@@ -110,11 +110,13 @@ async fn require_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // The auth scheme is case-insensitive (RFC 7235 §2.1).
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
     match presented {
         Some(t) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response(),
@@ -169,7 +171,7 @@ async fn readyz(State(st): State<AdminState>) -> impl IntoResponse {
     if st.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
 }
 
@@ -416,8 +418,8 @@ fn alert_outage(a: &Alert, cfg: &AlertmanagerConfig) -> Result<(String, OutageSp
             prompt: None,
             scope: vec![scope],
             starts_at: None,
-            // Alertmanager sets endsAt in the near future and renews it while firing; the
-            // board drops the outage if no renewal comes.
+            // Firing alerts usually carry a zero endsAt (filtered out above): the outage then
+            // lasts until the resolved notification. A real future endsAt is kept.
             expires_at,
             callback: cfg.callback,
         },

@@ -56,6 +56,10 @@ pub enum RunError {
     Store(#[from] crate::store::StoreError),
     #[error("outages: {0}")]
     Outages(#[from] outages::BoardError),
+    #[error(
+        "speech: {0}. Build the model with scripts/fetch-model.sh, or remove `asr:` for keys only"
+    )]
+    Asr(#[from] crate::asr::whisper::AsrError),
     #[error("admin token file {path}: {reason}")]
     Token {
         path: std::path::PathBuf,
@@ -65,6 +69,8 @@ pub enum RunError {
 
 /// Runs the daemon until SIGINT/SIGTERM.
 pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
+    let signals =
+        service::Signals::install().map_err(|e| RunError::Sip(format!("signal handlers: {e}")))?;
     let (flows, prompts) = load_flows(&cfg)?;
     info!(
         flows = flows.flows.len(),
@@ -92,12 +98,17 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     }
     outages::spawn_watchers(board.clone(), cfg.outages_file.clone(), shutdown.clone());
     let registry = Arc::new(calls::CallRegistry::default());
+    let asr = match (&cfg.config.asr, &cfg.asr_model) {
+        (Some(settings), Some(model)) => Some(start_asr(settings, model).await?),
+        _ => None,
+    };
 
     let services = sip_endpoint::Services {
         flows: flows.clone(),
         outages: board.clone(),
         store: store.clone(),
         registry: registry.clone(),
+        asr,
     };
     let calls_stop = CancellationToken::new();
     let sip = sip_endpoint::start(&cfg.config, services, calls_stop).await?;
@@ -146,9 +157,27 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     service::spawn_watchdog(sip.shared.clone());
 
     let drain = std::time::Duration::from_secs(cfg.config.limits.drain_timeout_s);
-    service::run_until_stopped(sip.shared.clone(), reload, drain).await;
+    service::run_until_stopped(signals, sip.shared.clone(), reload, drain, ready.clone()).await;
     shutdown.cancel();
     Ok(())
+}
+
+/// Loads the Whisper model and starts its worker threads (before READY=1: a call must
+/// never find the recogniser still loading).
+async fn start_asr(
+    settings: &crate::config::AsrSettings,
+    model: &std::path::Path,
+) -> Result<crate::asr::whisper::AsrPool, RunError> {
+    let mut cfg = crate::asr::whisper::AsrConfig::new(model);
+    cfg.workers = settings.workers;
+    cfg.threads_per_worker = settings.threads_per_worker;
+    cfg.queue = settings.queue;
+    let started = std::time::Instant::now();
+    let pool = tokio::task::spawn_blocking(move || crate::asr::whisper::AsrPool::start(&cfg))
+        .await
+        .map_err(|e| RunError::Sip(e.to_string()))??;
+    info!(model = %model.display(), load_ms = started.elapsed().as_millis() as u64, "speech recognition ready");
+    Ok(pool)
 }
 
 async fn open_store(dir: &std::path::Path) -> Result<Store, RunError> {

@@ -119,6 +119,9 @@ impl OutageBoard {
         actor: &str,
     ) -> Result<(Outage, bool), BoardError> {
         spec.validate().map_err(BoardError::Invalid)?;
+        if spec.expires_at.is_some_and(|e| e <= unix_now()) {
+            return Err(BoardError::Invalid("expires_at is in the past".into()));
+        }
         let prompt = self.render(&spec).await?;
         let outage = Outage {
             spec,

@@ -5,10 +5,10 @@
 use super::admin::ReloadFn;
 use super::sip_endpoint::Shared;
 use sd_notify::NotifyState;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
@@ -43,19 +43,37 @@ pub fn spawn_watchdog(shared: Arc<Shared>) {
     });
 }
 
+/// The signals the daemon handles, installed first thing at start-up: a SIGHUP that
+/// arrives while flows compile or the model loads must not kill the process.
+pub struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Waits for signals: SIGHUP reloads; SIGTERM/SIGINT drain and return.
-pub async fn run_until_stopped(shared: Arc<Shared>, reload: ReloadFn, drain_timeout: Duration) {
-    let (mut hup, mut term, mut int) = match (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
-        _ => {
-            error!("cannot install signal handlers");
-            return;
-        }
-    };
+pub async fn run_until_stopped(
+    signals: Signals,
+    shared: Arc<Shared>,
+    reload: ReloadFn,
+    drain_timeout: Duration,
+    ready: Arc<AtomicBool>,
+) {
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -73,6 +91,8 @@ pub async fn run_until_stopped(shared: Arc<Shared>, reload: ReloadFn, drain_time
         }
     }
     notify(&[NotifyState::Stopping]);
+    // Health checks see us going away before callers do.
+    ready.store(false, Ordering::Release);
     shared.draining.store(true, Ordering::Release);
     let active = shared.registry.len();
     info!(

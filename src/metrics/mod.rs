@@ -28,6 +28,8 @@ pub const OUTAGES_ACTIVE: &str = "ivrd_outages_active";
 pub const OUTAGE_ANNOUNCEMENTS_TOTAL: &str = "ivrd_outage_announcements_total";
 /// Histogram: call answered -> start of the first outage prompt, seconds.
 pub const TIME_TO_OUTAGE_NOTICE_SECONDS: &str = "ivrd_time_to_outage_notice_seconds";
+/// Counter by `result` (match, no_match, low_confidence, no_speech, overload, escalation).
+pub const ASR_RESULTS_TOTAL: &str = "ivrd_asr_results_total";
 /// Counter by `reason` (outage, node): callback requests recorded.
 pub const CALLBACKS_TOTAL: &str = "ivrd_callbacks_total";
 
@@ -39,7 +41,8 @@ const ANSWER_BUCKETS: &[f64] = &[
 
 /// Buckets for how soon callers hear about an outage (the greeting comes first).
 const NOTICE_BUCKETS: &[f64] = &[
-    0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 60.0,
+    0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0,
+    7.5, 10.0, 20.0, 60.0,
 ];
 
 /// Installs the global recorder and returns the handle that renders the scrape text.
@@ -91,6 +94,7 @@ fn describe() {
         "Answer to start of the outage prompt"
     );
     describe_counter!(CALLBACKS_TOTAL, "Callback requests recorded");
+    describe_counter!(ASR_RESULTS_TOTAL, "How transcripts were used");
     // Series that should read 0 rather than be absent before the first event.
     metrics::counter!(RING_BUDGET_EXCEEDED_TOTAL).absolute(0);
     metrics::gauge!(CALLS_ACTIVE).set(0.0);

@@ -81,10 +81,18 @@ CREATE TABLE IF NOT EXISTS audit (
 impl Store {
     /// Opens (creating if needed) `DIR/ivrd.sqlite`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        if !dir.exists() {
+            // It holds callers' numbers and the admin token: owner only.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StoreError::Dir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
         let path = dir.join(DB_FILE);
         let db = |source| StoreError::Db {
             path: path.clone(),
