@@ -41,6 +41,32 @@ pub struct Config {
     pub tts: Option<TtsConfig>,
     /// Prometheus Alertmanager webhook -> outages.
     pub alertmanager: AlertmanagerConfig,
+    /// Speech recognition (Whisper); `~` or absent: menus take keys only.
+    pub asr: Option<AsrSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsrSettings {
+    /// ggml Whisper model file (scripts/fetch-model.sh builds it), relative to the config file.
+    pub model: PathBuf,
+    /// Utterances transcribed at once (each worker holds its own Whisper state).
+    pub workers: usize,
+    /// ggml threads per worker; workers x threads must not exceed the free cores.
+    pub threads_per_worker: usize,
+    /// Utterances that may wait; beyond that callers are asked to use keys.
+    pub queue: usize,
+}
+
+impl Default for AsrSettings {
+    fn default() -> Self {
+        AsrSettings {
+            model: PathBuf::from("models/ggml-tiny.en-q8_0.bin"),
+            workers: 1,
+            threads_per_worker: 2,
+            queue: 4,
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,6 +85,7 @@ impl Default for Config {
             outages: OutagesConfig::default(),
             tts: Some(TtsConfig::default()),
             alertmanager: AlertmanagerConfig::default(),
+            asr: None,
         }
     }
 }
@@ -364,6 +391,8 @@ pub struct LoadedConfig {
     pub state_dir: PathBuf,
     pub outages_file: Option<PathBuf>,
     pub token_file: PathBuf,
+    /// The Whisper model file, resolved, when speech is configured.
+    pub asr_model: Option<PathBuf>,
 }
 
 impl Config {
@@ -395,6 +424,7 @@ impl Config {
         let sounds_dir = base.join(config.sounds.clone().unwrap_or_else(|| "sounds".into()));
         let state_dir = base.join(&config.state_dir);
         let outages_file = config.outages.file.as_ref().map(|f| base.join(f));
+        let asr_model = config.asr.as_ref().map(|a| base.join(&a.model));
         let token_file = match &config.admin.token_file {
             Some(f) => base.join(f),
             None => state_dir.join("admin.token"),
@@ -446,6 +476,7 @@ impl Config {
             state_dir,
             outages_file,
             token_file,
+            asr_model,
         })
     }
 }

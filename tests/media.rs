@@ -108,8 +108,8 @@ fn greeting_audio_matches_reference_and_rtp_stream_is_well_formed_and_paced() {
 
     // The exporter counted at least what we received.
     let out = daemon
-        .metric("ivrd_rtp_packets_total{direction=\"out\"}")
-        .expect("ivrd_rtp_packets_total{direction=\"out\"}");
+        .metric("ivrd_rtp_packets_total{direction=\"out\",transport=\"sip\"}")
+        .expect("ivrd_rtp_packets_total{direction=\"out\",transport=\"sip\"}");
     assert!(
         out >= packets.len() as f64,
         "{out} counted, {} received",

@@ -170,9 +170,7 @@ fn sipp_basic_call_passes_over_udp_and_tcp() {
 fn batch_of_calls_is_counted_in_answer_latency_metric() {
     const N: u32 = 10;
     let daemon = Daemon::start_default();
-    let before = daemon
-        .metric("ivrd_call_answer_seconds_count")
-        .unwrap_or(0.0);
+    let before = support::metric_sum(&daemon.metrics(), "ivrd_call_answer_seconds_count", &[]);
     assert_eq!(before, 0.0, "fresh daemon");
     let run = Sipp::new("basic_call.xml", daemon.sip_udp)
         .calls(N)
@@ -189,7 +187,10 @@ fn batch_of_calls_is_counted_in_answer_latency_metric() {
     );
     let metrics = daemon.metrics();
     assert_eq!(
-        support::metric_value(&metrics, "ivrd_call_answer_seconds_count"),
+        support::metric_value(
+            &metrics,
+            "ivrd_call_answer_seconds_count{transport=\"sip\"}"
+        ),
         Some(f64::from(N)),
         "{metrics}"
     );

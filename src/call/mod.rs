@@ -5,6 +5,7 @@
 //! time, fires [`Call::handle_timeout`] at [`Call::poll_timeout`], pulls one 20 ms audio
 //! frame per tick with [`Call::next_frame`], and carries out each [`CallOutput`].
 
+use crate::asr::vad::{EndpointConfig, Endpointer, VadEvent};
 use crate::flow::runner::{
     EscalationReason, FlowEnd, FlowInput, FlowOutput, FlowRunner, TransferContext,
 };
@@ -27,9 +28,11 @@ pub struct CallSettings {
     /// Beyond capacity: run the flow's overflow node.
     pub overflow: bool,
     pub codec: Codec,
+    /// Whether a speech recogniser is available (the endpointer runs only then).
+    pub speech: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CallInput {
     /// The ACK for our 200 OK arrived.
     Acked,
@@ -50,6 +53,15 @@ pub enum CallInput {
     Abort,
     /// The daemon is stopping and the drain time is over: hang up.
     Shutdown,
+    /// The transcript of the utterance sent with `Transcribe`.
+    Transcript {
+        text: String,
+        closed: Option<Vec<f32>>,
+    },
+    /// The utterance sent with `Transcribe` held no usable speech.
+    SpeechUnusable,
+    /// The recogniser could not take the utterance (queue full).
+    SpeechBusy,
 }
 
 /// Why a call ended; the `outcome` label of `ivrd_calls_total`.
@@ -114,6 +126,16 @@ pub enum CallOutput {
     OutageAnnounced(String),
     /// Record a callback request for this caller durably.
     Callback { reason: String },
+    /// Transcribe this utterance (8 kHz) and answer with `Transcript`, `SpeechUnusable`
+    /// or `SpeechBusy`. `prompt` biases the recogniser to the phrases expected now;
+    /// `candidates` is the closed set it may score.
+    Transcribe {
+        audio: Vec<i16>,
+        prompt: String,
+        candidates: Vec<String>,
+    },
+    /// Telemetry: how a transcript was used.
+    Speech(crate::flow::runner::SpeechOutcome),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +167,12 @@ pub struct Call {
     held: bool,
     transfer: Transfer,
     outputs: VecDeque<CallOutput>,
+    /// The caller's speech endpointer, when speech is on.
+    vad: Option<Endpointer>,
+    /// Which matcher the endpointer's window listens for (a new one starts a new window).
+    listening_to: Option<usize>,
+    /// An utterance is being transcribed; further utterances wait for its result.
+    transcribing: bool,
 }
 
 impl Call {
@@ -163,7 +191,13 @@ impl Call {
             held: false,
             transfer: Transfer::Idle,
             outputs: VecDeque::new(),
+            vad: None,
+            listening_to: None,
+            transcribing: false,
         };
+        if call.settings.speech {
+            call.vad = Some(Endpointer::new(EndpointConfig::default()));
+        }
         call.outputs.push_back(CallOutput::Ringing);
         call.handle_timeout(invite_at);
         call
@@ -262,6 +296,19 @@ impl Call {
             CallInput::AckTimeout => self.end(Outcome::NoAck, false),
             CallInput::Abort => self.end(Outcome::Failed, true),
             CallInput::Shutdown => self.end(Outcome::Drained, true),
+            CallInput::Transcript { text, closed } => {
+                self.transcribing = false;
+                self.flow
+                    .handle(now, FlowInput::Transcript { text, closed });
+            }
+            CallInput::SpeechUnusable => {
+                self.transcribing = false;
+                self.flow.handle(now, FlowInput::SpeechUnusable);
+            }
+            CallInput::SpeechBusy => {
+                self.transcribing = false;
+                self.flow.handle(now, FlowInput::SpeechBusy);
+            }
             CallInput::Hold(h) => self.held = h,
             CallInput::ReferAnswered(code) => {
                 if let Transfer::Pending { deadline, .. } = self.transfer {
@@ -302,6 +349,45 @@ impl Call {
                 self.flow.handle(now, FlowInput::PlaybackDone);
                 self.drain_flow(now);
             }
+        }
+    }
+
+    /// 20 ms of the caller's audio (8 kHz PCM). Runs the endpointer while the flow listens:
+    /// speech starting is barge-in, a finished utterance goes out to be transcribed.
+    pub fn on_audio(&mut self, now: Instant, pcm: &[i16]) {
+        if self.phase != Phase::Answered {
+            return;
+        }
+        let Some(vad) = self.vad.as_mut() else {
+            return;
+        };
+        let Some(listening) = self.flow.listening() else {
+            self.listening_to = None;
+            return;
+        };
+        let key = Arc::as_ptr(&listening.matcher) as usize;
+        if self.listening_to != Some(key) {
+            vad.reset_with(listening.endpoint);
+            self.listening_to = Some(key);
+        }
+        match vad.push(pcm) {
+            Some(VadEvent::SpeechStarted) => {
+                self.flow.handle(now, FlowInput::SpeechStarted);
+                self.drain_flow(now);
+            }
+            Some(VadEvent::Utterance(audio)) => {
+                vad.reset_with(listening.endpoint);
+                if !self.transcribing {
+                    self.transcribing = true;
+                    self.outputs.push_back(CallOutput::Transcribe {
+                        audio,
+                        prompt: listening.matcher.initial_prompt(),
+                        candidates: listening.matcher.closed_set(),
+                    });
+                }
+            }
+            Some(VadEvent::NoInput) => vad.reset_with(listening.endpoint),
+            None => {}
         }
     }
 
@@ -353,6 +439,7 @@ impl Call {
                 FlowOutput::CallbackRequested { reason } => {
                     self.outputs.push_back(CallOutput::Callback { reason })
                 }
+                FlowOutput::Speech(o) => self.outputs.push_back(CallOutput::Speech(o)),
                 FlowOutput::Entered(n) => self.outputs.push_back(CallOutput::Node(n)),
                 FlowOutput::End(how) => {
                     let outcome = match how {
@@ -396,6 +483,7 @@ mod tests {
             min_ring: Duration::from_millis(min_ring_ms),
             overflow: false,
             codec: Codec::Pcmu,
+            speech: false,
         }
     }
 

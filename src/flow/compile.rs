@@ -4,7 +4,11 @@
 
 use super::schema::{FlowFile, IntentDef, NodeDef, Prompts, RetryDef};
 use super::source_map::SourceMap;
-use super::{Escalation, Flow, Intent, Menu, Node, NodeId, NodeKind, OutagePrompts, Retry};
+use super::{
+    Escalation, Flow, Intent, Menu, MenuSpeech, Node, NodeId, NodeKind, OutagePrompts, Retry,
+};
+use crate::asr::matcher::{collisions, Candidate, Matcher};
+use crate::asr::vad::EndpointConfig;
 use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
 use crate::media::prompt::Prompt;
 use crate::sip::uri::validate_transfer_target;
@@ -318,6 +322,8 @@ impl Compiler<'_> {
                 prompts: self.load_prompts(None, "play", e.play.as_ref()),
                 after_failures: e.after_failures,
                 phrases: e.phrases.clone(),
+                matcher: (!e.phrases.is_empty())
+                    .then(|| Arc::new(Matcher::new(Vec::new(), e.phrases.clone()))),
                 on_fail: e
                     .on_fail
                     .as_ref()
@@ -325,6 +331,16 @@ impl Compiler<'_> {
             }
         });
         let esc_key = escalation.as_ref().and_then(|e| e.dtmf);
+        let esc_phrases: Vec<String> = escalation
+            .as_ref()
+            .map(|e| e.phrases.clone())
+            .unwrap_or_default();
+        let speech_busy = self.load_top_prompts(
+            "speech",
+            "busy",
+            def.speech.as_ref().and_then(|s| s.busy.as_ref()),
+        );
+        let endpoint = endpoint_config(&def.defaults);
         let outage_prompts = match &def.outages {
             Some(o) => OutagePrompts {
                 options: self.load_top_prompts("outages", "options", o.options.as_ref()),
@@ -343,7 +359,7 @@ impl Compiler<'_> {
         };
         let mut nodes = Vec::with_capacity(def.nodes.len());
         for (name, n) in &def.nodes {
-            let kind = self.node(name, n, def, esc_key);
+            let kind = self.node(name, n, def, esc_key, &esc_phrases);
             nodes.push(Node {
                 name: name.clone(),
                 kind,
@@ -357,13 +373,22 @@ impl Compiler<'_> {
             overflow,
             escalation,
             outage_prompts,
+            speech_busy,
+            endpoint,
             nodes,
         };
         self.check_graph(&flow);
         flow
     }
 
-    fn node(&mut self, name: &str, n: &NodeDef, def: &FlowFile, esc_key: Option<char>) -> NodeKind {
+    fn node(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        def: &FlowFile,
+        esc_key: Option<char>,
+        esc_phrases: &[String],
+    ) -> NodeKind {
         let actions: Vec<&str> = [
             ("menu", n.menu.is_some()),
             ("transfer", n.transfer.is_some()),
@@ -430,7 +455,7 @@ impl Compiler<'_> {
             "play, transfer and hangup",
         );
         match kind {
-            "menu" => NodeKind::Menu(self.menu(name, n, def, esc_key)),
+            "menu" => NodeKind::Menu(self.menu(name, n, def, esc_key, esc_phrases)),
             "transfer" => {
                 let target = n.transfer.clone().unwrap_or_default();
                 if let Err(msg) = validate_transfer_target(&target) {
@@ -518,7 +543,14 @@ impl Compiler<'_> {
         }
     }
 
-    fn menu(&mut self, name: &str, n: &NodeDef, def: &FlowFile, esc_key: Option<char>) -> Menu {
+    fn menu(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        def: &FlowFile,
+        esc_key: Option<char>,
+        esc_phrases: &[String],
+    ) -> Menu {
         let prompts = self.load_prompts(Some(name), "menu", n.menu.as_ref());
         let mut intents = Vec::new();
         let empty = IndexMap::new();
@@ -576,6 +608,15 @@ impl Compiler<'_> {
         };
         let no_input = retry("no_input", n.no_input.as_ref());
         let no_match = retry("no_match", n.no_match.as_ref());
+        let low_confidence = match &n.low_confidence {
+            Some(_) => retry("low_confidence", n.low_confidence.as_ref()),
+            // Unsure what was said: ask like after a wrong key.
+            None => Retry {
+                prompts: no_match.prompts.clone(),
+                max: no_match.max,
+            },
+        };
+        let speech = self.menu_speech(name, n, def, &intents, esc_phrases, low_confidence);
         let timeout_ms = n.timeout_ms.unwrap_or(def.defaults.no_input_ms);
         if !(500..=120_000).contains(&timeout_ms) {
             self.err_node(
@@ -595,7 +636,54 @@ impl Compiler<'_> {
                 .on_failure
                 .as_ref()
                 .map(|t| self.target(name, "on_failure", t)),
+            speech,
         }
+    }
+
+    /// Speech for a menu whose intents have phrases: the matcher, and `ivrd check`'s
+    /// refusal of phrases that two intents share or that sound alike.
+    fn menu_speech(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        def: &FlowFile,
+        intents: &[Intent],
+        esc_phrases: &[String],
+        low_confidence: Retry,
+    ) -> Option<MenuSpeech> {
+        let candidates: Vec<Candidate> = intents
+            .iter()
+            .filter(|i| !i.phrases.is_empty())
+            .map(|i| Candidate {
+                intent: i.name.clone(),
+                phrases: i.phrases.clone(),
+            })
+            .collect();
+        if candidates.is_empty() || !n.speech.unwrap_or(def.defaults.speech) {
+            return None;
+        }
+        let mut with_escalation = candidates.clone();
+        with_escalation.push(Candidate {
+            intent: "(escalation)".into(),
+            phrases: esc_phrases.to_vec(),
+        });
+        for problem in collisions(&with_escalation) {
+            self.err_node(name, Some("intents"), problem);
+        }
+        let min_confidence = n.min_confidence.unwrap_or(def.defaults.min_confidence);
+        if !(0.0..=1.0).contains(&min_confidence) {
+            self.err_node(
+                name,
+                Some("min_confidence"),
+                format!("min_confidence {min_confidence} must be between 0 and 1"),
+            );
+        }
+        Some(MenuSpeech {
+            matcher: Arc::new(Matcher::new(candidates, esc_phrases.to_vec())),
+            min_confidence,
+            low_confidence,
+            endpoint: endpoint_config(&def.defaults),
+        })
     }
 
     /// Graph checks: unreachable nodes and goto-only loops. Unresolved references are
@@ -640,6 +728,17 @@ impl Compiler<'_> {
                 }
             }
         }
+    }
+}
+
+/// Endpointing timers from the flow's defaults. `no_input` is the runner's job (it owns the
+/// menu timers), so the endpointer's own no-input limit is set far away.
+fn endpoint_config(d: &super::schema::DefaultsDef) -> EndpointConfig {
+    EndpointConfig {
+        no_input: Duration::from_secs(3600),
+        end_of_speech: Duration::from_millis(d.end_of_speech_ms.clamp(200, 5000)),
+        max_utterance: Duration::from_millis(d.max_utterance_ms.clamp(1000, 30_000)),
+        ..EndpointConfig::default()
     }
 }
 
@@ -775,7 +874,12 @@ nodes:
             text.contains("bad.yaml:14: node 'xfer': transfer:"),
             "{text}"
         );
-        assert_eq!(e.0.len(), 5, "{text}");
+        // ...and, because greet leads nowhere, the nodes after it are unreachable.
+        assert!(
+            text.contains("bad.yaml:16: node 'orphan': unreachable"),
+            "{text}"
+        );
+        assert_eq!(e.0.len(), 8, "{text}");
     }
 
     #[test]

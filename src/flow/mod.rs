@@ -7,6 +7,8 @@ pub mod runner;
 pub mod schema;
 mod source_map;
 
+use crate::asr::matcher::Matcher;
+use crate::asr::vad::EndpointConfig;
 use crate::media::prompt::Prompt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +30,10 @@ pub struct Flow {
     pub overflow: Option<NodeId>,
     pub escalation: Option<Escalation>,
     pub outage_prompts: OutagePrompts,
+    /// Said when speech recognition is overloaded.
+    pub speech_busy: Vec<Arc<Prompt>>,
+    /// Endpointing for nodes that only listen for escalation phrases.
+    pub endpoint: EndpointConfig,
     pub nodes: Vec<Node>,
 }
 
@@ -49,7 +55,6 @@ impl Flow {
     }
 }
 
-#[derive(Debug)]
 pub struct Escalation {
     pub dtmf: Option<char>,
     pub target: String,
@@ -58,6 +63,8 @@ pub struct Escalation {
     pub after_failures: u32,
     pub on_fail: Option<NodeId>,
     pub phrases: Vec<String>,
+    /// Scores transcripts for the escalation phrases in nodes without speech intents.
+    pub matcher: Option<Arc<Matcher>>,
 }
 
 #[derive(Debug)]
@@ -101,6 +108,17 @@ pub struct Menu {
     pub timeout: Duration,
     pub inter_digit: Duration,
     pub on_failure: Option<NodeId>,
+    /// Present when the menu listens for speech (some intent has phrases).
+    pub speech: Option<MenuSpeech>,
+}
+
+/// How a menu understands speech.
+pub struct MenuSpeech {
+    /// The menu's intents and the flow's escalation phrases.
+    pub matcher: Arc<Matcher>,
+    pub min_confidence: f32,
+    pub low_confidence: Retry,
+    pub endpoint: EndpointConfig,
 }
 
 #[derive(Debug)]
@@ -115,4 +133,24 @@ pub struct Intent {
 pub struct Retry {
     pub prompts: Vec<Arc<Prompt>>,
     pub max: u32,
+}
+
+impl std::fmt::Debug for Escalation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Escalation")
+            .field("dtmf", &self.dtmf)
+            .field("target", &self.target)
+            .field("after_failures", &self.after_failures)
+            .field("phrases", &self.phrases)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for MenuSpeech {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MenuSpeech")
+            .field("phrases", &self.matcher.phrases().len())
+            .field("min_confidence", &self.min_confidence)
+            .finish()
+    }
 }

@@ -30,7 +30,19 @@ pub struct FlowFile {
     /// What callers hear around outage announcements.
     #[serde(default)]
     pub outages: Option<OutagePromptsDef>,
+    /// Speech routing settings for the whole flow.
+    #[serde(default)]
+    pub speech: Option<SpeechDef>,
     pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// Flow-wide speech settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechDef {
+    /// Said when speech recognition is overloaded: callers are asked to use keys instead.
+    #[serde(default)]
+    pub busy: Option<Prompts>,
 }
 
 /// Prompts said after an outage message: what the caller can do now.
@@ -120,6 +132,14 @@ pub struct DefaultsDef {
     pub inter_digit_ms: u64,
     /// Whether a key press stops prompts (and is kept for the next menu).
     pub bargein: bool,
+    /// Whether menus listen for speech (when the daemon has a speech model).
+    pub speech: bool,
+    /// Speech match confidence (0..1) needed to route; below it is `low_confidence`.
+    pub min_confidence: f32,
+    /// Silence that ends an utterance.
+    pub end_of_speech_ms: u64,
+    /// Longest utterance; longer speech is cut here.
+    pub max_utterance_ms: u64,
 }
 
 impl Default for DefaultsDef {
@@ -128,6 +148,10 @@ impl Default for DefaultsDef {
             no_input_ms: 6000,
             inter_digit_ms: 2000,
             bargein: true,
+            speech: true,
+            min_confidence: 0.6,
+            end_of_speech_ms: 700,
+            max_utterance_ms: 15000,
         }
     }
 }
@@ -145,6 +169,12 @@ pub struct NodeDef {
     pub intents: Option<IndexMap<String, IntentDef>>,
     pub no_input: Option<RetryDef>,
     pub no_match: Option<RetryDef>,
+    /// A speech match below `min_confidence` (default: handled like `no_match`).
+    pub low_confidence: Option<RetryDef>,
+    /// Overrides `defaults.min_confidence` for this menu.
+    pub min_confidence: Option<f32>,
+    /// Overrides `defaults.speech` for this menu.
+    pub speech: Option<bool>,
     /// Overrides `defaults.no_input_ms` for this menu.
     pub timeout_ms: Option<u64>,
     /// Node after the retries of a menu are used up (default: escalate, or hang up if no escalation).

@@ -1,12 +1,13 @@
 //! One tokio task per call: it owns the call's state machine, its RTP socket and its
 //! dialog events, and does only I/O — every decision is the pure [`Call`]'s.
 
+use super::call_host::{sleep_until, CallHost, NewCall, RtpMedia, Signal};
 use super::sip_endpoint::{allow_header, contact_for, reply, Admission, Shared, Slot};
-use crate::call::{Call, CallInput, CallOutput, CallSettings, Outcome};
-use crate::media::dtmf::{parse_info, Rfc4733Receiver};
+use crate::call::{CallInput, Outcome};
+use crate::flow::runner::TransferContext;
+use crate::media::dtmf::parse_info;
 use crate::media::g711::Codec;
-use crate::media::playout::Pacer;
-use crate::media::rtp::{parse as parse_rtp, RtpStreamOut};
+use crate::media::rtp::parse as parse_rtp;
 use crate::metrics as m;
 use crate::sip::context;
 use crate::sip::sdp::{self, LocalAudio, Negotiated, RemoteAudio, SdpError};
@@ -142,35 +143,18 @@ fn warning(text: &str) -> Header {
     Header::Warning(format!("399 ivrd \"{clean}\"").into())
 }
 
-/// Events from helper tasks (REFER responses) back into the call loop.
-type Events = mpsc::Sender<CallInput>;
-
 struct CallTask {
-    shared: Arc<Shared>,
+    host: CallHost,
     dialog: InviteDialog,
-    call: Call,
     socket: tokio::net::UdpSocket,
     local: LocalAudio,
     offer: Option<RemoteAudio>,
     media: Option<Negotiated>,
-    rtp_out: RtpStreamOut,
-    pacer: Option<Pacer>,
+    rtp: RtpMedia,
     /// Where the caller's RTP comes from (symmetric RTP, RFC 4961); wins over the SDP address.
     latched: Option<SocketAddr>,
-    dtmf: Rfc4733Receiver,
-    received: Instant,
     /// A transfer asked for before the ACK arrived; sent once the dialog is confirmed.
-    pending_refer: Option<(String, crate::flow::runner::TransferContext)>,
-    events: Events,
-    rtp_in: metrics::Counter,
-    rtp_sent: metrics::Counter,
-    answered_at: Option<Instant>,
-    notice_recorded: bool,
-    /// The outage set the call last saw; a new one is handed to the call when it changes.
-    outages: Arc<crate::outage::OutageSet>,
-    registered: super::calls::Registered,
-    /// The caller's address (From URI), only for callback requests.
-    caller: String,
+    pending_refer: Option<(String, TransferContext)>,
 }
 
 impl CallTask {
@@ -202,74 +186,53 @@ impl CallTask {
         }
         let media = offer.as_ref().and_then(|o| sdp::negotiate(o).ok());
         let codec = media.as_ref().map(|n| n.codec).unwrap_or(Codec::Pcmu);
-        let settings = CallSettings {
-            ring_budget: shared.answer.ring_budget(),
-            min_ring: shared.answer.min_ring(),
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let new = NewCall {
+            call_id: tx
+                .original
+                .call_id_header()
+                .map(|c| c.value().to_string())
+                .unwrap_or_default(),
+            transport: tx
+                .connection
+                .as_ref()
+                .map(|c| c.transport().to_string().to_ascii_lowercase())
+                .unwrap_or_else(|| "udp".into()),
+            caller: tx
+                .original
+                .from_header()
+                .ok()
+                .and_then(|f| f.uri().ok())
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+            flow,
             overflow,
             codec,
+            received,
         };
-        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-        let (events, events_rx) = mpsc::channel(8);
-        let call_id = tx
-            .original
-            .call_id_header()
-            .map(|c| c.value().to_string())
-            .unwrap_or_default();
-        let transport = tx
-            .connection
-            .as_ref()
-            .map(|c| c.transport().to_string().to_ascii_lowercase())
-            .unwrap_or_else(|| "udp".into());
-        let caller = tx
-            .original
-            .from_header()
-            .ok()
-            .and_then(|f| f.uri().ok())
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let registered = shared.registry.register(super::calls::CallInfo {
-            call_id,
-            flow: flow.name.clone(),
-            node: String::new(),
-            transport,
-            started_at: super::outages::unix_now(),
-            overflow,
-        });
-        let outages = shared.outages.current();
-        let mut call = Call::new(received, flow, settings);
-        call.set_outages(outages.clone());
+        let local = LocalAudio {
+            ip: shared.media_ip,
+            port,
+            session_id: rand::random::<u32>() as u64,
+            version: 1,
+        };
+        let (host, events_rx) = CallHost::new(shared, new);
+        let rtp = RtpMedia::new(
+            codec,
+            media.as_ref().map(|n| n.payload_type).unwrap_or(0),
+            media.as_ref().and_then(|n| n.telephone_event),
+            "sip",
+        );
         let mut task = CallTask {
-            local: LocalAudio {
-                ip: shared.media_ip,
-                port,
-                session_id: rand::random::<u32>() as u64,
-                version: 1,
-            },
-            call,
-            rtp_out: RtpStreamOut::new(
-                rand::random(),
-                rand::random(),
-                rand::random(),
-                media.as_ref().map(|n| n.payload_type).unwrap_or(0),
-            ),
-            shared,
+            host,
             dialog: dialog.clone(),
             socket,
+            local,
             offer,
             media,
-            pacer: None,
+            rtp,
             latched: None,
-            dtmf: Rfc4733Receiver::new(),
-            received,
             pending_refer: None,
-            events,
-            rtp_in: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in"),
-            rtp_sent: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out"),
-            answered_at: None,
-            notice_recorded: false,
-            outages,
-            registered,
-            caller,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -282,7 +245,7 @@ impl CallTask {
         if outcome.is_none() {
             outcome = Some(task.run(state_rx, events_rx).await);
         }
-        task.shared.dialogs.remove_dialog(&task.dialog.id());
+        task.host.shared.dialogs.remove_dialog(&task.dialog.id());
         outcome.unwrap_or(Outcome::Failed).as_str()
     }
 
@@ -292,29 +255,26 @@ impl CallTask {
         mut events: mpsc::Receiver<CallInput>,
     ) -> Outcome {
         let mut buf = vec![0u8; 2048];
+        let shutdown = self.host.shared.shutdown.clone();
         loop {
-            let timer = self.call.poll_timeout();
-            let frame_due = self.pacer.as_ref().map(|p| p.next_deadline());
+            let timer = self.host.call.poll_timeout();
+            let frame_due = self.rtp.next_deadline();
             tokio::select! {
                 _ = sleep_until(frame_due), if frame_due.is_some() => self.send_frames(Instant::now()).await,
-                _ = sleep_until(timer), if timer.is_some() => self.call.handle_timeout(Instant::now()),
+                _ = sleep_until(timer), if timer.is_some() => self.host.call.handle_timeout(Instant::now()),
                 state = states.recv() => match state {
                     Some(s) => self.on_dialog_state(s).await,
-                    None => self.call.handle(Instant::now(), CallInput::PeerHangup),
+                    None => self.host.call.handle(Instant::now(), CallInput::PeerHangup),
                 },
                 r = self.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
                         self.on_rtp(&buf[..n], from);
                     }
                 }
-                Some(ev) = events.recv() => self.call.handle(Instant::now(), ev),
-                _ = self.shared.shutdown.cancelled() => self.call.handle(Instant::now(), CallInput::Shutdown),
+                Some(ev) = events.recv() => self.host.call.handle(Instant::now(), ev),
+                _ = shutdown.cancelled() => self.host.call.handle(Instant::now(), CallInput::Shutdown),
             }
-            let current = self.shared.outages.current();
-            if !Arc::ptr_eq(&current, &self.outages) {
-                self.call.set_outages(current.clone());
-                self.outages = current;
-            }
+            self.host.sync_outages();
             if let Some(outcome) = self.carry_out(Instant::now()) {
                 return outcome;
             }
@@ -323,22 +283,22 @@ impl CallTask {
 
     /// Carries out what the call decided; returns the outcome once it has ended.
     fn carry_out(&mut self, now: Instant) -> Option<Outcome> {
-        while let Some(out) = self.call.poll_output() {
-            match out {
-                CallOutput::Ringing => {
+        while let Some(signal) = self.host.next_signal(now) {
+            match signal {
+                Signal::Ringing => {
                     if let Err(e) = self.dialog.ringing(None, None) {
                         debug!(error = %e, "180 Ringing");
                     }
                 }
-                CallOutput::Answer => self.answer(now),
-                CallOutput::Refer { target, context } => {
-                    if self.call.is_acked() {
+                Signal::Answer => self.answer(now),
+                Signal::Refer { target, context } => {
+                    if self.host.call.is_acked() {
                         self.send_refer(target, context);
                     } else {
                         self.pending_refer = Some((target, context));
                     }
                 }
-                CallOutput::Hangup => {
+                Signal::Hangup => {
                     let d = self.dialog.clone();
                     tokio::spawn(async move {
                         // Let responses already queued (e.g. the 200 for the NOTIFY that
@@ -349,39 +309,7 @@ impl CallTask {
                         }
                     });
                 }
-                CallOutput::Ended(outcome) => return Some(outcome),
-                CallOutput::Dtmf(d) => {
-                    debug!(key = %d, "key");
-                    metrics::counter!(m::DTMF_TOTAL).increment(1);
-                }
-                CallOutput::Node(n) => {
-                    debug!(node = %n, "node");
-                    self.registered.set_node(&n);
-                }
-                CallOutput::Intent { node, intent } => {
-                    info!(node = %node, intent = %intent, "intent");
-                    metrics::counter!(m::INTENTS_TOTAL, "flow" => self.call.flow_name().to_string(), "node" => node, "intent" => intent)
-                        .increment(1);
-                }
-                CallOutput::OutageAnnounced(id) => {
-                    info!(outage = %id, "outage announced");
-                    if let (Some(answered), false) = (self.answered_at, self.notice_recorded) {
-                        self.notice_recorded = true;
-                        metrics::histogram!(m::TIME_TO_OUTAGE_NOTICE_SECONDS)
-                            .record(now.saturating_duration_since(answered).as_secs_f64());
-                    }
-                    metrics::counter!(m::OUTAGE_ANNOUNCEMENTS_TOTAL, "outage" => id).increment(1);
-                }
-                CallOutput::Callback { reason } => self.record_callback(reason),
-                CallOutput::EscalationFailed => {
-                    warn!("escalation target unreachable or refusing");
-                    metrics::counter!(m::ESCALATIONS_TOTAL, "reason" => "unreachable").increment(1);
-                }
-                CallOutput::Escalated(reason) => {
-                    info!(reason = reason.as_str(), "escalating to a person");
-                    metrics::counter!(m::ESCALATIONS_TOTAL, "reason" => reason.as_str())
-                        .increment(1);
-                }
+                Signal::Ended(outcome) => return Some(outcome),
             }
         }
         None
@@ -397,50 +325,21 @@ impl CallTask {
             warn!(error = %e, "200 OK");
             return;
         }
-        let waited = now.saturating_duration_since(self.received);
-        metrics::histogram!(m::CALL_ANSWER_SECONDS).record(waited.as_secs_f64());
-        if waited > self.shared.answer.ring_budget() {
-            metrics::counter!(m::RING_BUDGET_EXCEEDED_TOTAL).increment(1);
-            warn!(
-                waited_ms = waited.as_millis() as u64,
-                "answered after the ring budget"
-            );
-        }
-        self.pacer = Some(Pacer::new(now));
-        self.answered_at = Some(now);
+        self.rtp.start(now);
     }
 
-    /// Stores the caller's callback request durably, off the async threads.
-    fn record_callback(&self, reason: String) {
-        info!(reason = %reason, "callback requested");
-        let kind = if reason.starts_with("outage:") {
-            "outage"
-        } else {
-            "node"
-        };
-        metrics::counter!(m::CALLBACKS_TOTAL, "reason" => kind).increment(1);
-        let store = self.shared.store.clone();
-        let (caller, flow) = (self.caller.clone(), self.call.flow_name().to_string());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.add_callback(&caller, &flow, &reason, super::outages::unix_now())
-            {
-                tracing::error!(error = %e, "callback request NOT stored");
-            }
-        });
-    }
-
-    fn send_refer(&mut self, target: String, ctx: crate::flow::runner::TransferContext) {
+    fn send_refer(&mut self, target: String, ctx: TransferContext) {
         let refer_to = format!("<{}>", context::refer_to_uri(&target, &ctx));
         let mut headers: Vec<Header> = context::headers(&ctx)
             .into_iter()
             .map(|(k, v)| Header::Other(k.into(), v))
             .collect();
-        if let Some(c) = contact_for_dialog(&self.shared) {
+        if let Some(c) = contact_for_dialog(&self.host.shared) {
             headers.push(Header::ReferredBy(format!("<{c}>").into()));
         }
         info!(target = %target, "transferring");
         let d = self.dialog.clone();
-        let events = self.events.clone();
+        let events = self.host.events.clone();
         tokio::spawn(async move {
             let code = match d
                 .refer(rsipstack::sip::ReferTo::new(refer_to), Some(headers), None)
@@ -467,12 +366,12 @@ impl CallTask {
         let now = Instant::now();
         match state {
             // Confirmed comes again after every mid-dialog request; only the first is the ACK.
-            DialogState::Confirmed(..) if !self.call.is_acked() => {
+            DialogState::Confirmed(..) if !self.host.call.is_acked() => {
                 if self.offer.is_none() && !self.take_late_answer() {
-                    self.call.handle(now, CallInput::Abort);
+                    self.host.call.handle(now, CallInput::Abort);
                     return;
                 }
-                self.call.handle(now, CallInput::Acked);
+                self.host.call.handle(now, CallInput::Acked);
                 if let Some((t, c)) = self.pending_refer.take() {
                     self.send_refer(t, c);
                 }
@@ -483,14 +382,14 @@ impl CallTask {
                     TerminatedReason::Timeout => CallInput::AckTimeout,
                     _ => CallInput::PeerHangup,
                 };
-                self.call.handle(now, input);
+                self.host.call.handle(now, input);
             }
             DialogState::Info(_, req, handle) => {
                 let ct = req.header_value("Content-Type").unwrap_or_default();
                 match parse_info(&ct, &req.body) {
                     Some(key) => {
                         respond(&handle, StatusCode::OK, None, None).await;
-                        self.call.handle(now, CallInput::Dtmf(key));
+                        self.host.call.handle(now, CallInput::Dtmf(key));
                     }
                     None => {
                         let accept =
@@ -509,7 +408,7 @@ impl CallTask {
                 respond(&handle, StatusCode::OK, None, None).await;
                 if let Some(code) = refer_notify_status(&req) {
                     debug!(code, "transfer progress");
-                    self.call.handle(now, CallInput::ReferNotify(code));
+                    self.host.call.handle(now, CallInput::ReferNotify(code));
                 }
             }
             DialogState::Updated(_, req, handle) => self.on_reoffer(&req, &handle).await,
@@ -599,9 +498,10 @@ impl CallTask {
     }
 
     fn apply_media(&mut self, neg: Negotiated) {
-        self.call.set_codec(neg.codec);
-        self.rtp_out.set_payload_type(neg.payload_type);
-        self.call.handle(
+        self.host.call.set_codec(neg.codec);
+        self.rtp
+            .set_negotiated(neg.codec, neg.payload_type, neg.telephone_event);
+        self.host.call.handle(
             Instant::now(),
             CallInput::Hold(!neg.local_direction.sends()),
         );
@@ -613,39 +513,23 @@ impl CallTask {
             metrics::counter!(m::SIP_MESSAGES_REJECTED_TOTAL, "reason" => "bad_rtp").increment(1);
             return;
         };
-        self.rtp_in.increment(1);
         if self.latched.is_none() {
             self.latched = Some(from);
         }
-        let te = self.media.as_ref().and_then(|n| n.telephone_event);
-        if te == Some(p.payload_type) {
-            if let Some(key) = self.dtmf.on_packet(p.timestamp, p.payload) {
-                self.call.handle(Instant::now(), CallInput::Dtmf(key));
-            }
-        }
+        let speech = self.host.shared.asr.is_some();
+        self.rtp.on_packet(&p, &mut self.host.call, speech);
     }
 
     async fn send_frames(&mut self, now: Instant) {
-        let Some(pacer) = self.pacer.as_mut() else {
-            return;
-        };
-        let due = pacer.due(now);
-        if due.skip > 0 {
-            self.rtp_out.skip(due.skip);
-        }
         let dest = self.latched.or(self.media.as_ref().and_then(|n| n.remote));
-        let mut frame = [0u8; 160];
-        let mut packet = Vec::with_capacity(12 + 160);
-        for _ in 0..due.send {
-            match dest {
-                Some(dest) if self.call.is_sending() => {
-                    self.call.next_frame(now, &mut frame);
-                    self.rtp_out.write_packet(&frame, &mut packet);
-                    if self.socket.send_to(&packet, dest).await.is_ok() {
-                        self.rtp_sent.increment(1);
-                    }
+        let mut packets = Vec::new();
+        self.rtp
+            .due_packets(now, &mut self.host.call, dest.is_some(), &mut packets);
+        if let Some(dest) = dest {
+            for p in packets {
+                if self.socket.send_to(&p, dest).await.is_ok() {
+                    self.rtp.sent();
                 }
-                _ => self.rtp_out.skip(1),
             }
         }
     }
@@ -684,11 +568,4 @@ fn refer_notify_status(req: &Request) -> Option<u16> {
     let body = std::str::from_utf8(&req.body).ok()?;
     let line = body.lines().find(|l| l.starts_with("SIP/2.0"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
 }

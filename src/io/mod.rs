@@ -2,6 +2,7 @@
 //! Everything it decides is delegated to the pure cores (`call`, `flow`, `media`, `sip`).
 
 mod admin;
+mod call_host;
 mod call_task;
 mod calls;
 mod http;

@@ -63,6 +63,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Watchdog probes answered by the dispatcher loop (proves it is not stuck).
     pub watchdog: mpsc::Sender<oneshot::Sender<()>>,
+    /// The Whisper worker pool, when speech is configured.
+    pub asr: Option<crate::asr::whisper::AsrPool>,
 }
 
 /// What the endpoint shares with calls besides its own SIP state.
@@ -71,6 +73,7 @@ pub struct Services {
     pub outages: Arc<super::outages::OutageBoard>,
     pub store: Arc<crate::store::Store>,
     pub registry: Arc<super::calls::CallRegistry>,
+    pub asr: Option<crate::asr::whisper::AsrPool>,
 }
 
 pub struct SipListeners {
@@ -164,6 +167,7 @@ pub async fn start(
         shutdown: calls_stop,
         draining: AtomicBool::new(false),
         watchdog,
+        asr: services.asr,
     });
     tokio::spawn(async move { endpoint.serve().await });
     tokio::spawn(incoming_loop(incoming, watchdog_rx, shared.clone()));

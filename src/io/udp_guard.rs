@@ -95,7 +95,7 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     }
 }
 
-fn reject(from: SocketAddr, reason: &'static str) {
+pub(super) fn reject(from: SocketAddr, reason: &'static str) {
     metrics::counter!(SIP_MESSAGES_REJECTED_TOTAL, "reason" => reason).increment(1);
     debug!(%from, reason, "SIP message refused by the guard");
 }

@@ -22,6 +22,9 @@ pub fn headers(ctx: &TransferContext) -> Vec<(&'static str, String)> {
     if let Some(d) = &ctx.last_input {
         h.push(("X-IVR-Input", clean(d)));
     }
+    if let Some(t) = &ctx.transcript {
+        h.push(("X-IVR-Transcript", clean(t)));
+    }
     if !ctx.outages.is_empty() {
         h.push(("X-IVR-Outage", clean(&ctx.outages.join(","))));
     }
@@ -90,6 +93,7 @@ mod tests {
             intent: Some("billing".into()),
             reason: Some(EscalationReason::Key),
             last_input: Some("1".into()),
+            transcript: Some("my bill, please".into()),
             outages: vec!["net-1".into()],
         }
     }
@@ -104,6 +108,7 @@ mod tests {
         assert_eq!(get("X-IVR-Reason"), Some("key"));
         assert_eq!(get("X-IVR-Input"), Some("1"));
         assert_eq!(get("X-IVR-Outage"), Some("net-1"));
+        assert_eq!(get("X-IVR-Transcript"), Some("my bill, please"));
     }
 
     #[test]
