@@ -1,3 +1,8 @@
-//! Speech: Whisper model import (CTranslate2 -> ggml), endpointing, the whisper worker pool.
+//! Speech: Whisper model import (CTranslate2 -> ggml), endpointing (VAD), matching
+//! transcripts to intents, and the Whisper worker pool on dedicated threads.
 
+pub mod audio;
+pub mod matcher;
 pub mod model;
+pub mod vad;
+pub mod whisper;

@@ -1,0 +1,713 @@
+//! What RFC 3261 says about a message, decided on the raw fields before rsipstack sees them:
+//! syntax (§7, §25) where rsipstack is lenient or gives up silently, and the UAS checks of
+//! §8.2 that do not depend on call state (unknown method, URI scheme, Require, Accept).
+//! Everything that needs a dialog or a body parser stays with the call code.
+
+use super::message::{
+    has_scheme, is_token, is_token_byte, scheme_of, sip_version_numbers, BadStart, Message,
+    StartLine,
+};
+use std::borrow::Cow;
+
+/// How the message arrived: it decides what Content-Length means (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// One datagram is one message; Content-Length may be absent (body = rest of the
+    /// datagram) but must not claim more than arrived.
+    Datagram,
+    /// The stream framer already cut the message at Content-Length.
+    Stream,
+}
+
+/// The decision on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accept,
+    /// Answer with this status (requests only, never ACK).
+    Refuse(Refusal),
+    /// Drop without a word, counted under this reason.
+    Discard(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: u16,
+    pub phrase: &'static str,
+    /// Goes into a `Warning: 399` so a human reading a trace learns what was wrong.
+    pub why: Cow<'static, str>,
+    /// Label for `ivrd_sip_messages_rejected_total{reason}`.
+    pub reason: &'static str,
+    /// Extra header fields the status calls for (Unsupported, Allow, Accept).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Refusal {
+    pub fn new(
+        code: u16,
+        phrase: &'static str,
+        reason: &'static str,
+        why: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Refusal {
+            code,
+            phrase,
+            why: why.into(),
+            reason,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn too_large() -> Self {
+        Refusal::new(513, "Message Too Large", "too_large", "message too large")
+    }
+
+    pub fn bad_request(why: impl Into<Cow<'static, str>>) -> Self {
+        Refusal::new(400, "Bad Request", "malformed", why)
+    }
+
+    fn with(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Methods rsipstack parses. Any other token is an extension method that ivrd cannot
+/// serve: rsipstack would drop it, RFC 3261 §8.2.1 wants 501.
+pub const KNOWN_METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "PRACK",
+    "UPDATE",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+/// Request-URI schemes a call can be addressed with.
+const SUPPORTED_SCHEMES: &[&str] = &["sip", "sips", "tel"];
+
+/// Header fields that occur once (RFC 3261 §20, "single value"); two of them make the
+/// request ambiguous (RFC 4475 §3.3.8, §3.3.9).
+const SINGLE: &[(&str, Option<&str>)] = &[
+    ("From", Some("f")),
+    ("To", Some("t")),
+    ("Call-ID", Some("i")),
+    ("CSeq", None),
+    ("Max-Forwards", None),
+    ("Content-Length", Some("l")),
+    ("Content-Type", Some("c")),
+];
+
+/// Fields every request and response carries (RFC 3261 §8.1.1). Max-Forwards is left out
+/// on purpose: RFC 2543 requests lack it and RFC 4475 §3.4.1 wants them accepted.
+const REQUIRED: &[(&str, Option<&str>)] = &[
+    ("Via", Some("v")),
+    ("From", Some("f")),
+    ("To", Some("t")),
+    ("Call-ID", Some("i")),
+    ("CSeq", None),
+];
+
+/// Judges a request or response; `allow` is the Allow value to send with a 501.
+pub fn judge(m: &Message, transport: Transport, allow: &str) -> Outcome {
+    match m.start {
+        Err(BadStart::Request(why)) => Outcome::Refuse(Refusal::bad_request(why)),
+        Err(BadStart::Garbage) => Outcome::Discard("unparseable"),
+        Ok(StartLine::Response { version, code, .. }) => response(m, version, code),
+        Ok(StartLine::Request {
+            method,
+            uri,
+            version,
+        }) => match request(m, method, uri, version, transport, allow) {
+            // An ACK never gets a response (RFC 3261 §17); a bad one is just dropped.
+            Err(r) if method == "ACK" => Outcome::Discard(r.reason),
+            Err(r) => Outcome::Refuse(r),
+            Ok(()) => Outcome::Accept,
+        },
+    }
+}
+
+fn request(
+    m: &Message,
+    method: &str,
+    uri: &str,
+    version: &str,
+    transport: Transport,
+    allow: &str,
+) -> Result<(), Refusal> {
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(match sip_version_numbers(version) {
+            Some(_) => Refusal::new(
+                505,
+                "Version Not Supported",
+                "version",
+                format!("only SIP/2.0 is supported, not {}", printable(version)),
+            ),
+            None => Refusal::bad_request("SIP-Version is not SIP/x.y"),
+        });
+    }
+    request_uri(uri).map_err(Refusal::bad_request)?;
+    if let Some(problem) = m.problem {
+        return Err(Refusal::bad_request(problem));
+    }
+    // §8.2.1 comes first: an unknown method is 501 even when the rest is odd (RFC 4475
+    // §3.1.2.18 prefers 501 over 400 for NEWMETHOD with a mismatched CSeq).
+    if !KNOWN_METHODS.contains(&method) {
+        let mut r = Refusal::new(
+            501,
+            "Not Implemented",
+            "unknown_method",
+            "method not implemented",
+        );
+        if !allow.is_empty() {
+            r = r.with("Allow", allow.to_string());
+        }
+        return Err(r);
+    }
+    identity(m, Some(method)).map_err(Refusal::bad_request)?;
+    request_fields(m).map_err(Refusal::bad_request)?;
+    content_length(m, transport)
+        .map_err(|why| Refusal::new(400, "Bad Request", "bad_content_length", why))?;
+    semantics(m, method, uri)
+}
+
+fn response(m: &Message, version: &str, code: &str) -> Outcome {
+    let code_ok = code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && (b'1'..=b'6').contains(&code.as_bytes()[0]);
+    if !version.eq_ignore_ascii_case("SIP/2.0") || !code_ok || m.problem.is_some() {
+        return Outcome::Discard("malformed_response");
+    }
+    // Only what matching a client transaction needs: a peer's odd display name must not
+    // cost us the answer to our BYE or REFER.
+    if identity(m, None).is_err() {
+        return Outcome::Discard("malformed_response");
+    }
+    // RFC 3261 §8.1.3.3: a UA discards a response with more than one Via; it can only be
+    // meant for a proxy, and following it could send traffic to a broadcast address
+    // (RFC 4475 §3.3.10).
+    let vias: usize = m
+        .values("Via", Some("v"))
+        .map(|v| split_top(v, b',').count())
+        .sum();
+    if vias != 1 {
+        return Outcome::Discard("response_via");
+    }
+    Outcome::Accept
+}
+
+/// Request-URI = SIP-URI / SIPS-URI / absoluteURI, without enclosing <> or whitespace
+/// (RFC 4475 §3.1.2.7, §3.1.2.8).
+fn request_uri(uri: &str) -> Result<(), &'static str> {
+    if uri
+        .bytes()
+        .any(|b| b <= b' ' || b >= 0x7f || b"<>\"".contains(&b))
+    {
+        return Err("Request-URI contains characters a URI cannot have");
+    }
+    let scheme = scheme_of(uri).ok_or("Request-URI has no scheme")?;
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        let rest = &uri[scheme.len() + 1..];
+        // '@' cannot appear unescaped after the userinfo, so the first one ends it.
+        let hostpart = rest.split_once('@').map_or(rest, |(_, h)| h);
+        if hostpart.contains('?') {
+            // Headers are not allowed in a Request-URI (RFC 3261 §19.1.5; RFC 4475
+            // §3.1.2.11).
+            return Err("Request-URI carries URI headers");
+        }
+        let host = match hostpart.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => hostpart.split([':', ';']).next().unwrap_or_default(),
+        };
+        if host.is_empty() {
+            return Err("Request-URI has no host");
+        }
+    }
+    Ok(())
+}
+
+/// The fields that identify a transaction, in requests and responses alike: present,
+/// single where they must be, CSeq within 32 bits (RFC 4475 §3.1.2.4, §3.1.2.5) and naming
+/// the request's method (§3.1.2.17). `method` is None for a response.
+fn identity(m: &Message, method: Option<&str>) -> Result<(), Cow<'static, str>> {
+    for (long, short) in REQUIRED {
+        if m.count(long, *short) == 0 {
+            return Err(format!("missing {long}").into());
+        }
+    }
+    for (long, short) in SINGLE {
+        if m.count(long, *short) > 1 {
+            return Err(format!("more than one {long}").into());
+        }
+    }
+    let cseq = m.first("CSeq", None).unwrap_or_default();
+    let (number, cseq_method) = cseq
+        .split_once([' ', '\t'])
+        .map(|(n, rest)| (n, rest.trim_start_matches([' ', '\t'])))
+        .ok_or("CSeq is not number and method")?;
+    if !number.bytes().all(|b| b.is_ascii_digit()) || number.parse::<u32>().is_err() {
+        return Err("CSeq number is not a 32-bit unsigned integer".into());
+    }
+    if !is_token(cseq_method) {
+        return Err("CSeq method is not a token".into());
+    }
+    if method.is_some_and(|method| method != cseq_method) {
+        return Err("CSeq method differs from the request method".into());
+    }
+    let call_id = m.first("Call-ID", Some("i")).unwrap_or_default();
+    if call_id.is_empty() || call_id.bytes().any(|b| b <= b' ') {
+        return Err("Call-ID is empty or contains whitespace".into());
+    }
+    Ok(())
+}
+
+/// The rest of a request's fields that rsipstack or the call code read: Max-Forwards,
+/// every Via, From, To and Contact.
+fn request_fields(m: &Message) -> Result<(), Cow<'static, str>> {
+    if let Some(mf) = m.first("Max-Forwards", None) {
+        // Over 255 is tolerated (RFC 4475 §3.1.2.4: process as if absent); not digits is not.
+        if mf.is_empty() || !mf.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("Max-Forwards is not a number".into());
+        }
+    }
+    for via in m.values("Via", Some("v")) {
+        for parm in split_top(via, b',') {
+            via_parm(parm)?;
+        }
+    }
+    for (name, short) in [("From", "f"), ("To", "t")] {
+        let value = m.first(name, Some(short)).unwrap_or_default();
+        address(value).map_err(|why| format!("{name}: {why}"))?;
+    }
+    for contact in m.values("Contact", Some("m")) {
+        if contact == "*" {
+            continue;
+        }
+        for element in split_top(contact, b',') {
+            address(element).map_err(|why| format!("Contact: {why}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Content-Length = 1*DIGIT, and over UDP no more than what arrived (RFC 3261 §18.3).
+fn content_length(m: &Message, transport: Transport) -> Result<(), &'static str> {
+    let Some(value) = m.first("Content-Length", Some("l")) else {
+        return Ok(());
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("Content-Length is not a non-negative number");
+    }
+    let length = value
+        .parse::<usize>()
+        .map_err(|_| "Content-Length is too large")?;
+    if transport == Transport::Datagram && length > m.rest.len() {
+        return Err("Content-Length is larger than the body");
+    }
+    Ok(())
+}
+
+/// §8.2 checks that need no state, in the RFC's order.
+fn semantics(m: &Message, method: &str, uri: &str) -> Result<(), Refusal> {
+    if method == "ACK" {
+        return Ok(());
+    }
+    let scheme = scheme_of(uri).unwrap_or_default();
+    if !SUPPORTED_SCHEMES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme))
+    {
+        // §8.2.2.1; RFC 4475 §3.3.2 and §3.3.3 (a registered but atypical scheme is
+        // still one ivrd never accepts).
+        return Err(Refusal::new(
+            416,
+            "Unsupported URI Scheme",
+            "unsupported_uri_scheme",
+            format!("URI scheme {} is not supported", printable(scheme)),
+        ));
+    }
+    if method != "CANCEL" {
+        // §8.2.2.3: ivrd implements no option tags, so anything required is unsupported.
+        // Proxy-Require is for proxies and ignored by a UAS (RFC 4475 §3.3.5).
+        let tags: Vec<&str> = m
+            .values("Require", None)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !tags.is_empty() {
+            let unsupported = tags
+                .iter()
+                .map(|t| printable(t))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Refusal::new(
+                420,
+                "Bad Extension",
+                "bad_extension",
+                "required extension not supported",
+            )
+            .with("Unsupported", unsupported));
+        }
+    }
+    if method == "INVITE" && !accepts_sdp(m) {
+        // The answer to an INVITE carries SDP; a caller that accepts no SDP cannot be
+        // answered (RFC 4475 §3.3.15 names 406 with a Warning, or 400).
+        return Err(Refusal::new(
+            406,
+            "Not Acceptable",
+            "not_acceptable",
+            "the answer needs application/sdp, which Accept excludes",
+        )
+        .with("Accept", "application/sdp".into()));
+    }
+    Ok(())
+}
+
+/// Whether the Accept fields (if any) admit application/sdp. No Accept means SDP
+/// (RFC 3261 §20.1); an empty one means nothing is acceptable.
+fn accepts_sdp(m: &Message) -> bool {
+    let mut any = false;
+    for value in m.values("Accept", None) {
+        any = true;
+        for range in value.split(',') {
+            let media = range.split(';').next().unwrap_or_default().trim();
+            let (kind, sub) = media.split_once('/').unwrap_or((media, ""));
+            let kind_ok = kind == "*" || kind.eq_ignore_ascii_case("application");
+            let sub_ok = sub == "*" || sub.eq_ignore_ascii_case("sdp");
+            if kind_ok && sub_ok {
+                return true;
+            }
+        }
+    }
+    !any
+}
+
+/// `via-parm = sent-protocol LWS sent-by *( SEMI via-params )`, with LWS allowed around
+/// the slashes (RFC 3261 §25.1; RFC 4475 §3.1.1.1 uses all of it).
+fn via_parm(parm: &str) -> Result<(), Cow<'static, str>> {
+    let bad =
+        |why: &'static str| -> Result<(), Cow<'static, str>> { Err(format!("Via: {why}").into()) };
+    let mut rest = parm.trim();
+    if rest.is_empty() {
+        return bad("empty value");
+    }
+    let mut protocol = [""; 3];
+    for (i, slot) in protocol.iter_mut().enumerate() {
+        if i > 0 {
+            rest = rest.trim_start();
+            match rest.strip_prefix('/') {
+                Some(r) => rest = r.trim_start(),
+                None => return bad("sent-protocol is not name/version/transport"),
+            }
+        }
+        let end = rest
+            .find(|c: char| !c.is_ascii() || !is_token_byte(c as u8))
+            .unwrap_or(rest.len());
+        *slot = &rest[..end];
+        rest = &rest[end..];
+        if slot.is_empty() {
+            return bad("sent-protocol is not name/version/transport");
+        }
+    }
+    if !protocol[0].eq_ignore_ascii_case("SIP") || protocol[1] != "2.0" {
+        return bad("sent-protocol is not SIP/2.0");
+    }
+    if !rest.starts_with([' ', '\t']) {
+        return bad("no space before sent-by");
+    }
+    let (sent_by, params) = match split_top(rest, b';').collect::<Vec<_>>().split_first() {
+        Some((first, params)) => (first.trim(), params.to_vec()),
+        None => return bad("no sent-by"),
+    };
+    host_port(sent_by).map_err(|why| Cow::Owned(format!("Via: {why}")))?;
+    for p in params {
+        param(p).map_err(|why| Cow::Owned(format!("Via: {why}")))?;
+    }
+    Ok(())
+}
+
+/// `host [ COLON port ]`, host being a name, IPv4 or [IPv6].
+fn host_port(s: &str) -> Result<(), &'static str> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or("unterminated IPv6 reference")?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("bad IPv6 address");
+            }
+            ("v6", after.trim_start().strip_prefix(':'))
+        }
+        None => match s.split_once(':') {
+            Some((h, p)) => (h.trim_end(), Some(p)),
+            None => (s, None),
+        },
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err("sent-by host is not a host name or address");
+    }
+    if let Some(port) = port {
+        let port = port.trim();
+        if port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err()
+        {
+            return Err("port is not a number up to 65535");
+        }
+    }
+    Ok(())
+}
+
+/// A parsed From/To/Contact value: where the URI is and what parameters follow it.
+#[derive(Debug)]
+pub struct Address<'a> {
+    pub uri: &'a str,
+    pub params: Vec<(&'a str, Option<&'a str>)>,
+}
+
+impl Address<'_> {
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// `( name-addr / addr-spec ) *( SEMI param )` (RFC 3261 §20.10, §20.20, §20.39). The
+/// cases RFC 4475 tortures: unbalanced quotes (§3.1.2.6), spaces inside <> (§3.1.2.14),
+/// unquoted non-token display names (§3.1.2.15), an addr-spec whose URI needs <>
+/// (§3.1.2.13) and empty parameters (§3.1.2.1).
+pub fn address(value: &str) -> Result<Address<'_>, &'static str> {
+    let s = value.trim_matches([' ', '\t']);
+    if s.is_empty() {
+        return Err("empty value");
+    }
+    let (uri, after_uri) = if let Some(quoted) = s.strip_prefix('"') {
+        let end = quoted_end(quoted).ok_or("unterminated quoted string")?;
+        let rest = quoted[end..].trim_start();
+        let inner = rest
+            .strip_prefix('<')
+            .ok_or("display name not followed by <URI>")?;
+        bracketed(inner)?
+    } else if let Some(lt) = s.find(['<', '"']).filter(|&i| s.as_bytes()[i] == b'<') {
+        // Unquoted display names are tokens. Bytes beyond ASCII are let through: some
+        // PBXs send UTF-8 names unquoted, and refusing those callers helps nobody; the
+        // separators that make the field ambiguous (RFC 4475 §3.1.2.15) are not.
+        let display = &s[..lt];
+        let word_ok = |w: &str| w.bytes().all(|b| is_token_byte(b) || b >= 0x80);
+        if !display.split([' ', '\t']).all(word_ok) {
+            return Err("display name must be tokens or a quoted string");
+        }
+        bracketed(&s[lt + 1..])?
+    } else {
+        // addr-spec: the URI ends at the first ';', and must not contain what would
+        // force <> (RFC 3261 §20: comma, question mark).
+        let end = s.find(';').unwrap_or(s.len());
+        let uri = s[..end].trim_end_matches([' ', '\t']);
+        if uri.bytes().any(|b| b <= b' ' || b"?,<>\"".contains(&b)) || !has_scheme(uri) {
+            return Err("URI outside <> must be a plain addr-spec");
+        }
+        (uri, &s[end..])
+    };
+    let after_uri = after_uri.trim_start_matches([' ', '\t']);
+    if after_uri.is_empty() {
+        return Ok(Address {
+            uri,
+            params: Vec::new(),
+        });
+    }
+    let Some(params) = after_uri.strip_prefix(';') else {
+        return Err("unexpected text after the URI");
+    };
+    let params = split_top(params, b';')
+        .map(param)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Address { uri, params })
+}
+
+/// The URI inside `<...>` and what follows `>`.
+fn bracketed(inner: &str) -> Result<(&str, &str), &'static str> {
+    let (uri, after) = inner.split_once('>').ok_or("missing > after the URI")?;
+    if uri
+        .bytes()
+        .any(|b| b <= b' ' || b >= 0x7f || b"<\"".contains(&b))
+    {
+        return Err("URI in <> contains spaces or characters a URI cannot have");
+    }
+    if !has_scheme(uri) {
+        return Err("URI in <> has no scheme");
+    }
+    Ok((uri, after))
+}
+
+/// `generic-param = token [ EQUAL gen-value ]`, LWS allowed around '='.
+fn param(p: &str) -> Result<(&str, Option<&str>), &'static str> {
+    let p = p.trim_matches([' ', '\t']);
+    let (name, value) = match p.split_once('=') {
+        Some((n, v)) => (
+            n.trim_end_matches([' ', '\t']),
+            Some(v.trim_start_matches([' ', '\t'])),
+        ),
+        None => (p, None),
+    };
+    if name.is_empty() {
+        return Err("empty parameter");
+    }
+    if !is_token(name) {
+        return Err("parameter name is not a token");
+    }
+    match value {
+        None => Ok((name, None)),
+        Some(v) if v.starts_with('"') => match quoted_end(&v[1..]) {
+            Some(end) if end + 1 == v.len() => Ok((name, Some(v))),
+            _ => Err("bad quoted parameter value"),
+        },
+        // token, or a host (IPv6 references for received/maddr)
+        Some(v) if !v.is_empty() && v.bytes().all(|b| is_token_byte(b) || b"[]:".contains(&b)) => {
+            Ok((name, Some(v)))
+        }
+        Some(_) => Err("bad parameter value"),
+    }
+}
+
+/// Index just past the closing quote of a quoted-string whose opening quote was already
+/// consumed, honouring `\` escapes.
+fn quoted_end(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits at `sep` where it is not inside a quoted string or <...>.
+pub fn split_top(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let bytes = s.as_bytes();
+    let mut cuts = Vec::new();
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            _ if b == sep && !quoted && !angle => cuts.push(i),
+            _ => {}
+        }
+    }
+    let mut start = 0;
+    cuts.push(bytes.len());
+    cuts.into_iter().map(move |end| {
+        let piece = &s[start..end];
+        start = end + 1;
+        piece
+    })
+}
+
+/// A value echoed into a Warning: printable ASCII only, bounded.
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com> ; tag = 98asjd8",
+            "caller<sip:caller@example.com>;tag=323",
+            "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+            "token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\u{440}\";tag=_token~1'+`*%!-.",
+            "isbn:2983792873",
+            "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+            "sip:+19725552222@gw1.example.net;unknownparam",
+        ] {
+            assert!(address(ok).is_ok(), "{ok}: {:?}", address(ok));
+        }
+        for bad in [
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "\"Watson, Thomas\" < sip:t.watson@example.org >",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "\"Joe\" <sip:joe@example.org>;;;;",
+            "",
+        ] {
+            assert!(address(bad).is_err(), "{bad}");
+        }
+        let a = address("<sip:a@b>;tag=x;lr").unwrap();
+        assert_eq!(a.param("TAG"), Some(Some("x")));
+        assert_eq!(a.param("lr"), Some(None));
+    }
+
+    #[test]
+    fn vias() {
+        for ok in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
+            "SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw",
+            "SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8  ",
+            "SIP/2.0/UNKNOWN t4.example.com;branch=z9hG4bKasd0f3en",
+            "SIP/2.0/UDP [2001:db8::1]:5060;received=[2001:db8::2]",
+            "SIP/2.0/TCP host1.example.com;branch=z9hG4bK-.!%66*_+`'~",
+        ] {
+            assert_eq!(via_parm(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "",
+            "SIP/7.0/UDP c.example.com",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP host:99999",
+        ] {
+            assert!(via_parm(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn top_level_split_respects_quotes_and_brackets() {
+        let parts: Vec<_> = split_top("\"a,b\" <sip:x,y>;p, <sip:z>", b',').collect();
+        assert_eq!(parts, ["\"a,b\" <sip:x,y>;p", " <sip:z>"]);
+        assert_eq!(split_top("", b',').count(), 1);
+    }
+
+    #[test]
+    fn request_uris() {
+        for ok in [
+            "sip:user;par=u%40example.net@example.com",
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+            "soap.beep://192.0.2.103:3002",
+            "sip:[2001:db8::1]:5060",
+        ] {
+            assert_eq!(request_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "<sip:user@example.com>",
+            "sip:user@example.com?Route=%3Csip:example.com%3E",
+            "user@example.com",
+            "sip:",
+        ] {
+            assert!(request_uri(bad).is_err(), "{bad}");
+        }
+    }
+}
