@@ -121,6 +121,26 @@ pub fn espeak_wav(text: &str, out: &Path) {
     );
 }
 
+/// What the daemon's text to speech says for `text` (espeak-ng with the daemon's default
+/// voice and speed: `-v en-us -s 150`), as 8 kHz samples resampled by sox.
+pub fn tts_reference(text: &str) -> Vec<i16> {
+    let dir = TempDir::new("tts");
+    let wav = dir.join("tts.wav");
+    let mut cmd = Command::new("espeak-ng");
+    cmd.args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg("--")
+        .arg(text);
+    let r = run_bounded(cmd, "espeak-ng", Duration::from_secs(30));
+    assert!(
+        r.code == Some(0) && wav.is_file(),
+        "espeak-ng failed ({:?}): {}",
+        r.code,
+        r.stderr
+    );
+    load_8k(&wav)
+}
+
 /// Loads any audio file sox can read as 8 kHz mono samples, resampled by sox (so the
 /// reference does not depend on the daemon's resampler). No dither, for repeatability.
 pub fn load_8k(path: &Path) -> Vec<i16> {

@@ -185,6 +185,64 @@ impl RtpPacket {
     }
 }
 
+/// Audio a caller heard: decoded samples and where each packet's samples start.
+#[derive(Clone, Debug, Default)]
+pub struct Heard {
+    pub samples: Vec<i16>,
+    /// (index of the packet's first sample in `samples`, arrival time), in order.
+    pub packets: Vec<(usize, Instant)>,
+}
+
+impl Heard {
+    /// Decodes the G.711 packets (PT 0 and 8) in arrival order.
+    pub fn from_packets(packets: &[RtpPacket]) -> Heard {
+        let mut h = Heard::default();
+        for p in packets.iter().filter(|p| matches!(p.pt, 0 | 8)) {
+            h.packets.push((h.samples.len(), p.at));
+            h.samples
+                .extend(super::audio::g711_decode(p.pt, &p.payload));
+        }
+        h
+    }
+
+    /// Only the packets that arrived at or after `from`.
+    pub fn since(&self, from: Instant) -> Heard {
+        let first = self
+            .packets
+            .iter()
+            .position(|(_, at)| *at >= from)
+            .unwrap_or(self.packets.len());
+        let base = self
+            .packets
+            .get(first)
+            .map(|(i, _)| *i)
+            .unwrap_or(self.samples.len());
+        Heard {
+            samples: self.samples[base..].to_vec(),
+            packets: self.packets[first..]
+                .iter()
+                .map(|(i, at)| (i - base, *at))
+                .collect(),
+        }
+    }
+
+    /// When the packet holding sample `offset` arrived.
+    pub fn time_of(&self, offset: usize) -> Option<Instant> {
+        let i = self.packets.partition_point(|(start, _)| *start <= offset);
+        self.packets.get(i.checked_sub(1)?).map(|(_, at)| *at)
+    }
+
+    /// Best match of `reference` (8 kHz) in what was heard.
+    pub fn find(&self, reference: &[i16]) -> super::audio::Match {
+        super::audio::find_best_match(reference, &self.samples)
+    }
+
+    /// Seconds of audio heard.
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / 8000.0
+    }
+}
+
 /// RFC 4733 event code of a DTMF key.
 pub fn dtmf_event_code(key: char) -> u8 {
     match key {
@@ -639,6 +697,12 @@ impl Caller {
     /// Stops sending RTP.
     pub fn stop_rtp(&self) {
         let _ = lock(&self.inner.rtp_cmd).send(RtpCmd::Stop);
+    }
+
+    /// The G.711 audio received so far on the main socket, decoded by the harness, with
+    /// each packet's arrival time (other payload types, e.g. telephone-event, skipped).
+    pub fn heard(&self) -> Heard {
+        Heard::from_packets(&self.rtp())
     }
 
     /// Every RTP packet received so far on the main socket.

@@ -48,6 +48,11 @@ pub struct DaemonOpts {
     /// Raw YAML appended at the end of the config for top-level sections this struct does
     /// not model. It must not repeat a section written above.
     pub extra_yaml: String,
+    /// `limits.drain_timeout_s` (SIGTERM: how long calls in progress may go on); `None`
+    /// leaves the daemon's default.
+    pub drain_timeout_s: Option<u64>,
+    /// Extra environment variables for the daemon (e.g. `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DaemonOpts {
@@ -66,6 +71,8 @@ impl Default for DaemonOpts {
             admin: true,
             outages_file: None,
             extra_yaml: String::new(),
+            drain_timeout_s: None,
+            env: Vec::new(),
         }
     }
 }
@@ -93,7 +100,7 @@ answer:
 limits:
   max_calls: {max_calls}
   overflow: {overflow}
-flows:
+{drain}flows:
   dir: {flows}
   default: {default_flow}
 sounds: {sounds}
@@ -113,6 +120,10 @@ outages:
             min_ring = self.min_ring_ms,
             max_calls = self.max_calls,
             overflow = self.overflow,
+            drain = self
+                .drain_timeout_s
+                .map(|s| format!("  drain_timeout_s: {s}\n"))
+                .unwrap_or_default(),
             flows = yaml_str(&self.flows_dir.to_string_lossy()),
             default_flow = self.default_flow,
             sounds = yaml_str(&self.sounds_dir.to_string_lossy()),
@@ -161,6 +172,8 @@ pub struct Daemon {
     stderr: Arc<Mutex<String>>,
     /// stdout after the ready line (the contract says there should be none).
     stdout_rest: Arc<Mutex<String>>,
+    /// stderr of earlier processes of this daemon (before [`Daemon::kill9_and_restart`]).
+    earlier_stderr: String,
 }
 
 /// The addresses announced by the ready line.
@@ -210,6 +223,97 @@ pub fn parse_ready_line(line: &str) -> Result<ReadyLine, String> {
     })
 }
 
+/// A started `ivrd run` that printed its ready line.
+struct Spawned {
+    proc: ChildGuard,
+    ready: ReadyLine,
+    stderr: Arc<Mutex<String>>,
+    stdout_rest: Arc<Mutex<String>>,
+}
+
+/// Starts `ivrd run --config CONFIG` (with `opts.env`) and waits for its ready line.
+#[track_caller]
+fn spawn(config_path: &Path, opts: &DaemonOpts) -> Spawned {
+    let mut cmd = Command::new(ivrd_bin());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let mut proc = ChildGuard::spawn(cmd, "ivrd");
+    let stderr = collect_output(proc.child.stderr.take().expect("piped stderr"));
+
+    // stdout: the first line goes through a channel; anything after it is kept.
+    let stdout = proc.child.stdout.take().expect("piped stdout");
+    let stdout_rest = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    {
+        let rest = stdout_rest.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut first = String::new();
+            if reader.read_line(&mut first).unwrap_or(0) > 0 {
+                let _ = tx.send(first);
+            }
+            // Anything after the ready line, as it comes (the contract says: nothing).
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                rest.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let line = loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => break line,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed without a line: the daemon exited (or closed stdout).
+                let status = proc.wait_timeout(Duration::from_secs(2));
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "ivrd exited ({status:?}) before printing its ready line\nconfig:\n{}\nstderr:\n{}",
+                    opts.to_yaml(),
+                    stderr.lock().unwrap()
+                );
+            }
+        }
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            thread::sleep(Duration::from_millis(100));
+            panic!(
+                "ivrd exited ({status}) before printing its ready line\nconfig:\n{}\nstderr:\n{}",
+                opts.to_yaml(),
+                stderr.lock().unwrap()
+            );
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "ivrd printed no ready line within {READY_TIMEOUT:?}\nconfig:\n{}\nstderr:\n{}",
+                opts.to_yaml(),
+                stderr.lock().unwrap()
+            );
+        }
+    };
+    let ready = parse_ready_line(&line).unwrap_or_else(|e| {
+        panic!(
+            "bad first stdout line: {e}\nstderr:\n{}",
+            stderr.lock().unwrap()
+        )
+    });
+    Spawned {
+        proc,
+        ready,
+        stderr,
+        stdout_rest,
+    }
+}
+
 impl Daemon {
     /// Writes a config from `opts` into a fresh temp dir, starts `ivrd run --config` and
     /// waits (at most [`READY_TIMEOUT`]) for the ready line. Panics, with the daemon's
@@ -218,88 +322,128 @@ impl Daemon {
     pub fn start(opts: DaemonOpts) -> Daemon {
         let dir = TempDir::new("ivrd");
         let config_path = opts.write_config(dir.path());
-        let mut cmd = Command::new(ivrd_bin());
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut proc = ChildGuard::spawn(cmd, "ivrd");
-        let stderr = collect_output(proc.child.stderr.take().expect("piped stderr"));
-
-        // stdout: the first line goes through a channel; anything after it is kept.
-        let stdout = proc.child.stdout.take().expect("piped stdout");
-        let stdout_rest = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let rest = stdout_rest.clone();
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stdout);
-                let mut first = String::new();
-                if reader.read_line(&mut first).unwrap_or(0) > 0 {
-                    let _ = tx.send(first);
-                }
-                // Anything after the ready line, as it comes (the contract says: nothing).
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    rest.lock().unwrap().push_str(&line);
-                    line.clear();
-                }
-            });
-        }
-
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let line = loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => break line,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stdout closed without a line: the daemon exited (or closed stdout).
-                    let status = proc.wait_timeout(Duration::from_secs(2));
-                    thread::sleep(Duration::from_millis(100));
-                    panic!(
-                        "ivrd exited ({status:?}) before printing its ready line\nconfig:\n{}\nstderr:\n{}",
-                        opts.to_yaml(),
-                        stderr.lock().unwrap()
-                    );
-                }
-            }
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "ivrd exited ({status}) before printing its ready line\nconfig:\n{}\nstderr:\n{}",
-                    opts.to_yaml(),
-                    stderr.lock().unwrap()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "ivrd printed no ready line within {READY_TIMEOUT:?}\nconfig:\n{}\nstderr:\n{}",
-                    opts.to_yaml(),
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let ready = parse_ready_line(&line).unwrap_or_else(|e| {
-            panic!(
-                "bad first stdout line: {e}\nstderr:\n{}",
-                stderr.lock().unwrap()
-            )
-        });
+        let s = spawn(&config_path, &opts);
         Daemon {
-            proc,
+            proc: s.proc,
             dir,
             config_path,
             opts,
-            sip_udp: ready.sip_udp,
-            sip_tcp: ready.sip_tcp,
-            metrics_addr: ready.metrics,
-            admin_addr: ready.admin,
+            sip_udp: s.ready.sip_udp,
+            sip_tcp: s.ready.sip_tcp,
+            metrics_addr: s.ready.metrics,
+            admin_addr: s.ready.admin,
             ready_at: Instant::now(),
-            stderr,
-            stdout_rest,
+            stderr: s.stderr,
+            stdout_rest: s.stdout_rest,
+            earlier_stderr: String::new(),
         }
+    }
+
+    /// `kill -9` the daemon, then start it again on the same config, temp dir and state
+    /// (the SQLite file and the admin token survive); waits for the new ready line. The
+    /// ports change (they are ephemeral); the old stderr is kept for failure reports.
+    #[track_caller]
+    pub fn kill9_and_restart(&mut self) {
+        self.proc.kill();
+        let old = self.stderr();
+        self.earlier_stderr.push_str(&format!(
+            "{old}\n----- killed with SIGKILL, restarted -----\n"
+        ));
+        let s = spawn(&self.config_path, &self.opts);
+        self.proc = s.proc;
+        self.sip_udp = s.ready.sip_udp;
+        self.sip_tcp = s.ready.sip_tcp;
+        self.metrics_addr = s.ready.metrics;
+        self.admin_addr = s.ready.admin;
+        self.ready_at = Instant::now();
+        self.stderr = s.stderr;
+        self.stdout_rest = s.stdout_rest;
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`...) to the daemon process only.
+    #[track_caller]
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("run kill: {e}"));
+        assert!(status.success(), "kill -s {name} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the daemon to exit; its exit status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.proc.wait_timeout(timeout)
+    }
+
+    /// The state directory (`state_dir: state`, relative to the config's temp dir).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The admin bearer token the daemon created on first start (`<state>/admin.token`).
+    #[track_caller]
+    pub fn admin_token(&self) -> String {
+        let path = self.state_dir().join("admin.token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// The admin API's address (panics if the admin API is off).
+    #[track_caller]
+    pub fn admin(&self) -> SocketAddr {
+        self.admin_addr
+            .expect("admin API is off in this daemon's config")
+    }
+
+    /// An admin API request with the right bearer token: (status, body).
+    #[track_caller]
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let auth = format!("Bearer {}", self.admin_token());
+        self.api_auth(method, path, Some(&auth), body)
+    }
+
+    /// An admin API request with the given `Authorization` header value (or none).
+    #[track_caller]
+    pub fn api_auth(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut headers = Vec::new();
+        if let Some(a) = authorization {
+            headers.push(("Authorization", a.to_string()));
+        }
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json".to_string()));
+        }
+        http_request(
+            self.admin(),
+            method,
+            path,
+            &headers,
+            body,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{method} {path} on {}: {e}", self.admin()))
+    }
+
+    /// `GET` an admin API path that must answer 200 with JSON; the parsed body.
+    #[track_caller]
+    pub fn api_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.api("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
     /// Starts with the default options.
@@ -308,7 +452,7 @@ impl Daemon {
         Daemon::start(DaemonOpts::default())
     }
 
-    /// Everything the daemon wrote to stderr so far.
+    /// Everything the daemon (its current process) wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -373,12 +517,67 @@ impl Drop for Daemon {
             // Give the reader thread a moment to drain the pipe after the kill.
             thread::sleep(Duration::from_millis(50));
             eprintln!(
-                "----- ivrd stderr ({}) -----\n{}\n----- end ivrd stderr -----",
+                "----- ivrd stderr ({}) -----\n{}{}\n----- end ivrd stderr -----",
                 self.config_path.display(),
+                self.earlier_stderr,
                 self.stderr()
             );
         }
     }
+}
+
+/// A minimal HTTP/1.0 request over a std TcpStream: returns (status, body). `headers` are
+/// added as given; a body gets its Content-Length.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    read_response(s)
+}
+
+/// Reads an HTTP/1.x response until the server closes: (status, body).
+fn read_response(mut s: TcpStream) -> Result<(u16, String), String> {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no header/body separator in {text:?}"))?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
 }
 
 /// A minimal HTTP/1.0 GET over a std TcpStream: returns (status, body).

@@ -8,6 +8,7 @@
 //! - [`audio`]: an independent G.711 codec, sox-based reference loading, correlation and
 //!   packet timing statistics.
 //! - [`sip`]: SIP message and SDP parsing used by all of the above.
+//! - [`browser`]: headless Chromium through chromedriver (WebDriver), for the WebRTC phone.
 //!
 //! Rules every helper follows: only 127.0.0.1, every wait is bounded, every child process
 //! is killed when its guard is dropped, and on a failing test the evidence (daemon stderr,
@@ -17,12 +18,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod browser;
 pub mod caller;
 pub mod daemon;
+pub mod flows;
 pub mod sip;
 pub mod sipp;
 
-pub use daemon::{metric_value, Daemon, DaemonOpts};
+pub use daemon::{metric_sum, metric_value, Daemon, DaemonOpts};
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
