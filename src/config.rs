@@ -43,6 +43,63 @@ pub struct Config {
     pub alertmanager: AlertmanagerConfig,
     /// Speech recognition (Whisper); `~` or absent: menus take keys only.
     pub asr: Option<AsrSettings>,
+    /// The browser test phone: calls from a page of the admin server over WebRTC.
+    pub webrtc: WebrtcConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    /// Serve the test phone (`/phone` on the admin server) and take calls from it.
+    pub enabled: bool,
+    /// Address each browser call's ICE socket (UDP) binds to; the browser must reach it.
+    /// A concrete address: the wildcard would bind every interface except loopback.
+    pub ice_ip: IpAddr,
+    /// UDP ports for those sockets: "MIN-MAX", or "0" for ephemeral ports.
+    pub ports: PortRange,
+    /// Addresses announced instead of `ice_ip` when ivrd sits behind a 1:1 NAT.
+    pub nat_1to1_ips: Vec<IpAddr>,
+    /// The browser's media must be connected this long after the answer, or the call ends.
+    pub connect_timeout_ms: u64,
+    /// No audio from the browser for this long (tab closed, network gone): the call ends.
+    /// Browsers send audio all the time, silence included, so a gap means the page is gone.
+    pub disconnect_timeout_ms: u64,
+    /// What a flow's transfer does on a browser call, which has no SIP peer to REFER.
+    pub transfers: WebrtcTransfers,
+}
+
+/// How a transfer on a browser call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebrtcTransfers {
+    /// Show the target and context on the page; the call ends as transferred.
+    #[default]
+    End,
+    /// Show them, then go on as if the target refused: the flow's `on_fail` path plays.
+    Fail,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            enabled: true,
+            ice_ip: Ipv4Addr::LOCALHOST.into(),
+            ports: PortRange::Ephemeral,
+            nat_1to1_ips: Vec::new(),
+            connect_timeout_ms: 10_000,
+            disconnect_timeout_ms: 3_000,
+            transfers: WebrtcTransfers::End,
+        }
+    }
+}
+
+impl WebrtcConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn disconnect_timeout(&self) -> Duration {
+        Duration::from_millis(self.disconnect_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +143,7 @@ impl Default for Config {
             tts: Some(TtsConfig::default()),
             alertmanager: AlertmanagerConfig::default(),
             asr: None,
+            webrtc: WebrtcConfig::default(),
         }
     }
 }
@@ -462,6 +520,34 @@ impl Config {
                 "sip: at least one of udp and tcp must be enabled",
             ));
         }
+        let w = &config.webrtc;
+        if w.ice_ip.is_unspecified() {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    "webrtc.ice_ip must be a concrete address (the wildcard leaves loopback out)",
+                )
+                .at(line_of("ice_ip")),
+            );
+        }
+        if !(1000..=120_000).contains(&w.connect_timeout_ms) {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    "webrtc.connect_timeout_ms must be between 1000 and 120000",
+                )
+                .at(line_of("connect_timeout_ms")),
+            );
+        }
+        if !(200..=60_000).contains(&w.disconnect_timeout_ms) {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    "webrtc.disconnect_timeout_ms must be between 200 and 60000",
+                )
+                .at(line_of("disconnect_timeout_ms")),
+            );
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
             errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("level")));
         }
@@ -529,6 +615,33 @@ mod tests {
         assert_eq!(e.0[0].line, Some(2));
         assert_eq!(e.0[1].line, Some(3));
         assert_eq!(e.0[2].line, Some(5));
+    }
+
+    #[test]
+    fn webrtc_defaults_and_errors() {
+        let c = Config::parse(Path::new("c.yaml"), "")
+            .unwrap()
+            .config
+            .webrtc;
+        assert!(c.enabled);
+        assert_eq!(c.ice_ip, IpAddr::from(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.ports, PortRange::Ephemeral);
+        assert_eq!(c.transfers, WebrtcTransfers::End);
+        let text =
+            "webrtc:\n  ice_ip: 0.0.0.0\n  ports: \"40000-40100\"\n  disconnect_timeout_ms: 10\n";
+        let e = Config::parse(Path::new("c.yaml"), text).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert_eq!(e.0[0].line, Some(2));
+        assert_eq!(e.0[1].line, Some(4));
+        let ok =
+            "webrtc:\n  nat_1to1_ips: [203.0.113.7]\n  transfers: fail\n  ports: \"40000-40100\"\n";
+        let c = Config::parse(Path::new("c.yaml"), ok)
+            .unwrap()
+            .config
+            .webrtc;
+        assert_eq!(c.transfers, WebrtcTransfers::Fail);
+        assert_eq!(c.ports, PortRange::Range(40000, 40100));
+        assert_eq!(c.nat_1to1_ips, [IpAddr::from([203, 0, 113, 7])]);
     }
 
     #[test]

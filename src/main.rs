@@ -268,13 +268,16 @@ fn run(config: Option<PathBuf>) -> ExitCode {
 fn init_logging(level: &str, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    // rsipstack logs every packet at info: keep it to warnings unless asked.
+    // rsipstack logs every packet at info, and webrtc-rs every state change (plus warnings
+    // that every browser call triggers, in ICE and DTLS): keep them quiet unless asked.
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| {
-            EnvFilter::try_new(format!("rsipstack=warn,{level}"))
-                .unwrap_or_else(|_| EnvFilter::new("info"))
+            EnvFilter::try_new(format!(
+                "rsipstack=warn,rtc=warn,webrtc=warn,rtc_ice=error,rtc_dtls=error,{level}"
+            ))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

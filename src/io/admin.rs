@@ -33,6 +33,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     pub reload: ReloadFn,
     pub alertmanager: Arc<AlertmanagerConfig>,
+    /// The WebRTC test phone (`/phone`, `/api/webrtc/...`); `None` when `webrtc.enabled` is off.
+    pub phone: Option<Arc<super::webrtc::Phone>>,
 }
 
 /// Largest request body accepted.
@@ -50,6 +52,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/audit", get(audit))
         .route("/api/reload", post(reload))
         .route("/api/alertmanager", post(alertmanager))
+        .merge(super::webrtc::api_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -57,6 +60,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(super::webrtc::page_routes())
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

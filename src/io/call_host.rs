@@ -46,6 +46,10 @@ pub struct NewCall {
     pub received: Instant,
 }
 
+/// Sees every call output before it is carried out; the WebRTC test phone shows the call's
+/// progress (nodes, keys, intents) on its page through one.
+pub type OutputTap = Box<dyn FnMut(&CallOutput) + Send>;
+
 pub struct CallHost {
     pub shared: Arc<Shared>,
     pub call: Call,
@@ -59,6 +63,7 @@ pub struct CallHost {
     received: Instant,
     answered_at: Option<Instant>,
     notice_recorded: bool,
+    tap: Option<OutputTap>,
 }
 
 impl CallHost {
@@ -94,9 +99,15 @@ impl CallHost {
                 received: new.received,
                 answered_at: None,
                 notice_recorded: false,
+                tap: None,
             },
             events_rx,
         )
+    }
+
+    /// Installs the tap that sees every output from now on.
+    pub fn set_tap(&mut self, tap: OutputTap) {
+        self.tap = Some(tap);
     }
 
     /// Hands the call the current outage set when it changed.
@@ -112,6 +123,9 @@ impl CallHost {
     /// transcription output before it.
     pub fn next_signal(&mut self, now: Instant) -> Option<Signal> {
         while let Some(out) = self.call.poll_output() {
+            if let Some(tap) = self.tap.as_mut() {
+                tap(&out);
+            }
             match out {
                 CallOutput::Ringing => return Some(Signal::Ringing),
                 CallOutput::Answer => {

@@ -80,7 +80,7 @@ pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
 }
 
 fn m_calls_total(outcome: &'static str) {
-    metrics::counter!(m::CALLS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::counter!(m::CALLS_TOTAL, "outcome" => outcome, "transport" => "sip").increment(1);
 }
 
 struct Refusal {

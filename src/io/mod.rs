@@ -12,6 +12,7 @@ mod service;
 mod sip_endpoint;
 mod tts;
 mod udp_guard;
+mod webrtc;
 
 use crate::config::{Config, LoadedConfig};
 use crate::diag::Diagnostics;
@@ -137,6 +138,11 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
                 ready: ready.clone(),
                 reload: reload.clone(),
                 alertmanager: Arc::new(cfg.config.alertmanager.clone()),
+                phone: cfg
+                    .config
+                    .webrtc
+                    .enabled
+                    .then(|| webrtc::Phone::new(cfg.config.webrtc.clone(), sip.shared.clone())),
             };
             tokio::spawn(admin::serve(listener, state, shutdown.clone()));
             Some(bound)
