@@ -120,7 +120,7 @@ impl Default for AsrSettings {
         AsrSettings {
             model: PathBuf::from("models/ggml-tiny.en-q8_0.bin"),
             workers: 1,
-            threads_per_worker: 2,
+            threads_per_worker: 1,
             queue: 4,
         }
     }
@@ -260,6 +260,11 @@ pub struct MediaConfig {
     pub public_ip: Option<IpAddr>,
     /// RTP port range, e.g. "20000-29999", or "0" for ephemeral ports.
     pub rtp_ports: PortRange,
+    /// Hang up when no RTP arrived from the caller for this long (not while on hold); 0 = never.
+    pub rtp_timeout_s: u64,
+    /// Incoming RTP packets per second accepted per call (20 ms audio is 50/s); the rest
+    /// are dropped and counted.
+    pub max_rtp_packets_per_s: u32,
 }
 
 impl Default for MediaConfig {
@@ -268,6 +273,8 @@ impl Default for MediaConfig {
             rtp_ip: Ipv4Addr::LOCALHOST.into(),
             public_ip: None,
             rtp_ports: PortRange::Range(20000, 29999),
+            rtp_timeout_s: 30,
+            max_rtp_packets_per_s: 200,
         }
     }
 }

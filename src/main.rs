@@ -50,6 +50,12 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Benchmarks: `ivrd bench asr --model M [--corpus DIR] [--threads N] [--runs N]
+    /// [--variants standard|default|all] [--details] [--json]`.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// How the CLI reaches the daemon: from its config, or explicitly.
@@ -149,6 +155,24 @@ fn main() -> ExitCode {
                     .to_string()
             })
         }),
+        Command::Bench { args } => match args.first().map(String::as_str) {
+            Some("asr") => match ivrd::asr::whisper::bench::cli(&args[1..]) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ivrd bench asr: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            _ => {
+                eprintln!(
+                    "ivrd bench: the only benchmark here is `asr` (SIP load is benches/*.py)"
+                );
+                ExitCode::from(2)
+            }
+        },
         Command::Calls { conn } => with_client(conn, |c| {
             c.calls()
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())

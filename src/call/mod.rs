@@ -30,6 +30,8 @@ pub struct CallSettings {
     pub codec: Codec,
     /// Whether a speech recogniser is available (the endpointer runs only then).
     pub speech: bool,
+    /// End the call when no RTP arrived for this long while answered and not on hold.
+    pub rtp_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +83,8 @@ pub enum Outcome {
     Failed,
     /// Hung up by us because the daemon was stopping.
     Drained,
+    /// The caller's media stopped arriving (a dead phone or a lost network path).
+    RtpTimeout,
 }
 
 impl Outcome {
@@ -93,6 +97,7 @@ impl Outcome {
             Outcome::NoAck => "no_ack",
             Outcome::Failed => "failed",
             Outcome::Drained => "drained",
+            Outcome::RtpTimeout => "rtp_timeout",
         }
     }
 }
@@ -173,6 +178,8 @@ pub struct Call {
     listening_to: Option<usize>,
     /// An utterance is being transcribed; further utterances wait for its result.
     transcribing: bool,
+    /// When the caller's media last arrived (or the call was answered / taken off hold).
+    last_media: Option<Instant>,
 }
 
 impl Call {
@@ -194,6 +201,7 @@ impl Call {
             vad: None,
             listening_to: None,
             transcribing: false,
+            last_media: None,
         };
         if call.settings.speech {
             call.vad = Some(Endpointer::new(EndpointConfig::default()));
@@ -240,6 +248,10 @@ impl Call {
             (Phase::Answered, Transfer::Pending { deadline, .. }) => Some(deadline),
             _ => None,
         };
+        let own = match (own, self.media_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let flow = match self.phase {
             Phase::Answered => self.flow.poll_timeout(),
             _ => None,
@@ -254,11 +266,16 @@ impl Call {
         match self.phase {
             Phase::Ringing { answer_at } if now >= answer_at => {
                 self.phase = Phase::Answered;
+                self.last_media = Some(now);
                 self.outputs.push_back(CallOutput::Answer);
                 self.flow.start(now, self.settings.overflow);
                 self.drain_flow(now);
             }
             Phase::Answered => {
+                if self.media_deadline().is_some_and(|d| now >= d) {
+                    self.end(Outcome::RtpTimeout, true);
+                    return;
+                }
                 if let Transfer::Pending { deadline, .. } = self.transfer {
                     if now >= deadline {
                         self.transfer = Transfer::Idle;
@@ -309,7 +326,11 @@ impl Call {
                 self.transcribing = false;
                 self.flow.handle(now, FlowInput::SpeechBusy);
             }
-            CallInput::Hold(h) => self.held = h,
+            CallInput::Hold(h) => {
+                self.held = h;
+                // Coming off hold: the caller's media gets the full time to resume.
+                self.last_media = Some(now);
+            }
             CallInput::ReferAnswered(code) => {
                 if let Transfer::Pending { deadline, .. } = self.transfer {
                     if (200..300).contains(&code) {
@@ -388,6 +409,19 @@ impl Call {
             }
             Some(VadEvent::NoInput) => vad.reset_with(listening.endpoint),
             None => {}
+        }
+    }
+
+    /// The caller's media arrived now (any RTP packet, keys included).
+    pub fn media_seen(&mut self, now: Instant) {
+        self.last_media = Some(now);
+    }
+
+    /// When the call ends for lack of media, if it can.
+    fn media_deadline(&self) -> Option<Instant> {
+        match (self.phase, self.settings.rtp_timeout, self.last_media) {
+            (Phase::Answered, Some(t), Some(last)) if !self.held => Some(last + t),
+            _ => None,
         }
     }
 
@@ -484,6 +518,7 @@ mod tests {
             overflow: false,
             codec: Codec::Pcmu,
             speech: false,
+            rtp_timeout: None,
         }
     }
 
@@ -624,5 +659,24 @@ mod tests {
         assert!(!c.is_sending());
         c.handle(now, CallInput::Hold(false));
         assert!(c.is_sending());
+    }
+
+    #[test]
+    fn silent_media_ends_the_call_but_not_while_on_hold() {
+        let t0 = Instant::now();
+        let mut s = settings(0);
+        s.rtp_timeout = Some(Duration::from_secs(30));
+        let mut c = Call::new(t0, Arc::new(good_flow()), s);
+        kinds(&mut c);
+        c.media_seen(t0 + Duration::from_secs(10));
+        assert!(c.poll_timeout().unwrap() <= t0 + Duration::from_secs(40));
+        c.handle(t0 + Duration::from_secs(11), CallInput::Hold(true));
+        // On hold the caller may well send nothing: no media deadline.
+        assert!(c.media_deadline().is_none());
+        c.handle(t0 + Duration::from_secs(100), CallInput::Hold(false));
+        c.handle_timeout(t0 + Duration::from_secs(129));
+        assert!(!c.is_ended());
+        c.handle_timeout(t0 + Duration::from_secs(130));
+        assert_eq!(kinds(&mut c), ["bye", "ended:rtp_timeout"]);
     }
 }

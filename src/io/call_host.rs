@@ -74,6 +74,8 @@ impl CallHost {
             overflow: new.overflow,
             codec: new.codec,
             speech: shared.asr.is_some(),
+            rtp_timeout: (shared.rtp_timeout_s > 0)
+                .then(|| std::time::Duration::from_secs(shared.rtp_timeout_s)),
         };
         let registered = shared.registry.register(CallInfo {
             call_id: new.call_id,
@@ -290,6 +292,10 @@ pub struct RtpMedia {
     telephone_event: Option<u8>,
     received: metrics::Counter,
     sent: metrics::Counter,
+    /// Incoming packets allowed per second (`media.max_rtp_packets_per_s`).
+    max_pps: u32,
+    /// Start of the current one-second window and packets seen in it.
+    window: Option<(Instant, u32)>,
 }
 
 impl RtpMedia {
@@ -309,6 +315,8 @@ impl RtpMedia {
             telephone_event,
             received: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in", "transport" => transport),
             sent: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out", "transport" => transport),
+            max_pps: u32::MAX,
+            window: None,
         }
     }
 
@@ -364,9 +372,33 @@ impl RtpMedia {
         self.sent.increment(1);
     }
 
+    /// Caps incoming packets per second; a peer flooding a call's port is cut off there.
+    pub fn limit_rate(mut self, max_pps: u32) -> Self {
+        self.max_pps = max_pps.max(1);
+        self
+    }
+
     /// An incoming packet: keys to the call, caller audio to the endpointer (when speech is on).
     pub fn on_packet(&mut self, p: &RtpIn<'_>, call: &mut Call, speech: bool) {
+        let now = Instant::now();
+        let (start, count) = self.window.get_or_insert((now, 0));
+        if now.saturating_duration_since(*start) >= std::time::Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > self.max_pps {
+            if *count == self.max_pps + 1 {
+                warn!(
+                    max = self.max_pps,
+                    "RTP over the per-call rate: dropping the excess"
+                );
+            }
+            metrics::counter!(m::LIMITS_HIT_TOTAL, "limit" => "rtp_rate").increment(1);
+            return;
+        }
         self.received.increment(1);
+        call.media_seen(now);
         if self.telephone_event == Some(p.payload_type) {
             if let Some(key) = self.dtmf.on_packet(p.timestamp, p.payload) {
                 call.handle(Instant::now(), CallInput::Dtmf(key));

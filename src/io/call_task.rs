@@ -54,6 +54,7 @@ pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
         let Some(admission) = Admission::try_admit(&shared, flow.overflow.is_some()) else {
             info!("call refused: at capacity");
             m_calls_total("rejected_capacity");
+            metrics::counter!(m::LIMITS_HIT_TOTAL, "limit" => "calls").increment(1);
             let retry = Header::RetryAfter(shared.limits.retry_after_s.to_string().into());
             reply(tx, StatusCode::ServiceUnavailable, vec![retry], "capacity");
             return;
@@ -222,7 +223,8 @@ impl CallTask {
             media.as_ref().map(|n| n.payload_type).unwrap_or(0),
             media.as_ref().and_then(|n| n.telephone_event),
             "sip",
-        );
+        )
+        .limit_rate(host.shared.max_rtp_pps);
         let mut task = CallTask {
             host,
             dialog: dialog.clone(),

@@ -65,6 +65,9 @@ pub struct Shared {
     pub watchdog: mpsc::Sender<oneshot::Sender<()>>,
     /// The Whisper worker pool, when speech is configured.
     pub asr: Option<crate::asr::whisper::AsrPool>,
+    /// `media.rtp_timeout_s` and `media.max_rtp_packets_per_s`.
+    pub rtp_timeout_s: u64,
+    pub max_rtp_pps: u32,
 }
 
 /// What the endpoint shares with calls besides its own SIP state.
@@ -168,6 +171,8 @@ pub async fn start(
         draining: AtomicBool::new(false),
         watchdog,
         asr: services.asr,
+        rtp_timeout_s: cfg.media.rtp_timeout_s,
+        max_rtp_pps: cfg.media.max_rtp_packets_per_s,
     });
     tokio::spawn(async move { endpoint.serve().await });
     tokio::spawn(incoming_loop(incoming, watchdog_rx, shared.clone()));

@@ -30,6 +30,9 @@ pub const OUTAGE_ANNOUNCEMENTS_TOTAL: &str = "ivrd_outage_announcements_total";
 pub const TIME_TO_OUTAGE_NOTICE_SECONDS: &str = "ivrd_time_to_outage_notice_seconds";
 /// Counter by `result` (match, no_match, low_confidence, no_speech, overload, escalation).
 pub const ASR_RESULTS_TOTAL: &str = "ivrd_asr_results_total";
+/// Counter by `limit` (calls, rtp_rate, message_size, headers, invite_rate, utterance, ...):
+/// a configured limit was hit.
+pub const LIMITS_HIT_TOTAL: &str = "ivrd_limits_hit_total";
 /// Counter by `reason` (outage, node): callback requests recorded.
 pub const CALLBACKS_TOTAL: &str = "ivrd_callbacks_total";
 
@@ -53,6 +56,11 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(
             Matcher::Full(TIME_TO_OUTAGE_NOTICE_SECONDS.into()),
             NOTICE_BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full(crate::asr::whisper::ASR_SECONDS.into()),
+            crate::asr::whisper::ASR_BUCKETS,
         )
         .map_err(|e| e.to_string())?
         .install_recorder()
@@ -95,6 +103,16 @@ fn describe() {
     );
     describe_counter!(CALLBACKS_TOTAL, "Callback requests recorded");
     describe_counter!(ASR_RESULTS_TOTAL, "How transcripts were used");
+    describe_counter!(LIMITS_HIT_TOTAL, "Configured limits hit, by limit");
+    describe_histogram!(
+        crate::asr::whisper::ASR_SECONDS,
+        Unit::Seconds,
+        "Time to transcribe an utterance"
+    );
+    describe_gauge!(
+        crate::asr::whisper::ASR_QUEUE_DEPTH,
+        "Utterances waiting for a Whisper worker"
+    );
     // Series that should read 0 rather than be absent before the first event.
     metrics::counter!(RING_BUDGET_EXCEEDED_TOTAL).absolute(0);
     metrics::gauge!(CALLS_ACTIVE).set(0.0);

