@@ -45,6 +45,8 @@ pub struct Config {
     pub asr: Option<AsrSettings>,
     /// The browser test phone: calls from a page of the admin server over WebRTC.
     pub webrtc: WebrtcConfig,
+    /// Who may send SIP, and how fast.
+    pub security: SecurityConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,9 +145,86 @@ impl Default for Config {
             tts: Some(TtsConfig::default()),
             alertmanager: AlertmanagerConfig::default(),
             asr: None,
+            security: SecurityConfig::default(),
             webrtc: WebrtcConfig::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Networks allowed to send SIP, e.g. ["192.0.2.0/24", "2001:db8::/32"]; others get 403.
+    /// Empty: anyone (a public number). Set it to your trunks' addresses where you can.
+    pub allow: Vec<String>,
+    /// New INVITE/REGISTER/other out-of-dialog requests per second per source address;
+    /// beyond it they are dropped (and counted), so a flood cannot slow other callers.
+    pub rate_per_source: f64,
+    /// Requests a source may send at once before `rate_per_source` applies.
+    pub burst_per_source: f64,
+    /// SIP datagrams per second per source checked before parsing (a busy trunk sends a
+    /// handful per call; a flood far more). Beyond it they are dropped unread.
+    pub datagrams_per_source: f64,
+    /// User-Agent fragments (case-insensitive) of scanners; their requests are dropped unanswered.
+    pub deny_user_agents: Vec<String>,
+    /// Largest SIP message accepted (bytes); larger requests get 513.
+    pub max_message_bytes: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            allow: Vec::new(),
+            rate_per_source: 20.0,
+            burst_per_source: 40.0,
+            datagrams_per_source: 2000.0,
+            deny_user_agents: [
+                "friendly-scanner",
+                "sipvicious",
+                "sipcli",
+                "sip-scan",
+                "sipsak",
+                "sundayddr",
+                "iwar",
+                "vaxsipuseragent",
+                "pplsip",
+                "smap",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            max_message_bytes: crate::sip::guard::DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// The shield these settings describe (the allow-list already validated by `Config::parse`).
+    pub fn shield(&self) -> crate::sip::shield::ShieldConfig {
+        crate::sip::shield::ShieldConfig {
+            datagram_rate: self.datagrams_per_source.max(1.0),
+            allow: self
+                .allow
+                .iter()
+                .filter_map(|a| parse_net(a).ok())
+                .collect(),
+            rate: self.rate_per_source,
+            burst: self.burst_per_source.max(1.0),
+            deny_user_agents: self
+                .deny_user_agents
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+}
+
+/// A network ("10.0.0.0/8") or a single address ("192.0.2.7").
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is neither an address nor a network (CIDR)"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -513,6 +592,33 @@ impl Config {
                     ),
                 )
                 .at(line_of("min_ring_ms")),
+            );
+        }
+        for net in &config.security.allow {
+            if let Err(e) = parse_net(net) {
+                errors.push(
+                    Diagnostic::new(path, format!("security.allow: {e}")).at(line_of("allow")),
+                );
+            }
+        }
+        let sec = &config.security;
+        if sec.rate_per_source.is_nan() || sec.rate_per_source <= 0.0 || sec.burst_per_source < 1.0
+        {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    "security.rate_per_source must be above 0 and burst_per_source at least 1",
+                )
+                .at(line_of("rate_per_source")),
+            );
+        }
+        if !(1024..=65_535).contains(&sec.max_message_bytes) {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    "security.max_message_bytes must be between 1024 and 65535",
+                )
+                .at(line_of("max_message_bytes")),
             );
         }
         if config.limits.max_calls == 0 {

@@ -156,6 +156,9 @@ struct CallTask {
     latched: Option<SocketAddr>,
     /// A transfer asked for before the ACK arrived; sent once the dialog is confirmed.
     pending_refer: Option<(String, TransferContext)>,
+    /// CSeq of a re-INVITE we answered whose ACK has not come yet: its offer/answer is
+    /// still open, and a second one meanwhile gets 491 Request Pending (RFC 3261 §14.2).
+    reinvite_open: Option<u32>,
 }
 
 impl CallTask {
@@ -235,6 +238,7 @@ impl CallTask {
             rtp,
             latched: None,
             pending_refer: None,
+            reinvite_open: None,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -413,7 +417,18 @@ impl CallTask {
                     self.host.call.handle(now, CallInput::ReferNotify(code));
                 }
             }
-            DialogState::Updated(_, req, handle) => self.on_reoffer(&req, &handle).await,
+            DialogState::Updated(_, req, handle) => {
+                let is_invite = req.method == rsipstack::sip::Method::Invite;
+                if is_invite && self.reinvite_still_open() {
+                    info!("re-INVITE while another is still open: 491");
+                    respond(&handle, StatusCode::RequestPending, None, None).await;
+                    return;
+                }
+                self.on_reoffer(&req, &handle).await;
+                if is_invite {
+                    self.reinvite_open = req.cseq_header().ok().and_then(|c| c.seq().ok());
+                }
+            }
             DialogState::Options(_, _, handle) => {
                 respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None).await
             }
@@ -430,6 +445,22 @@ impl CallTask {
             }
             _ => {}
         }
+    }
+
+    /// Whether the last re-INVITE we answered still waits for its ACK.
+    fn reinvite_still_open(&mut self) -> bool {
+        let Some(open) = self.reinvite_open else {
+            return false;
+        };
+        let acked = self
+            .dialog
+            .last_remote_ack()
+            .and_then(|ack| ack.cseq_header().ok().and_then(|c| c.seq().ok()))
+            .is_some_and(|seq| seq >= open);
+        if acked {
+            self.reinvite_open = None;
+        }
+        !acked
     }
 
     /// Late offer: our offer went in the 200, the answer comes in the ACK.

@@ -9,7 +9,6 @@ use super::RunError;
 use crate::config::{AnswerConfig, Config, LimitsConfig};
 use crate::flow::FlowSet;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
-use crate::sip::guard::DEFAULT_MAX_MESSAGE_BYTES;
 use arc_swap::ArcSwap;
 use rsipstack::dialog::dialog::Dialog;
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -96,11 +95,14 @@ pub async fn start(
     let transport = TransportLayer::new(token.clone());
     let mut udp = None;
     if let Some(addr) = cfg.sip.udp {
+        let shield = crate::sip::shield::Shield::new(cfg.security.shield());
         let sock =
-            GuardedUdp::bind(addr, DEFAULT_MAX_MESSAGE_BYTES).map_err(|source| RunError::Bind {
-                what: "SIP UDP",
-                addr,
-                source,
+            GuardedUdp::bind(addr, cfg.security.max_message_bytes, shield).map_err(|source| {
+                RunError::Bind {
+                    what: "SIP UDP",
+                    addr,
+                    source,
+                }
             })?;
         let bound = sock.local_addr().map_err(|source| RunError::Bind {
             what: "SIP UDP",

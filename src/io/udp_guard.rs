@@ -5,13 +5,19 @@
 
 use super::sip_endpoint::ALLOWED;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
-use crate::sip::guard::{inspect, too_large, Policy, Verdict};
+use crate::sip::guard::{forbidden, inspect, too_large, Policy, Verdict};
+use crate::sip::shield::{Decision, Request, Shield};
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::SipMessage;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
 use tracing::debug;
 
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
     policy: Policy,
+    shield: Mutex<Shield>,
 }
 
 /// The guard's policy for this endpoint: the size limit, and the methods a 501 lists.
@@ -28,7 +34,7 @@ pub fn endpoint_policy(max_bytes: usize) -> Policy {
 
 impl GuardedUdp {
     /// Binds with a large receive buffer so bursts of INVITEs are not lost before we read them.
-    pub fn bind(addr: SocketAddr, max_bytes: usize) -> std::io::Result<Self> {
+    pub fn bind(addr: SocketAddr, max_bytes: usize, shield: Shield) -> std::io::Result<Self> {
         use socket2::{Domain, Protocol, Socket, Type};
         let domain = if addr.is_ipv6() {
             Domain::IPV6
@@ -43,6 +49,7 @@ impl GuardedUdp {
         Ok(GuardedUdp {
             socket: tokio::net::UdpSocket::from_std(s.into())?,
             policy: endpoint_policy(max_bytes),
+            shield: Mutex::new(shield),
         })
     }
 
@@ -56,11 +63,26 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, from) = self.socket.recv_from(buf).await?;
+            // One table lookup before any parsing: a flooding source costs next to nothing.
+            if !self.lock_shield().admit_datagram(Instant::now(), from.ip()) {
+                metrics::counter!(crate::metrics::LIMITS_HIT_TOTAL, "limit" => "datagram_rate")
+                    .increment(1);
+                continue;
+            }
             // A datagram that filled the buffer may have been cut short by the kernel.
             let verdict = if len >= buf.len() {
                 too_large(&buf[..len])
             } else {
                 inspect(&buf[..len], &self.policy)
+            };
+            // Allowed sources, no scanners, no floods: before the stack spends anything.
+            let verdict = match verdict {
+                Verdict::Pass(passed) => match self.shield_decision(&passed.message, from) {
+                    Decision::Allow => Verdict::Pass(passed),
+                    Decision::Forbid(reason) => forbidden(&buf[..len], reason),
+                    Decision::Drop(reason) => Verdict::Drop { reason },
+                },
+                other => other,
             };
             match verdict {
                 Verdict::KeepAlive => return Ok((len, from)),
@@ -92,6 +114,36 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
 
     fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
         Ok(self.socket.local_addr()?)
+    }
+}
+
+impl GuardedUdp {
+    fn lock_shield(&self) -> std::sync::MutexGuard<'_, Shield> {
+        self.shield.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shield_decision(&self, message: &SipMessage, from: SocketAddr) -> Decision {
+        let SipMessage::Request(req) = message else {
+            return Decision::Allow;
+        };
+        let out_of_dialog = req
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_none();
+        let method = req.method.to_string();
+        let user_agent = req.header_value("User-Agent");
+        let facts = Request {
+            method: &method,
+            out_of_dialog,
+            user_agent: user_agent.as_deref(),
+        };
+        let decision = self.lock_shield().check(Instant::now(), from.ip(), facts);
+        if let Decision::Drop("rate_limited") = decision {
+            metrics::counter!(crate::metrics::LIMITS_HIT_TOTAL, "limit" => "invite_rate")
+                .increment(1);
+        }
+        decision
     }
 }
 

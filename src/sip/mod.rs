@@ -5,4 +5,5 @@
 pub mod context;
 pub mod guard;
 pub mod sdp;
+pub mod shield;
 pub mod uri;

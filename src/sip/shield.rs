@@ -9,6 +9,9 @@
 //! - A token bucket per source address for requests that start something (INVITE,
 //!   REGISTER, and other out-of-dialog requests): a flood from one source is dropped early
 //!   and cannot slow the answers to everyone else.
+//! - Before any of that, a cheaper bucket per source for raw datagrams, checked before a
+//!   message is even parsed: a source sending far more than any trunk would costs one
+//!   table lookup per datagram, not a parse.
 
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -23,6 +26,8 @@ const IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShieldConfig {
+    /// Datagrams per second per source before parsing (a busy trunk sends a few per call).
+    pub datagram_rate: f64,
     /// Networks allowed to send SIP; empty = anyone.
     pub allow: Vec<IpNet>,
     /// Requests starting a dialog or registration, per second per source.
@@ -57,62 +62,36 @@ struct Bucket {
     at: Instant,
 }
 
-pub struct Shield {
-    cfg: ShieldConfig,
-    buckets: HashMap<IpAddr, Bucket>,
+/// Token buckets by source address, bounded in memory.
+#[derive(Default)]
+struct Buckets {
+    by_source: HashMap<IpAddr, Bucket>,
     /// Shared by sources beyond `MAX_SOURCES`.
     overflow: Option<Bucket>,
     swept: Option<Instant>,
 }
 
-impl Shield {
-    pub fn new(cfg: ShieldConfig) -> Self {
-        Shield {
-            cfg,
-            buckets: HashMap::new(),
-            overflow: None,
-            swept: None,
-        }
-    }
-
-    /// Judges a request from `source` at `now`. Responses are not judged (the transaction
-    /// layer ignores those it did not ask for).
-    pub fn check(&mut self, now: Instant, source: IpAddr, req: Request<'_>) -> Decision {
-        if !self.cfg.allow.is_empty() && !self.cfg.allow.iter().any(|n| n.contains(&source)) {
-            return Decision::Forbid("not_allowed");
-        }
-        if let Some(ua) = req.user_agent {
-            let ua = ua.to_ascii_lowercase();
-            if self.cfg.deny_user_agents.iter().any(|d| ua.contains(d.as_str())) {
-                return Decision::Drop("scanner");
-            }
-        }
-        // In-dialog requests (BYE, ACK, re-INVITE) belong to calls already admitted, and
-        // CANCEL/ACK must never be refused: they end things.
-        if !req.out_of_dialog || matches!(req.method, "ACK" | "CANCEL") {
-            return Decision::Allow;
-        }
+impl Buckets {
+    /// Takes a token for `source`; false when its bucket is empty.
+    fn take(&mut self, now: Instant, source: IpAddr, rate: f64, burst: f64) -> bool {
         self.sweep(now);
-        let (rate, burst) = (self.cfg.rate, self.cfg.burst);
-        let bucket = if self.buckets.len() < MAX_SOURCES || self.buckets.contains_key(&source) {
-            self.buckets.entry(source).or_insert(Bucket {
-                tokens: burst,
-                at: now,
-            })
+        let fresh = Bucket {
+            tokens: burst,
+            at: now,
+        };
+        let bucket = if self.by_source.len() < MAX_SOURCES || self.by_source.contains_key(&source) {
+            self.by_source.entry(source).or_insert(fresh)
         } else {
-            self.overflow.get_or_insert(Bucket {
-                tokens: burst,
-                at: now,
-            })
+            self.overflow.get_or_insert(fresh)
         };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            Decision::Allow
+            true
         } else {
-            Decision::Drop("rate_limited")
+            false
         }
     }
 
@@ -125,13 +104,65 @@ impl Shield {
             return;
         }
         self.swept = Some(now);
-        self.buckets
+        self.by_source
             .retain(|_, b| now.saturating_duration_since(b.at) < IDLE);
     }
+}
 
-    /// Sources with a bucket (for tests and diagnostics).
+pub struct Shield {
+    cfg: ShieldConfig,
+    requests: Buckets,
+    datagrams: Buckets,
+}
+
+impl Shield {
+    pub fn new(cfg: ShieldConfig) -> Self {
+        Shield {
+            cfg,
+            requests: Buckets::default(),
+            datagrams: Buckets::default(),
+        }
+    }
+
+    /// The cheap check for every datagram, before it is parsed.
+    pub fn admit_datagram(&mut self, now: Instant, source: IpAddr) -> bool {
+        let rate = self.cfg.datagram_rate;
+        self.datagrams.take(now, source, rate, rate)
+    }
+
+    /// Judges a request from `source` at `now`. Responses are not judged (the transaction
+    /// layer ignores those it did not ask for).
+    pub fn check(&mut self, now: Instant, source: IpAddr, req: Request<'_>) -> Decision {
+        if !self.cfg.allow.is_empty() && !self.cfg.allow.iter().any(|n| n.contains(&source)) {
+            return Decision::Forbid("not_allowed");
+        }
+        if let Some(ua) = req.user_agent {
+            let ua = ua.to_ascii_lowercase();
+            if self
+                .cfg
+                .deny_user_agents
+                .iter()
+                .any(|d| ua.contains(d.as_str()))
+            {
+                return Decision::Drop("scanner");
+            }
+        }
+        // In-dialog requests (BYE, ACK, re-INVITE) belong to calls already admitted, and
+        // CANCEL/ACK must never be refused: they end things.
+        if !req.out_of_dialog || matches!(req.method, "ACK" | "CANCEL") {
+            return Decision::Allow;
+        }
+        let (rate, burst) = (self.cfg.rate, self.cfg.burst);
+        if self.requests.take(now, source, rate, burst) {
+            Decision::Allow
+        } else {
+            Decision::Drop("rate_limited")
+        }
+    }
+
+    /// Sources with a request bucket (for tests and diagnostics).
     pub fn tracked(&self) -> usize {
-        self.buckets.len()
+        self.requests.by_source.len()
     }
 }
 
@@ -141,6 +172,7 @@ mod tests {
 
     fn cfg() -> ShieldConfig {
         ShieldConfig {
+            datagram_rate: 100.0,
             allow: Vec::new(),
             rate: 10.0,
             burst: 5.0,
@@ -162,11 +194,24 @@ mod tests {
     fn a_flooding_source_is_limited_and_others_are_not() {
         let mut s = Shield::new(cfg());
         let t0 = Instant::now();
-        let flood: Vec<Decision> = (0..100).map(|_| s.check(t0, ip("10.0.0.66"), INVITE)).collect();
-        assert_eq!(flood.iter().filter(|d| **d == Decision::Allow).count(), 5, "the burst");
-        assert_eq!(s.check(t0, ip("10.0.0.7"), INVITE), Decision::Allow, "another caller");
+        let flood: Vec<Decision> = (0..100)
+            .map(|_| s.check(t0, ip("10.0.0.66"), INVITE))
+            .collect();
+        assert_eq!(
+            flood.iter().filter(|d| **d == Decision::Allow).count(),
+            5,
+            "the burst"
+        );
+        assert_eq!(
+            s.check(t0, ip("10.0.0.7"), INVITE),
+            Decision::Allow,
+            "another caller"
+        );
         // The rate refills: 10/s -> one more every 100 ms.
-        assert_eq!(s.check(t0 + Duration::from_millis(100), ip("10.0.0.66"), INVITE), Decision::Allow);
+        assert_eq!(
+            s.check(t0 + Duration::from_millis(100), ip("10.0.0.66"), INVITE),
+            Decision::Allow
+        );
         assert_eq!(
             s.check(t0 + Duration::from_millis(110), ip("10.0.0.66"), INVITE),
             Decision::Drop("rate_limited")
@@ -181,10 +226,18 @@ mod tests {
             s.check(t0, ip("10.0.0.1"), INVITE);
         }
         for method in ["BYE", "ACK", "INFO"] {
-            let r = Request { method, out_of_dialog: false, user_agent: None };
+            let r = Request {
+                method,
+                out_of_dialog: false,
+                user_agent: None,
+            };
             assert_eq!(s.check(t0, ip("10.0.0.1"), r), Decision::Allow, "{method}");
         }
-        let cancel = Request { method: "CANCEL", out_of_dialog: true, user_agent: None };
+        let cancel = Request {
+            method: "CANCEL",
+            out_of_dialog: true,
+            user_agent: None,
+        };
         assert_eq!(s.check(t0, ip("10.0.0.1"), cancel), Decision::Allow);
     }
 
@@ -192,14 +245,31 @@ mod tests {
     fn scanners_are_dropped_and_strangers_forbidden() {
         let mut s = Shield::new(cfg());
         let t0 = Instant::now();
-        let scan = Request { user_agent: Some("Friendly-Scanner"), ..INVITE };
+        let scan = Request {
+            user_agent: Some("Friendly-Scanner"),
+            ..INVITE
+        };
         assert_eq!(s.check(t0, ip("1.2.3.4"), scan), Decision::Drop("scanner"));
         let mut c = cfg();
         c.allow = vec!["192.0.2.0/24".parse().unwrap(), "::1/128".parse().unwrap()];
         let mut s = Shield::new(c);
         assert_eq!(s.check(t0, ip("192.0.2.9"), INVITE), Decision::Allow);
         assert_eq!(s.check(t0, ip("::1"), INVITE), Decision::Allow);
-        assert_eq!(s.check(t0, ip("198.51.100.1"), INVITE), Decision::Forbid("not_allowed"));
+        assert_eq!(
+            s.check(t0, ip("198.51.100.1"), INVITE),
+            Decision::Forbid("not_allowed")
+        );
+    }
+
+    #[test]
+    fn datagrams_beyond_the_raw_rate_are_refused_before_parsing() {
+        let mut s = Shield::new(cfg());
+        let t0 = Instant::now();
+        let admitted = (0..1000)
+            .filter(|_| s.admit_datagram(t0, ip("10.0.0.66")))
+            .count();
+        assert_eq!(admitted, 100);
+        assert!(s.admit_datagram(t0, ip("10.0.0.7")));
     }
 
     #[test]

@@ -139,6 +139,15 @@ fn stack_can_match(message: &SipMessage) -> bool {
 }
 
 /// A refusal for a request, a silent drop for anything else.
+/// 403 Forbidden to a request refused by policy (the shield's allow-list), built like
+/// every other guard response; `reason` labels the rejection metric.
+pub fn forbidden(bytes: &[u8], reason: &'static str) -> Verdict {
+    refuse_or_drop(
+        &Message::read(bytes),
+        Refusal::new(403, "Forbidden", reason, "not allowed to call this service"),
+    )
+}
+
 fn refuse_or_drop(m: &Message, refusal: Refusal) -> Verdict {
     if m.is_request() && m.method() != Some("ACK") {
         respond(m, &refusal)
