@@ -661,7 +661,20 @@ impl Config {
                 .at(line_of("disconnect_timeout_ms")),
             );
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        let level = &config.log.level;
+        if !level.is_ascii() || level.contains('{') {
+            // Directives name targets, spans and levels. Two things never reach
+            // tracing-subscriber: non-ASCII text, on which its parser can panic, and
+            // {field=value} filters, whose values it compiles into regexes that can take
+            // seconds on hostile input. RUST_LOG still takes the full syntax.
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    "log.level: use ASCII target=level directives, without {field} filters",
+                )
+                .at(line_of("level")),
+            );
+        } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
             errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("level")));
         }
         if !errors.is_empty() {
@@ -695,6 +708,36 @@ pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_filters_that_break_tracing_subscriber_are_refused() {
+        // Found by fuzzing (config_yaml), both inside tracing-subscriber's EnvFilter:
+        // - its directive parser slices the untrimmed directive with indices of the
+        //   trimmed one and panics inside a multi-byte character (" a\u{a0}=trace");
+        // - field filter values become regexes: the fuzzer's took 43 s to compile, this
+        //   one over 3 minutes (debug build).
+        let bomb = format!(
+            "x[{{=D{}.{}*{}}}]=info",
+            "D".repeat(40),
+            ".".repeat(60),
+            ".".repeat(40)
+        );
+        for level in [
+            "info, a\\u00a0=trace",
+            " a\\u00a0=trace",
+            "ivrd[{call_id=x}]=debug",
+            &bomb,
+        ] {
+            let text = format!("log:\n  level: \"{level}\"\n");
+            let e = Config::parse(Path::new("c.yaml"), &text).unwrap_err();
+            assert!(e.to_string().contains("log.level"), "{level}: {e}");
+        }
+        assert!(Config::parse(
+            Path::new("c.yaml"),
+            "log:\n  level: ivrd=debug,rsipstack=warn\n"
+        )
+        .is_ok());
+    }
 
     #[test]
     fn empty_file_gives_defaults_on_loopback() {

@@ -896,4 +896,12 @@ nodes:
         let e = compile(Path::new("u.yaml"), text, &mut FakePrompts).unwrap_err();
         assert!(e.to_string().contains("has goto and hangup"), "{e}");
     }
+
+    #[test]
+    fn an_intent_with_an_empty_name_compiles_to_a_diagnostic() {
+        // Found by fuzzing (flow_yaml): locating the line of intent "" never returned.
+        let text = "version: 1\nflow: e\nstart: m\nnodes:\n  m:\n    menu: p\n    intents:\n      \"\": {goto: m}\n";
+        let e = compile(Path::new("e.yaml"), text, &mut FakePrompts).unwrap_err();
+        assert!(e.to_string().contains("intent ''"), "{e}");
+    }
 }

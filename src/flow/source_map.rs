@@ -26,6 +26,11 @@ fn key_of(line: &str) -> Option<&str> {
 
 /// Whether `field:` appears in the line as a key (block or inline `{a: 1, field: 2}`).
 fn has_field(line: &str, field: &str) -> bool {
+    // An empty name (a YAML key like `"": x`) cannot be located, and searching for it
+    // would match everywhere without advancing.
+    if field.is_empty() {
+        return false;
+    }
     if key_of(line) == Some(field) {
         return true;
     }
@@ -146,5 +151,14 @@ nodes:
         assert_eq!(m.node_field("c", "goto"), Some(14));
         assert_eq!(m.top_field("escalation", "target"), Some(5));
         assert_eq!(m.node_field("a", "goto"), None);
+    }
+
+    #[test]
+    fn an_empty_field_name_is_not_found() {
+        // Found by fuzzing (flow_yaml): an intent named "" made has_field search for ""
+        // forever (find("") matches at 0 and the loop never advanced).
+        assert!(!has_field("one: {dtmf: \"1\", goto: a}", ""));
+        let m = SourceMap::new(TEXT);
+        assert_eq!(m.node_field("b", ""), None);
     }
 }

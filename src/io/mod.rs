@@ -10,6 +10,7 @@ mod outages;
 mod rtp_socket;
 mod service;
 mod sip_endpoint;
+mod tcp_guard;
 mod tts;
 mod udp_guard;
 mod webrtc;

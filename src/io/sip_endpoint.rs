@@ -4,6 +4,7 @@
 
 use super::call_task;
 use super::rtp_socket::RtpPorts;
+use super::tcp_guard::GuardedTcp;
 use super::udp_guard::GuardedUdp;
 use super::RunError;
 use crate::config::{AnswerConfig, Config, LimitsConfig};
@@ -16,7 +17,6 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Transport};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
-use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
@@ -122,24 +122,32 @@ pub async fn start(
     let mut tcp = None;
     if let Some(mut addr) = cfg.sip.tcp {
         if addr.port() == 0 {
-            // rsipstack binds the listener itself and cannot report an OS-picked port, so
-            // pick one here: the UDP port when free (one port for both, as phones expect).
+            // One port for both transports when free, as phones expect.
             addr.set_port(pick_tcp_port(addr.ip(), udp.map(|u| u.port())));
         }
-        // Fail at start-up, with the address, rather than inside the stack's task.
-        drop(
-            std::net::TcpListener::bind(addr).map_err(|source| RunError::Bind {
-                what: "SIP TCP",
-                addr,
-                source,
-            })?,
-        );
-        let external = cfg.sip.public_ip.map(|ip| SocketAddr::new(ip, addr.port()));
-        let listener = TcpListenerConnection::new(addr, external)
+        // ivrd frames TCP itself so the guard sees every message (see tcp_guard).
+        let listener = GuardedTcp::bind(addr).map_err(|source| RunError::Bind {
+            what: "SIP TCP",
+            addr,
+            source,
+        })?;
+        let bound = listener.local_addr();
+        let external = cfg
+            .sip
+            .public_ip
+            .map(|ip| SocketAddr::new(ip, bound.port()));
+        let shield = crate::sip::shield::Shield::new(cfg.security.shield());
+        listener
+            .attach(
+                &transport,
+                external,
+                cfg.security.max_message_bytes,
+                shield,
+                token.child_token(),
+            )
             .await
             .map_err(|e| RunError::Sip(e.to_string()))?;
-        transport.add_transport(listener.into());
-        tcp = Some(addr);
+        tcp = Some(bound);
     }
     let endpoint = EndpointBuilder::new()
         .with_cancel_token(token.clone())

@@ -11,9 +11,10 @@
 //! while incoming messages enter the endpoint's event queue through one in-memory
 //! `ChannelConnection` registered with the transport layer.
 
-use super::udp_guard::{endpoint_policy, reject};
+use super::udp_guard::{endpoint_policy, reject, shield_decision};
 use crate::sip::guard::stream::{next_frame, Frame};
-use crate::sip::guard::{inspect_frame, Policy, Verdict};
+use crate::sip::guard::{forbidden, inspect_frame, Policy, Verdict};
+use crate::sip::shield::{Decision, Shield};
 use bytes::{Buf, BytesMut};
 use rsipstack::sip::{SipMessage, Transport};
 use rsipstack::transport::channel::ChannelConnection;
@@ -21,7 +22,7 @@ use rsipstack::transport::stream::StreamConnectionInner;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportEvent, TransportLayer};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -75,6 +76,7 @@ impl GuardedTcp {
         transport: &TransportLayer,
         external: Option<SocketAddr>,
         max_bytes: usize,
+        shield: Shield,
         cancel: CancellationToken,
     ) -> rsipstack::Result<()> {
         let local = SipAddr {
@@ -97,6 +99,7 @@ impl GuardedTcp {
             local,
             events,
             policy: endpoint_policy(max_bytes),
+            shield: Mutex::new(shield),
             cancel,
         });
         tokio::spawn(accept_loop(self.listener, ctx));
@@ -109,6 +112,8 @@ struct Context {
     local: SipAddr,
     events: UnboundedSender<TransportEvent>,
     policy: Policy,
+    /// Allow-list, scanner and rate checks, as for UDP.
+    shield: Mutex<Shield>,
     cancel: CancellationToken,
 }
 
@@ -204,7 +209,14 @@ async fn read_messages(
                 }
                 Frame::Skip { len } => buf.advance(len),
                 Frame::Message { len } => {
-                    let verdict = inspect_frame(&buf[..len], &ctx.policy);
+                    let mut verdict = inspect_frame(&buf[..len], &ctx.policy);
+                    if let (Verdict::Pass(passed), Some(from)) = (&verdict, remote) {
+                        match shield_decision(&ctx.shield, &passed.message, from) {
+                            Decision::Allow => {}
+                            Decision::Forbid(reason) => verdict = forbidden(&buf[..len], reason),
+                            Decision::Drop(reason) => verdict = Verdict::Drop { reason },
+                        }
+                    }
                     buf.advance(len);
                     if let Verdict::Pass(passed) = &verdict {
                         if matches!(passed.message, SipMessage::Request(_)) {

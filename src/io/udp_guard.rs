@@ -123,28 +123,41 @@ impl GuardedUdp {
     }
 
     fn shield_decision(&self, message: &SipMessage, from: SocketAddr) -> Decision {
-        let SipMessage::Request(req) = message else {
-            return Decision::Allow;
-        };
-        let out_of_dialog = req
-            .to_header()
-            .ok()
-            .and_then(|t| t.tag().ok().flatten())
-            .is_none();
-        let method = req.method.to_string();
-        let user_agent = req.header_value("User-Agent");
-        let facts = Request {
-            method: &method,
-            out_of_dialog,
-            user_agent: user_agent.as_deref(),
-        };
-        let decision = self.lock_shield().check(Instant::now(), from.ip(), facts);
-        if let Decision::Drop("rate_limited") = decision {
-            metrics::counter!(crate::metrics::LIMITS_HIT_TOTAL, "limit" => "invite_rate")
-                .increment(1);
-        }
-        decision
+        shield_decision(&self.shield, message, from)
     }
+}
+
+/// The shield's decision on a parsed message (requests only; responses pass). Shared by
+/// the UDP socket and the TCP framer.
+pub(super) fn shield_decision(
+    shield: &Mutex<Shield>,
+    message: &SipMessage,
+    from: SocketAddr,
+) -> Decision {
+    let SipMessage::Request(req) = message else {
+        return Decision::Allow;
+    };
+    let out_of_dialog = req
+        .to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .is_none();
+    let method = req.method.to_string();
+    let user_agent = req.header_value("User-Agent");
+    let facts = Request {
+        method: &method,
+        out_of_dialog,
+        user_agent: user_agent.as_deref(),
+    };
+    let decision =
+        shield
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(Instant::now(), from.ip(), facts);
+    if let Decision::Drop("rate_limited") = decision {
+        metrics::counter!(crate::metrics::LIMITS_HIT_TOTAL, "limit" => "invite_rate").increment(1);
+    }
+    decision
 }
 
 pub(super) fn reject(from: SocketAddr, reason: &'static str) {
