@@ -52,6 +52,7 @@ def start_ivrd(tmp):
         f.write(f"""sip: {{udp: 127.0.0.1:{port}, tcp: ~}}
 media: {{rtp_ip: 127.0.0.1, rtp_ports: "0"}}
 limits: {{max_calls: 20000}}
+security: {{trusted: ["127.0.0.1/32"]}}   # SIPp is a trunk here: one address, many calls
 flows: {{dir: {ROOT}/flows, default: support-line}}
 sounds: {ROOT}/sounds
 metrics: {{listen: 127.0.0.1:0}}

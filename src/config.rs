@@ -157,6 +157,8 @@ pub struct SecurityConfig {
     /// Networks allowed to send SIP, e.g. ["192.0.2.0/24", "2001:db8::/32"]; others get 403.
     /// Empty: anyone (a public number). Set it to your trunks' addresses where you can.
     pub allow: Vec<String>,
+    /// Networks never rate-limited: your trunks and PBXs, each carrying many callers.
+    pub trusted: Vec<String>,
     /// New INVITE/REGISTER/other out-of-dialog requests per second per source address;
     /// beyond it they are dropped (and counted), so a flood cannot slow other callers.
     pub rate_per_source: f64,
@@ -175,9 +177,10 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
             allow: Vec::new(),
-            rate_per_source: 20.0,
-            burst_per_source: 40.0,
-            datagrams_per_source: 2000.0,
+            trusted: Vec::new(),
+            rate_per_source: 50.0,
+            burst_per_source: 100.0,
+            datagrams_per_source: 5000.0,
             deny_user_agents: [
                 "friendly-scanner",
                 "sipvicious",
@@ -205,6 +208,11 @@ impl SecurityConfig {
             datagram_rate: self.datagrams_per_source.max(1.0),
             allow: self
                 .allow
+                .iter()
+                .filter_map(|a| parse_net(a).ok())
+                .collect(),
+            trusted: self
+                .trusted
                 .iter()
                 .filter_map(|a| parse_net(a).ok())
                 .collect(),
@@ -594,11 +602,16 @@ impl Config {
                 .at(line_of("min_ring_ms")),
             );
         }
-        for net in &config.security.allow {
-            if let Err(e) = parse_net(net) {
-                errors.push(
-                    Diagnostic::new(path, format!("security.allow: {e}")).at(line_of("allow")),
-                );
+        for (key, nets) in [
+            ("allow", &config.security.allow),
+            ("trusted", &config.security.trusted),
+        ] {
+            for net in nets {
+                if let Err(e) = parse_net(net) {
+                    errors.push(
+                        Diagnostic::new(path, format!("security.{key}: {e}")).at(line_of(key)),
+                    );
+                }
             }
         }
         let sec = &config.security;

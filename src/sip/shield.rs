@@ -30,6 +30,8 @@ pub struct ShieldConfig {
     pub datagram_rate: f64,
     /// Networks allowed to send SIP; empty = anyone.
     pub allow: Vec<IpNet>,
+    /// Networks never rate-limited: your trunks and PBXs, which carry many callers each.
+    pub trusted: Vec<IpNet>,
     /// Requests starting a dialog or registration, per second per source.
     pub rate: f64,
     /// How many may come at once before the rate applies.
@@ -126,6 +128,9 @@ impl Shield {
 
     /// The cheap check for every datagram, before it is parsed.
     pub fn admit_datagram(&mut self, now: Instant, source: IpAddr) -> bool {
+        if self.is_trusted(source) {
+            return true;
+        }
         let rate = self.cfg.datagram_rate;
         self.datagrams.take(now, source, rate, rate)
     }
@@ -148,8 +153,8 @@ impl Shield {
             }
         }
         // In-dialog requests (BYE, ACK, re-INVITE) belong to calls already admitted, and
-        // CANCEL/ACK must never be refused: they end things.
-        if !req.out_of_dialog || matches!(req.method, "ACK" | "CANCEL") {
+        // CANCEL/ACK must never be refused: they end things. Trunks carry many callers.
+        if !req.out_of_dialog || matches!(req.method, "ACK" | "CANCEL") || self.is_trusted(source) {
             return Decision::Allow;
         }
         let (rate, burst) = (self.cfg.rate, self.cfg.burst);
@@ -158,6 +163,10 @@ impl Shield {
         } else {
             Decision::Drop("rate_limited")
         }
+    }
+
+    fn is_trusted(&self, source: IpAddr) -> bool {
+        self.cfg.trusted.iter().any(|n| n.contains(&source))
     }
 
     /// Sources with a request bucket (for tests and diagnostics).
@@ -174,6 +183,7 @@ mod tests {
         ShieldConfig {
             datagram_rate: 100.0,
             allow: Vec::new(),
+            trusted: Vec::new(),
             rate: 10.0,
             burst: 5.0,
             deny_user_agents: vec!["friendly-scanner".into(), "sipvicious".into()],
@@ -282,5 +292,16 @@ mod tests {
         assert_eq!(s.tracked(), 1000);
         s.check(t0 + IDLE * 2, ip("10.9.9.9"), INVITE);
         assert_eq!(s.tracked(), 1);
+    }
+
+    #[test]
+    fn trusted_trunks_are_not_rate_limited() {
+        let mut c = cfg();
+        c.trusted = vec!["192.0.2.10/32".parse().unwrap()];
+        let mut s = Shield::new(c);
+        let t0 = Instant::now();
+        let trunk = ip("192.0.2.10");
+        assert!((0..1000).all(|_| s.admit_datagram(t0, trunk)));
+        assert!((0..1000).all(|_| s.check(t0, trunk, INVITE) == Decision::Allow));
     }
 }
