@@ -65,17 +65,23 @@ class Ivrd:
     """A release ivrd on a temp config. `flows_dir` holds the flows; `routes` maps dialled
     numbers to flow names."""
 
-    def __init__(self, tmp, flows_dir, default="support-line", routes=None, rtp_base=None):
+    def __init__(self, tmp, flows_dir, default="support-line", routes=None, rtp_base=None,
+                 rtp_span=1000, max_calls=2000, media_extra="", extra_yaml=""):
+        """`rtp_span` ports from `rtp_base` for RTP (one even port per call); `media_extra`
+        is appended inside the `media:` mapping (e.g. `rtp_timeout_s: 5`), `extra_yaml`
+        (whole top-level sections, e.g. `security: {...}`) at the end of the config."""
         self.tmp = tmp
-        self.rtp_base = rtp_base or free_port_range()
+        self.rtp_base = rtp_base or free_port_range(rtp_span)
+        self.rtp_span = rtp_span
         self.sip_port = free_port()
         routes = routes or {}
         route_yaml = "{" + ", ".join(f'"{k}": {v}' for k, v in routes.items()) + "}"
+        media_extra = f", {media_extra}" if media_extra else ""
         cfg = os.path.join(tmp, "ivrd.yaml")
         with open(cfg, "w") as f:
             f.write(f"""sip: {{udp: 127.0.0.1:{self.sip_port}, tcp: ~}}
-media: {{rtp_ip: 127.0.0.1, rtp_ports: "{self.rtp_base}-{self.rtp_base + 999}"}}
-limits: {{max_calls: 2000}}
+media: {{rtp_ip: 127.0.0.1, rtp_ports: "{self.rtp_base}-{self.rtp_base + rtp_span - 1}"{media_extra}}}
+limits: {{max_calls: {max_calls}}}
 flows: {{dir: {flows_dir}, default: {default}, routes: {route_yaml}}}
 sounds: {ROOT}/sounds
 metrics: {{listen: 127.0.0.1:0}}
@@ -83,7 +89,7 @@ admin: {{listen: 127.0.0.1:0}}
 state_dir: state
 outages: {{file: ~}}
 log: {{level: warn}}
-""")
+{extra_yaml}""")
         self.config = cfg
         self.proc = subprocess.Popen([IVRD, "run", "--config", cfg], stdout=subprocess.PIPE,
                                      stderr=open(os.path.join(tmp, "ivrd.log"), "w"), text=True)

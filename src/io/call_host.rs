@@ -62,6 +62,8 @@ pub struct CallHost {
     transport: &'static str,
     received: Instant,
     answered_at: Option<Instant>,
+    /// Answer latency not yet recorded: a SIP 200 counts once the caller shows it got it.
+    unconfirmed_answer: Option<std::time::Duration>,
     notice_recorded: bool,
     tap: Option<OutputTap>,
 }
@@ -100,6 +102,7 @@ impl CallHost {
                 transport: metric_transport(&new.transport),
                 received: new.received,
                 answered_at: None,
+                unconfirmed_answer: None,
                 notice_recorded: false,
                 tap: None,
             },
@@ -138,7 +141,14 @@ impl CallHost {
                     return Some(Signal::Refer { target, context })
                 }
                 CallOutput::Hangup => return Some(Signal::Hangup),
-                CallOutput::Ended(outcome) => return Some(Signal::Ended(outcome)),
+                CallOutput::Ended(outcome) => {
+                    // A CANCEL that won the race means no 200 ever left; anything else
+                    // (BYE before ACK, ACK never came, shutdown) followed a 200 on the wire.
+                    if outcome != Outcome::Abandoned {
+                        self.answer_confirmed();
+                    }
+                    return Some(Signal::Ended(outcome));
+                }
                 CallOutput::Dtmf(d) => {
                     debug!(key = %d, "key");
                     metrics::counter!(m::DTMF_TOTAL, "transport" => self.transport).increment(1);
@@ -185,9 +195,22 @@ impl CallHost {
         None
     }
 
-    /// Records the answer latency (call arrived -> answer sent).
+    /// Notes the answer latency (call arrived -> answer sent). A WebRTC answer is final once
+    /// sent; a SIP 200 can still lose to a CANCEL (the caller then gets 487 instead), so it is
+    /// recorded when the ACK (or anything else proving the 200 went out) arrives.
     fn answered(&mut self, now: Instant) {
-        let waited = now.saturating_duration_since(self.received);
+        self.answered_at = Some(now);
+        self.unconfirmed_answer = Some(now.saturating_duration_since(self.received));
+        if self.transport == "webrtc" {
+            self.answer_confirmed();
+        }
+    }
+
+    /// Records the answer latency noted by `answered`, once per call.
+    pub fn answer_confirmed(&mut self) {
+        let Some(waited) = self.unconfirmed_answer.take() else {
+            return;
+        };
         metrics::histogram!(m::CALL_ANSWER_SECONDS, "transport" => self.transport)
             .record(waited.as_secs_f64());
         if waited > self.shared.answer.ring_budget() {
@@ -197,7 +220,6 @@ impl CallHost {
                 "answered after the ring budget"
             );
         }
-        self.answered_at = Some(now);
     }
 
     /// Hands an utterance to the Whisper pool (never waits: a full queue answers at once)

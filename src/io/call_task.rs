@@ -243,13 +243,19 @@ impl CallTask {
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
         let mut invite_dialog = dialog;
-        tokio::spawn(async move {
+        let invite_tx = tokio::spawn(async move {
             if let Err(e) = invite_dialog.handle(&mut tx).await {
                 debug!(error = %e, "INVITE transaction");
             }
         });
         if outcome.is_none() {
             outcome = Some(task.run(state_rx, events_rx).await);
+        }
+        // A call that ended before the ACK (the caller's BYE crossed our 200) must not keep
+        // retransmitting that 200: dropping the transaction stops its timers. A CANCELled
+        // one keeps its transaction, which still has to see the 487 acknowledged.
+        if !task.host.call.is_acked() && outcome != Some(Outcome::Abandoned) {
+            invite_tx.abort();
         }
         task.host.shared.dialogs.remove_dialog(&task.dialog.id());
         outcome.unwrap_or(Outcome::Failed).as_str()
@@ -377,6 +383,7 @@ impl CallTask {
                     self.host.call.handle(now, CallInput::Abort);
                     return;
                 }
+                self.host.answer_confirmed();
                 self.host.call.handle(now, CallInput::Acked);
                 if let Some((t, c)) = self.pending_refer.take() {
                     self.send_refer(t, c);

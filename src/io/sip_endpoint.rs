@@ -236,13 +236,11 @@ fn dispatch(mut tx: Transaction, received: Instant, shared: &Arc<Shared>) {
         }
         (Method::Ack, _) => {} // ACK for a transaction the stack already closed
         (_, true) => match shared.dialogs.match_dialog(&tx) {
-            Some(Dialog::Invite(mut dialog)) => {
-                tokio::spawn(async move {
-                    if let Err(e) = dialog.handle(&mut tx).await {
-                        debug!(error = %e, "in-dialog request");
-                    }
-                });
-            }
+            Some(Dialog::Invite(mut dialog)) => spawn_started(async move {
+                if let Err(e) = dialog.handle(&mut tx).await {
+                    debug!(error = %e, "in-dialog request");
+                }
+            }),
             _ => reply(
                 tx,
                 StatusCode::CallTransactionDoesNotExist,
@@ -282,6 +280,25 @@ fn dispatch(mut tx: Transaction, received: Instant, shared: &Arc<Shared>) {
             vec![allow_header()],
             "not_implemented",
         ),
+    }
+}
+
+/// Runs `task` up to its first wait right here, then spawns the rest.
+///
+/// rsipstack's dialog remembers the highest CSeq it has seen and silently discards a request
+/// with a lower one; it checks and records the CSeq as soon as `handle` is first polled.
+/// Spawned straight away, two requests that arrive together (a caller's BYE and NOTIFY, CSeq
+/// 4 and 5) could start in either order on the multi-threaded runtime, and a BYE seen second
+/// is dropped for good, retransmissions included. Starting each one here, in the order the
+/// endpoint received them, keeps the check in arrival order without making a request wait
+/// for the one before it to finish (a re-INVITE waits for its ACK, and a second re-INVITE
+/// meanwhile must get its 491 at once). Polling with a no-op waker is sound: the spawned task
+/// polls again at once with its real waker.
+fn spawn_started(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let mut task = Box::pin(task);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if task.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(task);
     }
 }
 

@@ -36,6 +36,12 @@ pub struct DaemonOpts {
     pub min_ring_ms: u64,
     /// `"0"` (ephemeral) or a range like `"20000-20999"`.
     pub rtp_ports: String,
+    /// `media.rtp_timeout_s` (hang up after this long without caller RTP); `None` leaves
+    /// the daemon's default (30 s).
+    pub rtp_timeout_s: Option<u64>,
+    /// `media.max_rtp_packets_per_s` (per-call incoming RTP cap); `None` leaves the
+    /// daemon's default (200).
+    pub max_rtp_packets_per_s: Option<u32>,
     /// Log level; `IVRD_TEST_LOG` overrides it for every test.
     pub log_level: String,
     /// `text` or `json`.
@@ -66,6 +72,8 @@ impl Default for DaemonOpts {
             ring_budget_ms: 4000,
             min_ring_ms: 0,
             rtp_ports: "0".into(),
+            rtp_timeout_s: None,
+            max_rtp_packets_per_s: None,
             log_level: "info".into(),
             log_format: "text".into(),
             admin: true,
@@ -94,7 +102,7 @@ sip:
 media:
   rtp_ip: 127.0.0.1
   rtp_ports: {rtp_ports}
-answer:
+{media_limits}answer:
   ring_budget_ms: {ring}
   min_ring_ms: {min_ring}
 limits:
@@ -116,6 +124,15 @@ outages:
   file: {outages}
 ",
             rtp_ports = yaml_str(&self.rtp_ports),
+            media_limits = [
+                self.rtp_timeout_s
+                    .map(|s| format!("  rtp_timeout_s: {s}\n")),
+                self.max_rtp_packets_per_s
+                    .map(|n| format!("  max_rtp_packets_per_s: {n}\n")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<String>(),
             ring = self.ring_budget_ms,
             min_ring = self.min_ring_ms,
             max_calls = self.max_calls,

@@ -24,6 +24,8 @@ pub struct Sipp {
     tcp: bool,
     service: String,
     extra: Vec<String>,
+    /// Files copied into SIPp's working directory before it starts: (name, source).
+    files: Vec<(String, PathBuf)>,
 }
 
 /// Where a traced message went.
@@ -81,6 +83,7 @@ impl Sipp {
             tcp: false,
             service: "support".into(),
             extra: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -126,6 +129,13 @@ impl Sipp {
         self
     }
 
+    /// Copies `source` into SIPp's working directory as `name` before the run, for
+    /// scenarios that name a file relative to it (e.g. `<exec rtp_stream="caller.ulaw,..."/>`).
+    pub fn file(mut self, name: &str, source: &std::path::Path) -> Sipp {
+        self.files.push((name.into(), source.to_path_buf()));
+        self
+    }
+
     /// Runs SIPp to completion (hard limit: the global timeout plus 15 s).
     pub fn run(self) -> SippRun {
         let name = self
@@ -134,6 +144,10 @@ impl Sipp {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sipp".into());
         let dir = TempDir::new(&format!("sipp-{name}"));
+        for (file, source) in &self.files {
+            std::fs::copy(source, dir.join(file))
+                .unwrap_or_else(|e| panic!("copy {} for SIPp: {e}", source.display()));
+        }
         let local_port = free_udp_port();
         let media_port = free_udp_port_block();
         let timeout_s = self.timeout.as_secs().max(1);
