@@ -159,18 +159,21 @@ def drift_ms_per_min(pkts):
     return (sxy / sxx - 1) * 60_000
 
 
-def rtp_spacing(pcap, ports):
-    """Per outgoing stream (ivrd source port, SSRC): |gap - 20 ms| of consecutive packets
-    (ms), sequence gaps, and drift (ms per minute, fitted)."""
+def rtp_spacing(pcap, ports, incoming=False):
+    """Per stream (ivrd port, SSRC): |gap - 20 ms| of consecutive packets (ms), sequence
+    gaps, and drift (ms per minute, fitted). Streams ivrd sends, or with `incoming` the
+    ones SIPp sends to ivrd (the reference: a C load generator's pacing on the same
+    machine at the same moment)."""
     streams = {}
-    for t, sport, _dport, payload in b.udp_packets(pcap):
-        if sport not in ports:
+    for t, sport, dport, payload in b.udp_packets(pcap):
+        port = dport if incoming else sport
+        if port not in ports:
             continue
         h = b.rtp_header(payload)
         if not h:
             continue
         pt, _marker, seq, ts, ssrc, _body = h
-        streams.setdefault((sport, ssrc), []).append((t, seq, ts))
+        streams.setdefault((port, ssrc), []).append((t, seq, ts))
     devs, drifts, seq_gaps, packets = [], [], 0, 0
     for pkts in streams.values():
         pkts.sort()
@@ -252,8 +255,8 @@ def main():
         # Steady window: a capture of a sample of outgoing streams, CPU, RSS, calls active.
         ports = ivrd_udp_ports(ivrd.proc.pid, rtp_lo, rtp_hi)
         sample = ports[:: max(1, len(ports) // args.sample)][: args.sample]
-        bpf = f"udp and dst port {media_port} and (" + " or ".join(
-            f"src port {p}" for p in sample) + ")"
+        ports_expr = " or ".join(f"port {p}" for p in sample)
+        bpf = f"udp and ({ports_expr})"
         rtp_cap = b.Capture(os.path.join(tmp, "rtp.pcap"), bpf)
         c0, s0, w0 = proc_cpu(ivrd.proc.pid), proc_cpu(sipp.pid), time.time()
         m0 = machine_cpu()
@@ -289,6 +292,7 @@ def main():
     hist_p99 = b.histogram_quantile(metrics, "ivrd_call_answer_seconds", 0.99)
     rtts = sipp_rtts_ms(tmp)
     sp = rtp_spacing(os.path.join(tmp, "rtp.pcap"), set(sample))
+    ref = rtp_spacing(os.path.join(tmp, "rtp.pcap"), set(sample), incoming=True)
     rss_load = sum(rss) / len(rss)
     mean_active = sum(active) / len(active)
     per_call = (rss_load - rss_idle) / max(mean_active, 1)
@@ -310,6 +314,10 @@ def main():
     print(f"               |gap - 20 ms|: p50 {b.pct(sp['devs'], 50):.3f} ms, "
           f"p99 {b.pct(sp['devs'], 99):.3f} ms, p99.9 {b.pct(sp['devs'], 99.9):.3f} ms, "
           f"max {max(sp['devs'], default=float('nan')):.3f} ms")
+    print(f"RTP reference  SIPp's streams to the same calls ({ref['streams']} streams, "
+          f"{ref['packets']} packets): |gap - 20 ms| p50 {b.pct(ref['devs'], 50):.3f} ms, "
+          f"p99 {b.pct(ref['devs'], 99):.3f} ms, p99.9 {b.pct(ref['devs'], 99.9):.3f} ms; "
+          f"ivrd/SIPp p99 ratio {b.pct(sp['devs'], 99) / max(b.pct(ref['devs'], 99), 1e-9):.2f}")
     if sp["drifts"]:
         worst = max(sp["drifts"], key=abs)
         print(f"               drift: median {b.pct(sp['drifts'], 50):+.3f} ms/min, "

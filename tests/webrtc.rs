@@ -304,7 +304,7 @@ fn udp_sockets(pid: u32) -> usize {
 /// Waits until the daemon holds `want` UDP sockets; the count it last saw.
 fn wait_udp_sockets(daemon: &Daemon, want: usize) -> usize {
     let mut last = 0;
-    let hit = support::wait_for(Duration::from_secs(2), || {
+    let hit = support::wait_for(Duration::from_secs(5), || {
         last = udp_sockets(daemon.pid());
         (last == want).then_some(())
     });

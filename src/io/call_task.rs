@@ -1,7 +1,7 @@
 //! One tokio task per call: it owns the call's state machine, its RTP socket and its
 //! dialog events, and does only I/O — every decision is the pure [`Call`]'s.
 
-use super::call_host::{sleep_until, CallHost, NewCall, RtpMedia, Signal};
+use super::call_host::{Alarm, CallHost, NewCall, RtpMedia, Signal};
 use super::sip_endpoint::{allow_header, contact_for, reply, Admission, Shared, Slot};
 use crate::call::{CallInput, Outcome};
 use crate::flow::runner::TransferContext;
@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Instrument};
+
+/// The most RTP packets a call reads per 20 ms frame (3,200 a second: far beyond any
+/// phone, well past `media.max_rtp_packets_per_s`, which counts what is over its cap).
+const MAX_READ_PER_FRAME: usize = 64;
 
 /// Entry point for a new INVITE (no To tag). Refusals are answered here; accepted calls
 /// run until they end.
@@ -147,7 +151,7 @@ fn warning(text: &str) -> Header {
 struct CallTask {
     host: CallHost,
     dialog: InviteDialog,
-    socket: tokio::net::UdpSocket,
+    socket: std::net::UdpSocket,
     local: LocalAudio,
     offer: Option<RemoteAudio>,
     media: Option<Negotiated>,
@@ -168,7 +172,7 @@ impl CallTask {
         shared: Arc<Shared>,
         flow: Arc<crate::flow::Flow>,
         offer: Option<RemoteAudio>,
-        socket: tokio::net::UdpSocket,
+        socket: std::net::UdpSocket,
         overflow: bool,
     ) -> &'static str {
         let (state_tx, state_rx) = shared.dialogs.new_dialog_state_channel();
@@ -267,22 +271,21 @@ impl CallTask {
         mut events: mpsc::Receiver<CallInput>,
     ) -> Outcome {
         let mut buf = vec![0u8; 2048];
+        let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
         let shutdown = self.host.shared.shutdown.clone();
         loop {
-            let timer = self.host.call.poll_timeout();
-            let frame_due = self.rtp.next_deadline();
+            frame_alarm.set(self.rtp.next_deadline());
+            call_alarm.set_by(self.host.call.poll_timeout());
             tokio::select! {
-                _ = sleep_until(frame_due), if frame_due.is_some() => self.send_frames(Instant::now()).await,
-                _ = sleep_until(timer), if timer.is_some() => self.host.call.handle_timeout(Instant::now()),
+                _ = frame_alarm.ring() => {
+                    self.drain_rtp(&mut buf);
+                    self.send_frames(Instant::now());
+                }
+                _ = call_alarm.ring() => self.host.call.handle_timeout(Instant::now()),
                 state = states.recv() => match state {
                     Some(s) => self.on_dialog_state(s).await,
                     None => self.host.call.handle(Instant::now(), CallInput::PeerHangup),
                 },
-                r = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, from)) = r {
-                        self.on_rtp(&buf[..n], from);
-                    }
-                }
                 Some(ev) = events.recv() => self.host.call.handle(Instant::now(), ev),
                 _ = shutdown.cancelled() => self.host.call.handle(Instant::now(), CallInput::Shutdown),
             }
@@ -544,14 +547,31 @@ impl CallTask {
         self.rtp.on_packet(&p, &mut self.host.call, speech);
     }
 
-    async fn send_frames(&mut self, now: Instant) {
+    /// Takes what the caller sent since the last frame. Reading on the frame clock instead
+    /// of on every packet halves a call's wake-ups (at 1,000 calls, 50,000 a second fewer),
+    /// which is what keeps the outgoing frames on time; a key press or the start of speech
+    /// is seen at most one frame (20 ms) later. At most `MAX_READ_PER_FRAME` packets are
+    /// read per frame: a flood beyond that is left to the kernel's socket buffer to drop.
+    fn drain_rtp(&mut self, buf: &mut [u8]) {
+        for _ in 0..MAX_READ_PER_FRAME {
+            match self.socket.recv_from(buf) {
+                Ok((n, from)) => self.on_rtp(&buf[..n], from),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ICMP errors reported on the socket (port unreachable): nothing to read.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn send_frames(&mut self, now: Instant) {
         let dest = self.latched.or(self.media.as_ref().and_then(|n| n.remote));
         let mut packets = Vec::new();
         self.rtp
             .due_packets(now, &mut self.host.call, dest.is_some(), &mut packets);
         if let Some(dest) = dest {
             for p in packets {
-                if self.socket.send_to(&p, dest).await.is_ok() {
+                // Non-blocking: a full socket buffer loses this frame, it never stalls the call.
+                if self.socket.send_to(&p, dest).is_ok() {
                     self.rtp.sent();
                 }
             }

@@ -22,8 +22,10 @@ impl RtpPorts {
         }
     }
 
-    /// Binds an even port (RTP convention, RFC 3550 §11) from the range.
-    pub fn bind(&self) -> io::Result<tokio::net::UdpSocket> {
+    /// Binds an even port (RTP convention, RFC 3550 §11) from the range. The socket is
+    /// non-blocking and deliberately not registered with tokio: the call reads it on its
+    /// 20 ms frame clock instead of being woken for every packet.
+    pub fn bind(&self) -> io::Result<std::net::UdpSocket> {
         let (lo, hi) = match self.range {
             PortRange::Ephemeral => return bind_std(SocketAddr::new(self.ip, 0)),
             PortRange::Range(lo, hi) => (u32::from(lo), u32::from(hi)),
@@ -44,8 +46,8 @@ impl RtpPorts {
     }
 }
 
-fn bind_std(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+fn bind_std(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let s = std::net::UdpSocket::bind(addr)?;
     s.set_nonblocking(true)?;
-    tokio::net::UdpSocket::from_std(s)
+    Ok(s)
 }

@@ -12,7 +12,7 @@ use super::PhoneCall;
 use crate::call::{CallInput, Outcome};
 use crate::config::{WebrtcConfig, WebrtcTransfers};
 use crate::flow::runner::TransferContext;
-use crate::io::call_host::{sleep_until, CallHost, NewCall, RtpMedia, Signal};
+use crate::io::call_host::{sleep_until, Alarm, CallHost, NewCall, RtpMedia, Signal};
 use crate::io::sip_endpoint::{Admission, Shared};
 use crate::media::g711::Codec;
 use crate::media::rtp::parse as parse_rtp;
@@ -161,13 +161,14 @@ impl BrowserCall {
         let shutdown = self.host.shared.shutdown.clone();
         let hangup = self.page.hangup.clone();
         let mut outcome = self.carry_out(Instant::now());
+        let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
         while outcome.is_none() {
-            let timer = self.host.call.poll_timeout();
-            let frame_due = self.rtp.next_deadline();
+            frame_alarm.set(self.rtp.next_deadline());
+            call_alarm.set_by(self.host.call.poll_timeout());
             let watchdog = self.watchdog();
             tokio::select! {
-                _ = sleep_until(frame_due), if frame_due.is_some() => self.send_frames(Instant::now()).await,
-                _ = sleep_until(timer), if timer.is_some() => self.host.call.handle_timeout(Instant::now()),
+                _ = frame_alarm.ring() => self.send_frames(Instant::now()).await,
+                _ = call_alarm.ring() => self.host.call.handle_timeout(Instant::now()),
                 _ = sleep_until(Some(watchdog)) => {
                     if self.connected.is_some() {
                         self.peer_gone(EndReason::MediaTimeout);
