@@ -870,25 +870,25 @@ fn rtp_flood_is_cut_at_the_per_call_rate_and_the_call_goes_on() {
 // In-dialog requests that arrive together
 // ---------------------------------------------------------------------------------------
 
-/// A BYE and an INFO sent back to back (CSeq 2 and 3), as a phone does when the caller hangs
-/// up while a key press is still going out. The dialog discards a request whose CSeq is lower
-/// than one it has already seen, so the daemon must take them in arrival order: every BYE gets
-/// its 200 and every call ends. Twenty calls make an ordering race show up.
-#[test]
-fn bye_and_info_sent_together_are_both_answered() {
-    let daemon = Daemon::start_default();
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sdp = format!(
-        "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
-        rtp.local_addr().unwrap().port()
-    );
-    let uri = format!("sip:support@{}", daemon.sip_udp);
-    let to = format!("<{uri}>");
-    let mut unanswered = Vec::new();
-    for n in 0..20 {
+/// An answered call on a `RawUac`, for tests that write in-dialog requests by hand.
+struct RawCall {
+    uac: RawUac,
+    call_id: String,
+    from_tag: String,
+    /// The To header with the daemon's tag.
+    to: String,
+    /// The daemon's Contact, where in-dialog requests go.
+    target: String,
+    dest: SocketAddr,
+}
+
+impl RawCall {
+    /// INVITE with `sdp`, waits for the 200 OK and ACKs it (CSeq 1).
+    fn answered(daemon: &Daemon, sdp: &str) -> RawCall {
         let mut uac = RawUac::new();
         let (call_id, from_tag) = (format!("{}@127.0.0.1", token()), token());
+        let uri = format!("sip:support@{}", daemon.sip_udp);
+        let to = format!("<{uri}>");
         let branch = format!("z9hG4bK{}", token());
         let invite = raw_request(
             "INVITE",
@@ -899,45 +899,86 @@ fn bye_and_info_sent_together_are_both_answered() {
             &to,
             &call_id,
             1,
-            Some(&sdp),
+            Some(sdp),
         );
         uac.send(&invite, daemon.sip_udp);
         let ok = uac
             .read_until(SIP_WAIT, |m| {
                 m.status() == Some(200) && m.cseq().is_some_and(|(_, cm)| cm == "INVITE")
             })
-            .unwrap_or_else(|| panic!("call {n}: no 200 OK\n{}", uac.trace()));
-        let in_dialog_to = format!("{to};tag={}", ok.tag("To").expect("To tag"));
+            .unwrap_or_else(|| panic!("no 200 OK\n{}", uac.trace()));
         let target = header_uri(ok.header("Contact").expect("Contact in 200 OK"));
-        let dest = uri_socket_addr(&target).unwrap_or(daemon.sip_udp);
-        let request = |method: &str, cseq: u32| {
-            let branch = format!("z9hG4bK{}", token());
-            raw_request(
-                method,
-                &target,
-                uac.local,
-                &branch,
-                &from_tag,
-                &in_dialog_to,
-                &call_id,
-                cseq,
-                None,
-            )
+        let call = RawCall {
+            dest: uri_socket_addr(&target).unwrap_or(daemon.sip_udp),
+            to: format!("{to};tag={}", ok.tag("To").expect("To tag")),
+            target,
+            uac,
+            call_id,
+            from_tag,
         };
-        let ack = request("ACK", 1);
-        let bye = request("BYE", 2);
-        let info = request("INFO", 3).replace(
+        call.send(&call.request("ACK", 1, None));
+        call
+    }
+
+    fn request(&self, method: &str, cseq: u32, sdp: Option<&str>) -> String {
+        let branch = format!("z9hG4bK{}", token());
+        raw_request(
+            method,
+            &self.target,
+            self.uac.local,
+            &branch,
+            &self.from_tag,
+            &self.to,
+            &self.call_id,
+            cseq,
+            sdp,
+        )
+    }
+
+    fn send(&self, text: &str) {
+        self.uac.send(text, self.dest);
+    }
+
+    /// The final response to the request `cseq` `method`, if one comes within `timeout`.
+    fn final_response(&mut self, method: &str, cseq: u32, timeout: Duration) -> Option<u16> {
+        self.uac
+            .read_until(timeout, |m| {
+                m.status().is_some_and(|s| s >= 200)
+                    && m.cseq().is_some_and(|(n, cm)| n == cseq && cm == method)
+            })
+            .and_then(|m| m.status())
+    }
+}
+
+/// An SDP offer for a `RawCall`, with `direction` (sendrecv, sendonly, ...).
+fn raw_sdp(rtp: &UdpSocket, version: u32, direction: &str) -> String {
+    format!(
+        "v=0\r\no=raw 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n",
+        rtp.local_addr().unwrap().port()
+    )
+}
+
+/// A BYE and an INFO sent back to back (CSeq 2 and 3), as a phone does when the caller hangs
+/// up while a key press is still going out. The dialog discards a request whose CSeq is lower
+/// than one it has already seen, so the daemon must take them in arrival order: every BYE gets
+/// its 200 and every call ends. Twenty calls make an ordering race show up.
+#[test]
+fn bye_and_info_sent_together_are_both_answered() {
+    let daemon = Daemon::start_default();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sdp = raw_sdp(&rtp, 1, "sendrecv");
+    let mut unanswered = Vec::new();
+    for n in 0..20 {
+        let mut call = RawCall::answered(&daemon, &sdp);
+        let info = call.request("INFO", 3, None).replace(
             "Content-Length: 0\r\n\r\n",
             "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=5\r\nDuration=100\r\n",
         );
-        uac.send(&ack, dest);
-        uac.send(&bye, dest);
-        uac.send(&info, dest);
-        let bye_answer = uac.read_until(Duration::from_secs(2), |m| {
-            m.status().is_some_and(|s| s >= 200) && m.cseq().is_some_and(|(_, cm)| cm == "BYE")
-        });
-        if bye_answer.and_then(|m| m.status()) != Some(200) {
-            unanswered.push(format!("call {n}:\n{}", uac.trace()));
+        call.send(&call.request("BYE", 2, None));
+        call.send(&info);
+        if call.final_response("BYE", 2, Duration::from_secs(2)) != Some(200) {
+            unanswered.push(format!("call {n}:\n{}", call.uac.trace()));
         }
     }
     assert!(
@@ -948,4 +989,36 @@ fn bye_and_info_sent_together_are_both_answered() {
     );
     assert_no_calls_active(&daemon);
     assert_eq!(calls_ended(&daemon, "caller_hangup"), 20.0);
+}
+
+/// Hold and resume in quick succession: the ACK of the hold re-INVITE and the resume
+/// re-INVITE leave back to back. The ACK arrived first, so the resume is not an overlapping
+/// re-INVITE and must get 200, not 491. Twenty calls make the race show up.
+#[test]
+fn reinvite_right_after_the_previous_ack_gets_200() {
+    let daemon = Daemon::start_default();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut refused = Vec::new();
+    for n in 0..20 {
+        let mut call = RawCall::answered(&daemon, &raw_sdp(&rtp, 1, "sendrecv"));
+        call.send(&call.request("INVITE", 2, Some(&raw_sdp(&rtp, 2, "sendonly"))));
+        let hold = call.final_response("INVITE", 2, SIP_WAIT);
+        assert_eq!(hold, Some(200), "call {n}: hold\n{}", call.uac.trace());
+        call.send(&call.request("ACK", 2, None));
+        call.send(&call.request("INVITE", 3, Some(&raw_sdp(&rtp, 3, "sendrecv"))));
+        let resume = call.final_response("INVITE", 3, SIP_WAIT);
+        if resume != Some(200) {
+            refused.push(format!("call {n}: {resume:?}\n{}", call.uac.trace()));
+        }
+        call.send(&call.request("ACK", 3, None));
+        call.send(&call.request("BYE", 4, None));
+        assert_eq!(call.final_response("BYE", 4, SIP_WAIT), Some(200));
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of 20 resumes refused:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    assert_no_calls_active(&daemon);
 }

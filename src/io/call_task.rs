@@ -26,6 +26,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// phone, well past `media.max_rtp_packets_per_s`, which counts what is over its cap).
 const MAX_READ_PER_FRAME: usize = 64;
 
+/// How long (ms) a second re-INVITE waits for the first one's ACK before getting 491.
+const REINVITE_ACK_GRACE_MS: u32 = 20;
+
 /// Entry point for a new INVITE (no To tag). Refusals are answered here; accepted calls
 /// run until they end.
 pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
@@ -429,7 +432,7 @@ impl CallTask {
             }
             DialogState::Updated(_, req, handle) => {
                 let is_invite = req.method == rsipstack::sip::Method::Invite;
-                if is_invite && self.reinvite_still_open() {
+                if is_invite && self.reinvite_still_open().await {
                     info!("re-INVITE while another is still open: 491");
                     respond(&handle, StatusCode::RequestPending, None, None).await;
                     return;
@@ -457,8 +460,21 @@ impl CallTask {
         }
     }
 
-    /// Whether the last re-INVITE we answered still waits for its ACK.
-    fn reinvite_still_open(&mut self) -> bool {
+    /// Whether the last re-INVITE we answered still waits for its ACK. An ACK sent just
+    /// before this re-INVITE may already have arrived, queued for the earlier re-INVITE's
+    /// transaction task that has not run yet; it gets a few milliseconds to land before the
+    /// answer is 491 (only ever spent on overlapping re-INVITEs).
+    async fn reinvite_still_open(&mut self) -> bool {
+        for _ in 0..REINVITE_ACK_GRACE_MS {
+            if !self.reinvite_unacked() {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        self.reinvite_unacked()
+    }
+
+    fn reinvite_unacked(&mut self) -> bool {
         let Some(open) = self.reinvite_open else {
             return false;
         };

@@ -11,8 +11,9 @@ use crate::config::{AnswerConfig, Config, LimitsConfig};
 use crate::flow::FlowSet;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
 use arc_swap::ArcSwap;
-use rsipstack::dialog::dialog::Dialog;
+use rsipstack::dialog::dialog::{Dialog, DialogState};
 use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Transport};
 use rsipstack::transaction::transaction::Transaction;
@@ -236,6 +237,12 @@ fn dispatch(mut tx: Transaction, received: Instant, shared: &Arc<Shared>) {
         }
         (Method::Ack, _) => {} // ACK for a transaction the stack already closed
         (_, true) => match shared.dialogs.match_dialog(&tx) {
+            Some(Dialog::Invite(dialog))
+                if method == Method::Invite
+                    && matches!(dialog.state(), DialogState::WaitAck(..)) =>
+            {
+                tokio::spawn(reinvite_before_ack(dialog, tx));
+            }
             Some(Dialog::Invite(mut dialog)) => spawn_started(async move {
                 if let Err(e) = dialog.handle(&mut tx).await {
                     debug!(error = %e, "in-dialog request");
@@ -280,6 +287,28 @@ fn dispatch(mut tx: Transaction, received: Instant, shared: &Arc<Shared>) {
             vec![allow_header()],
             "not_implemented",
         ),
+    }
+}
+
+/// A re-INVITE on a dialog whose 200 OK is not yet acknowledged. The caller may well have
+/// sent the ACK just before it (hold right after answer); that ACK waits for the INVITE
+/// transaction's task, and a re-INVITE handled first would be taken for the initial INVITE
+/// and never answered. So it waits briefly for the ACK; if none comes, the answer is 491
+/// Request Pending, which tells the phone to try again shortly (RFC 3261 §14.1).
+async fn reinvite_before_ack(mut dialog: InviteDialog, mut tx: Transaction) {
+    const ACK_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + ACK_GRACE;
+    while matches!(dialog.state(), DialogState::WaitAck(..))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    if matches!(dialog.state(), DialogState::WaitAck(..)) {
+        let _ = tx.reply(StatusCode::RequestPending).await;
+        return;
+    }
+    if let Err(e) = dialog.handle(&mut tx).await {
+        debug!(error = %e, "re-INVITE");
     }
 }
 
