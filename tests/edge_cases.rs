@@ -229,44 +229,30 @@ fn retransmitted_invite_is_answered_once() {
     // Long enough for the first 2xx retransmission (T1 = 500 ms) to show its To tag too.
     uac.read_for(Duration::from_millis(700));
 
-    let to_tag = ok.tag("To").expect("To tag in 200 OK");
-    let remote_target = header_uri(ok.header("Contact").expect("Contact in 200 OK"));
-    let dest = uri_socket_addr(&remote_target).unwrap_or(daemon.sip_udp);
-    let in_dialog_to = format!("{to};tag={to_tag}");
-    let ack = raw_request(
-        "ACK",
-        &remote_target,
-        uac.local,
-        &format!("z9hG4bK{}", token()),
-        &from_tag,
-        &in_dialog_to,
-        &call_id,
-        1,
-        None,
-    );
-    uac.send(&ack, dest);
-    uac.send(&invite, daemon.sip_udp);
-    uac.read_for(Duration::from_millis(700));
+    let mut call = RawCall::from_answer(uac, &ok, call_id.clone(), from_tag, &to, daemon.sip_udp);
+    call.send(&call.request("ACK", 1, None));
+    call.uac.send(&invite, daemon.sip_udp);
+    call.uac.read_for(Duration::from_millis(700));
 
     // Every response to the INVITE belongs to one transaction and one dialog.
-    let responses = uac.responses("INVITE");
+    let responses = call.uac.responses("INVITE");
     let codes: Vec<u16> = responses.iter().filter_map(|m| m.status()).collect();
     assert!(
         codes.iter().all(|c| [100, 180, 200].contains(c)),
         "unexpected responses {codes:?}\n{}",
-        uac.trace()
+        call.uac.trace()
     );
     let tags: BTreeSet<String> = responses.iter().filter_map(|m| m.tag("To")).collect();
     assert_eq!(
         tags.len(),
         1,
         "responses with different To tags (more than one dialog): {tags:?}\n{}",
-        uac.trace()
+        call.uac.trace()
     );
     assert!(
-        uac.log.iter().all(|(_, m)| !m.is_request()),
+        call.uac.log.iter().all(|(_, m)| !m.is_request()),
         "the daemon sent a request:\n{}",
-        uac.trace()
+        call.uac.trace()
     );
 
     let metrics = daemon.metrics();
@@ -289,26 +275,12 @@ fn retransmitted_invite_is_answered_once() {
     assert_eq!(calls["active"], 1, "{calls}");
     assert_eq!(calls["calls"][0]["call_id"], call_id.as_str(), "{calls}");
 
-    let bye = raw_request(
-        "BYE",
-        &remote_target,
-        uac.local,
-        &format!("z9hG4bK{}", token()),
-        &from_tag,
-        &in_dialog_to,
-        &call_id,
-        2,
-        None,
-    );
-    uac.send(&bye, dest);
-    let bye_ok = uac.read_until(SIP_WAIT, |m| {
-        m.status().is_some_and(|s| s >= 200) && m.cseq().is_some_and(|(_, cm)| cm == "BYE")
-    });
+    call.send(&call.request("BYE", 2, None));
     assert_eq!(
-        bye_ok.and_then(|m| m.status()),
+        call.final_response("BYE", 2, SIP_WAIT),
         Some(200),
         "{}",
-        uac.trace()
+        call.uac.trace()
     );
     assert_no_calls_active(&daemon);
     assert_eq!(calls_ended(&daemon, "caller_hangup"), 1.0);
@@ -907,17 +879,29 @@ impl RawCall {
                 m.status() == Some(200) && m.cseq().is_some_and(|(_, cm)| cm == "INVITE")
             })
             .unwrap_or_else(|| panic!("no 200 OK\n{}", uac.trace()));
+        let call = RawCall::from_answer(uac, &ok, call_id, from_tag, &to, daemon.sip_udp);
+        call.send(&call.request("ACK", 1, None));
+        call
+    }
+
+    /// The dialog that the 200 OK `ok` to our INVITE (To header `to`) set up.
+    fn from_answer(
+        uac: RawUac,
+        ok: &SipMessage,
+        call_id: String,
+        from_tag: String,
+        to: &str,
+        fallback: SocketAddr,
+    ) -> RawCall {
         let target = header_uri(ok.header("Contact").expect("Contact in 200 OK"));
-        let call = RawCall {
-            dest: uri_socket_addr(&target).unwrap_or(daemon.sip_udp),
-            to: format!("{to};tag={}", ok.tag("To").expect("To tag")),
+        RawCall {
+            dest: uri_socket_addr(&target).unwrap_or(fallback),
+            to: format!("{to};tag={}", ok.tag("To").expect("To tag in 200 OK")),
             target,
             uac,
             call_id,
             from_tag,
-        };
-        call.send(&call.request("ACK", 1, None));
-        call
+        }
     }
 
     fn request(&self, method: &str, cseq: u32, sdp: Option<&str>) -> String {
