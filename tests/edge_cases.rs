@@ -427,13 +427,15 @@ fn check_races(daemon: &Daemon, races: &[Race]) -> (usize, usize) {
                 r.caller.sip_trace()
             )
         };
-        let finals: BTreeSet<u16> = r
-            .caller
-            .responses(&r.invite)
-            .iter()
-            .filter_map(|m| m.status())
-            .filter(|s| *s >= 200)
-            .collect();
+        let final_codes = |request| -> Vec<u16> {
+            r.caller
+                .responses(request)
+                .iter()
+                .filter_map(|m| m.status())
+                .filter(|s| *s >= 200)
+                .collect()
+        };
+        let finals: BTreeSet<u16> = final_codes(&r.invite).into_iter().collect();
         match finals.iter().copied().collect::<Vec<_>>()[..] {
             [200] => answered += 1,
             [487] => cancelled += 1,
@@ -442,13 +444,7 @@ fn check_races(daemon: &Daemon, races: &[Race]) -> (usize, usize) {
                 trace()
             ),
         }
-        let cancel_finals: Vec<u16> = r
-            .caller
-            .responses(&r.cancel)
-            .iter()
-            .filter_map(|m| m.status())
-            .filter(|s| *s >= 200)
-            .collect();
+        let cancel_finals = final_codes(&r.cancel);
         assert!(
             !cancel_finals.is_empty() && cancel_finals.iter().all(|s| [200, 481].contains(s)),
             "CANCEL answered {cancel_finals:?}, want 200 (or 481 once the INVITE completed)\n{}",
