@@ -5,7 +5,7 @@
 #   /etc/ivrd/ivrd.yaml                      config (kept if it exists)
 #   /etc/ivrd/flows/                         flows and outages.yaml (kept if they exist)
 #   /usr/local/share/ivrd/sounds/            prompts
-#   /usr/local/share/ivrd/models/            the Whisper model, when built
+#   /usr/local/share/ivrd/models/            the Whisper and sentence-embedding models, when fetched
 #   /usr/local/share/doc/ivrd/README.md
 # State (SQLite, admin token) lives in /var/lib/ivrd, created by systemd (StateDirectory).
 # Usage: sudo scripts/install.sh [--prefix /usr/local] [--destdir DIR] [--no-build]
@@ -39,6 +39,10 @@ install -m 0644 README.md "$root$prefix/share/doc/ivrd/README.md"
 for m in .cache/models/ggml-*.bin; do
     [ -e "$m" ] && install -m 0644 "$m" "$share/models/"
 done
+if [ -d .cache/models/all-minilm-l6-v2 ]; then
+    install -d "$share/models/all-minilm-l6-v2"
+    install -m 0644 .cache/models/all-minilm-l6-v2/* "$share/models/all-minilm-l6-v2/"
+fi
 sed "s#/usr/local/bin/ivrd#$prefix/bin/ivrd#g; s#/usr/local/share/doc#$prefix/share/doc#g" \
     systemd/ivrd.service > "$root/etc/systemd/system/ivrd.service"
 chmod 0644 "$root/etc/systemd/system/ivrd.service"

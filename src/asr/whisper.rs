@@ -19,6 +19,7 @@ mod gate;
 pub use engine::{Engine, SpecialTokens};
 pub use gate::{hallucination_reason, Gate};
 
+use crate::asr::embed::TextEmbedder;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -80,7 +81,7 @@ impl AudioCtx {
 }
 
 /// The engine's settings (the daemon's `asr:` config section).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AsrConfig {
     /// The ggml model file (`scripts/fetch-model.sh` prints its path).
     pub model: PathBuf,
@@ -100,6 +101,8 @@ pub struct AsrConfig {
     pub no_speech_threshold: f32,
     /// Score the request's candidate phrases with the decoder (closed set).
     pub closed_set: bool,
+    /// Embeds each transcript for the semantic matcher, on the same worker thread.
+    pub embedder: Option<Arc<dyn TextEmbedder>>,
 }
 
 impl AsrConfig {
@@ -113,6 +116,7 @@ impl AsrConfig {
             max_tokens: 32,
             no_speech_threshold: 0.6,
             closed_set: true,
+            embedder: None,
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct AsrResult {
     pub decoder_steps: u32,
     /// Encoder positions used (0 = full window).
     pub audio_ctx: i32,
+    /// The transcript's sentence embedding, when the pool has an embedder and the
+    /// transcript passed the gates.
+    pub embedding: Option<Vec<f32>>,
     /// Time spent in the worker.
     pub elapsed: Duration,
     /// Time spent waiting for a worker.
@@ -220,9 +227,10 @@ impl AsrPool {
             let engine = Engine::with_model(Arc::clone(&model), cfg)?;
             tokens.get_or_insert(engine.tokens());
             let (rx, depth) = (Arc::clone(&rx), Arc::clone(&depth));
+            let embedder = cfg.embedder.clone();
             std::thread::Builder::new()
                 .name(format!("asr-{i}"))
-                .spawn(move || worker(engine, &rx, &depth))
+                .spawn(move || worker(engine, embedder.as_deref(), &rx, &depth))
                 .map_err(|e| AsrError::Config(format!("cannot start ASR thread: {e}")))?;
         }
         metrics::gauge!(ASR_QUEUE_DEPTH).set(0.0);
@@ -274,7 +282,12 @@ impl AsrPool {
     }
 }
 
-fn worker(mut engine: Engine, rx: &Mutex<Receiver<Job>>, depth: &AtomicUsize) {
+fn worker(
+    mut engine: Engine,
+    embedder: Option<&dyn TextEmbedder>,
+    rx: &Mutex<Receiver<Job>>,
+    depth: &AtomicUsize,
+) {
     loop {
         // The lock is held only while waiting for the next job; a poisoned lock means
         // another worker panicked inside `recv`, which does not happen, but stop cleanly.
@@ -294,11 +307,27 @@ fn worker(mut engine: Engine, rx: &Mutex<Receiver<Job>>, depth: &AtomicUsize) {
         let queued = job.submitted.elapsed();
         let reply = engine.transcribe(&job.request).map(|mut r| {
             r.queued = queued;
+            embed_transcript(&mut r, embedder);
             r
         });
         metrics::histogram!(ASR_SECONDS).record(job.submitted.elapsed().as_secs_f64());
         let _ = job.reply.send(reply);
     }
+}
+
+/// Adds the transcript's embedding to a result that passed the gates. A failure only costs
+/// the semantic pass (the lexical one still runs), so it is logged, not returned.
+pub fn embed_transcript(result: &mut AsrResult, embedder: Option<&dyn TextEmbedder>) {
+    let Some(embedder) = embedder.filter(|_| result.gate.is_none() && !result.text.is_empty())
+    else {
+        return;
+    };
+    let started = Instant::now();
+    match embedder.embed(&[result.text.as_str()]) {
+        Ok(mut v) => result.embedding = v.pop(),
+        Err(e) => tracing::warn!(error = %e, "transcript not embedded"),
+    }
+    result.elapsed += started.elapsed();
 }
 
 #[cfg(test)]

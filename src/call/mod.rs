@@ -5,6 +5,7 @@
 //! time, fires [`Call::handle_timeout`] at [`Call::poll_timeout`], pulls one 20 ms audio
 //! frame per tick with [`Call::next_frame`], and carries out each [`CallOutput`].
 
+use crate::asr::matcher::Heard;
 use crate::asr::vad::{EndpointConfig, Endpointer, VadEvent};
 use crate::flow::runner::{
     EscalationReason, FlowEnd, FlowInput, FlowOutput, FlowRunner, TransferContext,
@@ -59,6 +60,7 @@ pub enum CallInput {
     Transcript {
         text: String,
         closed: Option<Vec<f32>>,
+        embedding: Option<Vec<f32>>,
     },
     /// The utterance sent with `Transcribe` held no usable speech.
     SpeechUnusable,
@@ -141,6 +143,8 @@ pub enum CallOutput {
     },
     /// Telemetry: how a transcript was used.
     Speech(crate::flow::runner::SpeechOutcome),
+    /// Telemetry: the best intent's confidence for a transcript heard in a menu.
+    SpeechConfidence(f32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,10 +317,18 @@ impl Call {
             CallInput::AckTimeout => self.end(Outcome::NoAck, false),
             CallInput::Abort => self.end(Outcome::Failed, true),
             CallInput::Shutdown => self.end(Outcome::Drained, true),
-            CallInput::Transcript { text, closed } => {
+            CallInput::Transcript {
+                text,
+                closed,
+                embedding,
+            } => {
                 self.transcribing = false;
-                self.flow
-                    .handle(now, FlowInput::Transcript { text, closed });
+                let heard = Heard {
+                    text,
+                    closed,
+                    embedding,
+                };
+                self.flow.handle(now, FlowInput::Transcript(heard));
             }
             CallInput::SpeechUnusable => {
                 self.transcribing = false;
@@ -474,6 +486,9 @@ impl Call {
                     self.outputs.push_back(CallOutput::Callback { reason })
                 }
                 FlowOutput::Speech(o) => self.outputs.push_back(CallOutput::Speech(o)),
+                FlowOutput::SpeechConfidence(c) => {
+                    self.outputs.push_back(CallOutput::SpeechConfidence(c))
+                }
                 FlowOutput::Entered(n) => self.outputs.push_back(CallOutput::Node(n)),
                 FlowOutput::End(how) => {
                     let outcome = match how {

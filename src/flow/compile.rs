@@ -5,8 +5,10 @@
 use super::schema::{FlowFile, IntentDef, NodeDef, Prompts, RetryDef};
 use super::source_map::SourceMap;
 use super::{
-    Escalation, Flow, Intent, Menu, MenuSpeech, Node, NodeId, NodeKind, OutagePrompts, Retry,
+    Confirmation, Escalation, Flow, Intent, Menu, MenuSpeech, Node, NodeId, NodeKind,
+    OutagePrompts, Retry,
 };
+use crate::asr::embed::TextEmbedder;
 use crate::asr::matcher::{collisions, Candidate, Matcher};
 use crate::asr::vad::EndpointConfig;
 use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
@@ -61,6 +63,7 @@ pub fn compile_dir(
     routes: &IndexMap<String, String>,
     config_file: &Path,
     prompts: &mut dyn PromptSource,
+    embedder: Option<&dyn TextEmbedder>,
 ) -> Result<FlowSet, Diagnostics> {
     let mut errors = Vec::new();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -90,7 +93,7 @@ pub fn compile_dir(
                 continue;
             }
         };
-        match compile(file, &text, prompts) {
+        match compile_with(file, &text, prompts, embedder) {
             Ok(flow) => {
                 if let Some(other) = flows.get(&flow.name) {
                     errors.push(Diagnostic::new(
@@ -138,11 +141,22 @@ pub fn compile_dir(
     }
 }
 
-/// Compiles one flow file.
+/// Compiles one flow file (speech matched by words only).
 pub fn compile(
     file: &Path,
     text: &str,
     prompts: &mut dyn PromptSource,
+) -> Result<Flow, Diagnostics> {
+    compile_with(file, text, prompts, None)
+}
+
+/// Compiles one flow file; with an embedder, menus also match speech by meaning (their
+/// examples are embedded now) and intents too close in meaning are reported.
+pub fn compile_with(
+    file: &Path,
+    text: &str,
+    prompts: &mut dyn PromptSource,
+    embedder: Option<&dyn TextEmbedder>,
 ) -> Result<Flow, Diagnostics> {
     let def: FlowFile =
         serde_yaml::from_str(text).map_err(|e| Diagnostics(vec![yaml_diagnostic(file, &e)]))?;
@@ -150,6 +164,8 @@ pub fn compile(
         file,
         map: SourceMap::new(text),
         prompts,
+        embedder,
+        yes_no: None,
         errors: Vec::new(),
         ids: def
             .nodes
@@ -170,6 +186,8 @@ struct Compiler<'a> {
     file: &'a Path,
     map: SourceMap<'a>,
     prompts: &'a mut dyn PromptSource,
+    embedder: Option<&'a dyn TextEmbedder>,
+    yes_no: Option<Arc<Matcher>>,
     errors: Vec<Diagnostic>,
     ids: HashMap<String, NodeId>,
 }
@@ -322,8 +340,10 @@ impl Compiler<'_> {
                 prompts: self.load_prompts(None, "play", e.play.as_ref()),
                 after_failures: e.after_failures,
                 phrases: e.phrases.clone(),
-                matcher: (!e.phrases.is_empty())
-                    .then(|| Arc::new(Matcher::new(Vec::new(), e.phrases.clone()))),
+                matcher: (!e.phrases.is_empty()).then(|| {
+                    let m = Matcher::new(Vec::new(), e.phrases.clone());
+                    Arc::new(self.semantic(None, m))
+                }),
                 on_fail: e
                     .on_fail
                     .as_ref()
@@ -412,7 +432,7 @@ impl Compiler<'_> {
         }
         let kind = actions.first().copied().unwrap_or("play");
         // Fields that belong to some kinds of node only.
-        let rules: [(&str, bool, &[&str]); 11] = [
+        let rules: [(&str, bool, &[&str]); 12] = [
             ("next", n.next.is_some(), &["play", "callback"]),
             ("confirm", n.confirm.is_some(), &["callback"]),
             ("intents", n.intents.is_some(), &["menu"]),
@@ -420,6 +440,7 @@ impl Compiler<'_> {
             ("no_match", n.no_match.is_some(), &["menu"]),
             ("low_confidence", n.low_confidence.is_some(), &["menu"]),
             ("min_confidence", n.min_confidence.is_some(), &["menu"]),
+            ("confirmation", n.confirmation.is_some(), &["menu"]),
             ("timeout_ms", n.timeout_ms.is_some(), &["menu", "callback"]),
             ("on_failure", n.on_failure.is_some(), &["menu"]),
             ("on_fail", n.on_fail.is_some(), &["transfer"]),
@@ -435,7 +456,7 @@ impl Compiler<'_> {
             }
         }
         match kind {
-            "menu" => NodeKind::Menu(self.menu(name, n, def, esc_key, esc_phrases)),
+            "menu" => NodeKind::Menu(Box::new(self.menu(name, n, def, esc_key, esc_phrases))),
             "transfer" => {
                 let target = n.transfer.clone().unwrap_or_default();
                 if let Err(msg) = validate_transfer_target(&target) {
@@ -572,10 +593,15 @@ impl Compiler<'_> {
                 );
             }
             let goto = self.target(name, "goto", &i.goto);
+            let confirm = match &i.confirm {
+                Some(p) => self.load_prompts(Some(name), iname, Some(p)),
+                None => Vec::new(),
+            };
             intents.push(Intent {
                 name: iname.clone(),
                 dtmf: i.dtmf.clone(),
                 phrases: i.phrases.clone(),
+                confirm,
                 goto,
             });
         }
@@ -658,12 +684,75 @@ impl Compiler<'_> {
                 format!("min_confidence {min_confidence} must be between 0 and 1"),
             );
         }
+        let matcher = self.semantic(Some(name), Matcher::new(candidates, esc_phrases.to_vec()));
+        for problem in matcher.confusable() {
+            self.err_node(name, Some("intents"), problem);
+        }
+        let confirmation = n.confirmation.as_ref().map(|c| {
+            if !(0.0..1.0).contains(&c.min_confidence) || c.min_confidence >= min_confidence {
+                self.err_node(
+                    name,
+                    Some("confirmation"),
+                    format!(
+                        "confirmation.min_confidence {} must be at least 0 and below the menu's min_confidence {min_confidence}",
+                        c.min_confidence
+                    ),
+                );
+            }
+            if !(500..=60_000).contains(&c.timeout_ms) {
+                self.err_node(
+                    name,
+                    Some("confirmation"),
+                    format!("confirmation.timeout_ms {} must be between 500 and 60000", c.timeout_ms),
+                );
+            }
+            for i in intents.iter().filter(|i| !i.phrases.is_empty() && i.confirm.is_empty()) {
+                self.err_node(
+                    name,
+                    Some(&i.name),
+                    format!("intent '{}' needs a 'confirm' prompt (\"Did you mean ...?\"): the menu has a confirmation turn", i.name),
+                );
+            }
+            Confirmation {
+                min_confidence: c.min_confidence,
+                question: self.load_prompts(Some(name), "confirmation", c.question.as_ref()),
+                timeout: Duration::from_millis(c.timeout_ms),
+                matcher: self.yes_no(esc_phrases),
+            }
+        });
         Some(MenuSpeech {
-            matcher: Arc::new(Matcher::new(candidates, esc_phrases.to_vec())),
+            matcher: Arc::new(matcher),
             min_confidence,
             low_confidence,
+            confirmation,
             endpoint: endpoint_config(&def.defaults),
         })
+    }
+
+    /// The yes/no matcher of confirmation turns, made once per flow.
+    fn yes_no(&mut self, esc_phrases: &[String]) -> Arc<Matcher> {
+        if let Some(m) = &self.yes_no {
+            return m.clone();
+        }
+        let m = Arc::new(self.semantic(None, Matcher::yes_no(esc_phrases.to_vec())));
+        self.yes_no = Some(m.clone());
+        m
+    }
+
+    /// The matcher with its examples embedded, when there is an embedder. `node` names
+    /// where a failure is reported (None: the escalation block).
+    fn semantic(&mut self, node: Option<&str>, mut matcher: Matcher) -> Matcher {
+        let Some(embedder) = self.embedder else {
+            return matcher;
+        };
+        if let Err(e) = matcher.attach_semantic(embedder) {
+            let msg = format!("cannot embed the phrases: {e}");
+            match node {
+                Some(n) => self.err_node(n, Some("intents"), msg),
+                None => self.errors.push(Diagnostic::new(self.file, msg)),
+            }
+        }
+        matcher
     }
 
     /// Graph checks: unreachable nodes and goto-only loops. Unresolved references are
@@ -806,6 +895,34 @@ nodes:
         assert_eq!(m.intents.len(), 5);
         assert_eq!(m.timeout, Duration::from_millis(6000));
         assert_eq!(m.no_match.max, 1);
+    }
+
+    #[test]
+    fn confirmation_turns_need_a_question_per_intent_and_a_lower_bound() {
+        let text = r#"version: 1
+flow: c
+start: menu
+nodes:
+  menu:
+    menu: main_menu
+    min_confidence: 0.5
+    intents:
+      billing: {dtmf: "1", phrases: [billing], confirm: confirm_billing, goto: bye}
+      support: {dtmf: "2", phrases: [technical support], goto: bye}
+    confirmation: {min_confidence: 0.5}
+  bye: {hangup: true}
+"#;
+        let e = compile(Path::new("c.yaml"), text, &mut FakePrompts).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("c.yaml:10: node 'menu': intent 'support' needs a 'confirm' prompt"),
+            "{text}"
+        );
+        assert!(
+            text.contains("confirmation.min_confidence 0.5 must be at least 0 and below the menu's min_confidence 0.5"),
+            "{text}"
+        );
+        assert_eq!(e.0.len(), 2, "{text}");
     }
 
     #[test]

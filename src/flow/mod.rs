@@ -80,7 +80,7 @@ pub enum NodeKind {
         prompts: Vec<Arc<Prompt>>,
         next: NodeId,
     },
-    Menu(Menu),
+    Menu(Box<Menu>),
     Transfer {
         target: String,
         prompts: Vec<Arc<Prompt>>,
@@ -119,6 +119,18 @@ pub struct MenuSpeech {
     pub min_confidence: f32,
     pub low_confidence: Retry,
     pub endpoint: EndpointConfig,
+    /// The confirmation turn for unsure matches, if the menu has one.
+    pub confirmation: Option<Confirmation>,
+}
+
+/// "Did you mean billing?": asked for a match between `min_confidence` and the menu's.
+pub struct Confirmation {
+    pub min_confidence: f32,
+    /// Said after the intent's own `confirm` prompts.
+    pub question: Vec<Arc<Prompt>>,
+    pub timeout: Duration,
+    /// Understands the answer: yes, no, and the escalation phrases.
+    pub matcher: Arc<Matcher>,
 }
 
 #[derive(Debug)]
@@ -126,6 +138,8 @@ pub struct Intent {
     pub name: String,
     pub dtmf: Option<String>,
     pub phrases: Vec<String>,
+    /// The confirmation question for this intent (menus with `confirmation`).
+    pub confirm: Vec<Arc<Prompt>>,
     pub goto: NodeId,
 }
 
@@ -142,6 +156,15 @@ impl std::fmt::Debug for Escalation {
             .field("target", &self.target)
             .field("after_failures", &self.after_failures)
             .field("phrases", &self.phrases)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Confirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confirmation")
+            .field("min_confidence", &self.min_confidence)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

@@ -10,7 +10,7 @@
 //! caller already did and heard, so nobody has to ask again.
 
 use super::{Flow, Menu, NodeId, NodeKind};
-use crate::asr::matcher::Matcher;
+use crate::asr::matcher::{Heard, Matcher, YES};
 use crate::asr::vad::EndpointConfig;
 use crate::media::prompt::Prompt;
 use crate::outage::{Announcement, OutageSet};
@@ -43,12 +43,9 @@ pub enum FlowInput {
     TransferFailed,
     /// The caller started speaking (long enough to count): barge-in for menu prompts.
     SpeechStarted,
-    /// What the caller said, transcribed; `closed` are the decoder's scores of the
-    /// listening matcher's closed set, when it computed them.
-    Transcript {
-        text: String,
-        closed: Option<Vec<f32>>,
-    },
+    /// What the caller said: the transcript, with the decoder's scores of the listening
+    /// matcher's closed set and the transcript's embedding when they were computed.
+    Transcript(Heard),
     /// The utterance held no usable speech (noise, a cough, a known hallucination).
     SpeechUnusable,
     /// Speech recognition is overloaded: the caller is asked to use keys.
@@ -71,6 +68,12 @@ pub enum SpeechOutcome {
     NoSpeech,
     Overload,
     Escalation,
+    /// An unsure match: the caller is asked "Did you mean ...?".
+    Confirm,
+    /// The caller said yes (or pressed 1) to the confirmation question.
+    Confirmed,
+    /// The caller said no (or pressed another key).
+    Rejected,
 }
 
 impl SpeechOutcome {
@@ -82,6 +85,9 @@ impl SpeechOutcome {
             SpeechOutcome::NoSpeech => "no_speech",
             SpeechOutcome::Overload => "overload",
             SpeechOutcome::Escalation => "escalation",
+            SpeechOutcome::Confirm => "confirm",
+            SpeechOutcome::Confirmed => "confirmed",
+            SpeechOutcome::Rejected => "rejected",
         }
     }
 }
@@ -155,6 +161,8 @@ pub enum FlowOutput {
     OutageAnnounced(String),
     /// A transcript was used this way.
     Speech(SpeechOutcome),
+    /// The confidence of the best intent for a transcript heard in a menu.
+    SpeechConfidence(f32),
     /// The caller asked to be called back; `reason` is `outage:ID` or the callback node.
     CallbackRequested { reason: String },
     /// The node the flow is now in (for logs and live views).
@@ -170,7 +178,12 @@ enum Timer {
     Choice,
     /// The caller is speaking or being transcribed; if no result comes, treat as no input.
     Speech,
+    /// No answer to a confirmation question.
+    Confirm,
 }
+
+/// Confidence a "yes" needs to count as one; anything else is a no.
+const YES_NO_CONFIDENCE: f32 = 0.6;
 
 /// Longest wait for a transcript after speech started (endpointing plus recognition).
 const SPEECH_RESULT_TIMEOUT: Duration = Duration::from_secs(25);
@@ -200,6 +213,11 @@ enum AfterPlay {
     },
     /// A callback node's offer played.
     CallbackOffered(NodeId),
+    /// A confirmation question ("Did you mean billing?") played.
+    Confirm {
+        node: NodeId,
+        intent: usize,
+    },
 }
 
 /// A yes/no question waiting for key 1.
@@ -217,6 +235,11 @@ enum State {
         bargein: bool,
     },
     Collecting(NodeId),
+    /// Waiting for yes/no to "Did you mean <intent>?" in a menu.
+    Confirming {
+        node: NodeId,
+        intent: usize,
+    },
     Choosing(Choice),
     /// Waiting for a transfer's outcome; `None` node means the escalation target.
     Transferring {
@@ -363,7 +386,8 @@ impl FlowRunner {
                 }
             }
             (Timer::Choice, State::Choosing(choice)) => self.decline(now, choice),
-            (Timer::Speech, State::Collecting(node)) => {
+            (Timer::Speech, State::Collecting(node))
+            | (Timer::Speech | Timer::Confirm, State::Confirming { node, .. }) => {
                 self.failed_input(now, node, Failure::NoInput)
             }
             _ => {}
@@ -380,14 +404,18 @@ impl FlowRunner {
             }
             FlowInput::Dtmf(key) => self.on_key(now, key),
             FlowInput::SpeechStarted => self.on_speech_started(now),
-            FlowInput::Transcript { text, closed } => self.on_transcript(now, text, closed),
+            FlowInput::Transcript(heard) => self.on_transcript(now, heard),
             FlowInput::SpeechUnusable => {
                 self.outputs
                     .push_back(FlowOutput::Speech(SpeechOutcome::NoSpeech));
                 // Nothing was said after all: wait for input again, no failure counted.
-                if let State::Collecting(node) = self.state {
-                    let timeout = self.menu(node).timeout;
-                    self.timer = Some((now + timeout, Timer::NoInput));
+                match self.state {
+                    State::Collecting(node) => {
+                        let timeout = self.menu(node).timeout;
+                        self.timer = Some((now + timeout, Timer::NoInput));
+                    }
+                    State::Confirming { node, .. } => self.wait_for_answer(now, node),
+                    _ => {}
                 }
             }
             FlowInput::SpeechBusy => self.on_speech_busy(now),
@@ -427,6 +455,19 @@ impl FlowRunner {
     /// What to listen for now: the menu's intents (while its prompt plays or it waits for
     /// input) or just the escalation phrases; None when nothing can be said.
     pub fn listening(&self) -> Option<Listening> {
+        if let State::Confirming { node, .. }
+        | State::Playing {
+            after: AfterPlay::Confirm { node, .. },
+            ..
+        } = self.state
+        {
+            let speech = self.menu(node).speech.as_ref()?;
+            let confirmation = speech.confirmation.as_ref()?;
+            return Some(Listening {
+                matcher: confirmation.matcher.clone(),
+                endpoint: speech.endpoint,
+            });
+        }
         let node = match &self.state {
             State::Collecting(node) => Some(*node),
             State::Playing {
@@ -453,7 +494,7 @@ impl FlowRunner {
     }
 
     fn on_speech_started(&mut self, now: Instant) {
-        let node = match self.state.clone() {
+        match self.state.clone() {
             // Speech stops a menu's question like a key does.
             State::Playing {
                 after: AfterPlay::Collect(node),
@@ -461,26 +502,47 @@ impl FlowRunner {
             } if self.menu(node).speech.is_some() && !self.speech_off => {
                 self.outputs.push_back(FlowOutput::StopPlayback);
                 self.state = State::Collecting(node);
-                node
             }
-            State::Collecting(node) => node,
+            State::Playing {
+                after: AfterPlay::Confirm { node, intent },
+                bargein: true,
+            } => {
+                self.outputs.push_back(FlowOutput::StopPlayback);
+                self.state = State::Confirming { node, intent };
+            }
+            State::Collecting(_) | State::Confirming { .. } => {}
             _ => return,
-        };
-        let _ = node;
+        }
         self.timer = Some((now + SPEECH_RESULT_TIMEOUT, Timer::Speech));
     }
 
-    fn on_transcript(&mut self, now: Instant, text: String, closed: Option<Vec<f32>>) {
-        let said: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    fn on_transcript(&mut self, now: Instant, mut heard: Heard) {
+        let said: String = heard
+            .text
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        heard.text = said.clone();
         let Some(listening) = self.listening() else {
             return;
         };
-        let result = listening.matcher.score_with(&said, closed.as_deref());
+        let result = listening.matcher.score_heard(&heard);
         if result.escalation {
             self.transcript = Some(said);
             self.outputs
                 .push_back(FlowOutput::Speech(SpeechOutcome::Escalation));
             self.escalate(now, EscalationReason::Phrase);
+            return;
+        }
+        if let State::Confirming { node, intent } = self.state {
+            self.timer = None;
+            match result.best {
+                Some((answer, c)) if answer == YES && c >= YES_NO_CONFIDENCE => {
+                    self.confirmed(now, node, intent)
+                }
+                _ => self.rejected(now, node, intent, Some(&heard)),
+            }
             return;
         }
         let State::Collecting(node) = self.state else {
@@ -491,38 +553,105 @@ impl FlowRunner {
             return;
         };
         let min = speech.min_confidence;
+        let confirm_min = speech.confirmation.as_ref().map(|c| c.min_confidence);
         self.timer = None;
+        self.transcript = Some(said);
+        if let Some((_, confidence)) = &result.best {
+            self.outputs
+                .push_back(FlowOutput::SpeechConfidence(*confidence));
+        }
+        let position = |intent: &str| {
+            self.menu(node)
+                .intents
+                .iter()
+                .position(|x| x.name == intent)
+        };
         match result.best {
             Some((intent, confidence)) if confidence >= min => {
-                let Some(i) = self
-                    .menu(node)
-                    .intents
-                    .iter()
-                    .position(|x| x.name == intent)
-                else {
+                let Some(i) = position(&intent) else {
                     return;
                 };
                 self.outputs
                     .push_back(FlowOutput::Speech(SpeechOutcome::Match));
                 self.digits.clear();
-                self.transcript = Some(said);
                 self.choose(now, node, i);
                 // choose() records keys as the last input; this choice was spoken.
                 self.last_input = None;
             }
+            Some((intent, confidence)) if confirm_min.is_some_and(|m| confidence >= m) => {
+                let Some(i) = position(&intent) else {
+                    return;
+                };
+                self.outputs
+                    .push_back(FlowOutput::Speech(SpeechOutcome::Confirm));
+                self.digits.clear();
+                let menu = self.menu(node);
+                let mut prompts = menu.intents[i].confirm.clone();
+                if let Some(c) = menu.speech.as_ref().and_then(|s| s.confirmation.as_ref()) {
+                    prompts.extend(c.question.iter().cloned());
+                }
+                let bargein = self.flow.node(node).bargein;
+                self.play(
+                    now,
+                    prompts,
+                    bargein,
+                    AfterPlay::Confirm { node, intent: i },
+                );
+            }
             Some(_) => {
                 self.outputs
                     .push_back(FlowOutput::Speech(SpeechOutcome::LowConfidence));
-                self.transcript = Some(said);
                 self.failed_input(now, node, Failure::LowConfidence);
             }
             None => {
                 self.outputs
                     .push_back(FlowOutput::Speech(SpeechOutcome::NoMatch));
-                self.transcript = Some(said);
                 self.failed_input(now, node, Failure::NoMatch);
             }
         }
+    }
+
+    /// Waits for the answer to a confirmation question.
+    fn wait_for_answer(&mut self, now: Instant, node: NodeId) {
+        let timeout = self
+            .menu(node)
+            .speech
+            .as_ref()
+            .and_then(|s| s.confirmation.as_ref())
+            .map_or(Duration::from_secs(5), |c| c.timeout);
+        self.timer = Some((now + timeout, Timer::Confirm));
+    }
+
+    /// "Yes": the unsure match was right; route as if it had been sure.
+    fn confirmed(&mut self, now: Instant, node: NodeId, intent: usize) {
+        self.outputs
+            .push_back(FlowOutput::Speech(SpeechOutcome::Confirmed));
+        self.digits.clear();
+        self.choose(now, node, intent);
+        self.last_input = None;
+    }
+
+    /// "No": a caller who says what they want instead ("no, technical support") is
+    /// routed there when that is a sure match; otherwise the menu is asked again, as for
+    /// a choice that was not understood.
+    fn rejected(&mut self, now: Instant, node: NodeId, intent: usize, heard: Option<&Heard>) {
+        self.outputs
+            .push_back(FlowOutput::Speech(SpeechOutcome::Rejected));
+        self.digits.clear();
+        if let (Some(heard), Some(speech)) = (heard, self.menu(node).speech.as_ref()) {
+            let instead = speech.matcher.score_heard(heard);
+            if let Some((name, c)) = instead.best.filter(|(_, c)| *c >= speech.min_confidence) {
+                let other = self.menu(node).intents.iter().position(|x| x.name == name);
+                if let Some(i) = other.filter(|&i| i != intent) {
+                    let _ = c;
+                    self.transcript = Some(heard.text.clone());
+                    self.choose(now, node, i);
+                    self.last_input = None;
+                    return;
+                }
+            }
+        }
+        self.failed_input(now, node, Failure::NoMatch);
     }
 
     fn on_speech_busy(&mut self, now: Instant) {
@@ -560,6 +689,15 @@ impl FlowRunner {
                 self.after_play(now, after);
             }
             State::Collecting(node) => self.match_digits(now, node),
+            State::Confirming { node, intent } => {
+                self.timer = None;
+                let typed = std::mem::take(&mut self.digits);
+                if typed.starts_with('1') {
+                    self.confirmed(now, node, intent);
+                } else {
+                    self.rejected(now, node, intent, None);
+                }
+            }
             State::Choosing(choice) => {
                 self.timer = None;
                 let typed = std::mem::take(&mut self.digits);
@@ -878,6 +1016,17 @@ impl FlowRunner {
                     None => self.resume(now, resume),
                 }
             }
+            AfterPlay::Confirm { node, intent } => {
+                self.state = State::Confirming { node, intent };
+                let typed = std::mem::take(&mut self.digits);
+                if typed.starts_with('1') {
+                    self.confirmed(now, node, intent);
+                } else if !typed.is_empty() {
+                    self.rejected(now, node, intent, None);
+                } else {
+                    self.wait_for_answer(now, node);
+                }
+            }
             AfterPlay::CallbackOffered(node) => {
                 let typed = std::mem::take(&mut self.digits);
                 let choice = Choice::CallbackNode(node);
@@ -992,6 +1141,7 @@ mod tests {
             FlowOutput::OutageAnnounced(id) => format!("outage:{id}"),
             FlowOutput::CallbackRequested { reason } => format!("callback:{reason}"),
             FlowOutput::Speech(o) => format!("speech:{}", o.as_str()),
+            FlowOutput::SpeechConfidence(c) => format!("confidence:{c:.2}"),
         })
     }
 
@@ -1344,5 +1494,173 @@ mod tests {
         assert_eq!(h.key('0'), ["stop", "escalated:key", "play:to_supervisor"]);
         assert_eq!(h.key('0'), Vec::<String>::new());
         assert_eq!(h.done(), ["transfer:sip:supervisor@pbx.example.com"]);
+    }
+
+    /// A speech menu with a confirmation turn (words-only matching: no embedder).
+    const SPEECH: &str = r#"
+version: 1
+flow: speech
+start: menu
+escalation:
+  target: sip:supervisor@pbx.example.com
+  phrases: [supervisor, operator]
+  after_failures: 3
+nodes:
+  menu:
+    menu: main_menu
+    intents:
+      billing: {dtmf: "1", phrases: [billing, my bill], confirm: confirm_billing, goto: billing}
+      support: {dtmf: "2", phrases: [technical support, my internet is down], confirm: confirm_support, goto: support}
+    confirmation: {min_confidence: 0.3, question: confirm_yes_no, timeout_ms: 4000}
+    no_input: {reprompt: no_input, max: 2}
+    no_match: {reprompt: no_match, max: 2}
+  billing: {transfer: "sip:billing@pbx.example.com", on_fail: menu}
+  support: {transfer: "sip:support@pbx.example.com", on_fail: menu}
+"#;
+
+    impl Harness {
+        /// A call on the speech flow, waiting in its menu.
+        fn speech() -> Self {
+            let flow = crate::flow::compile(
+                std::path::Path::new("s.yaml"),
+                SPEECH,
+                &mut crate::flow::compile::tests::FakePrompts,
+            )
+            .expect("speech flow compiles");
+            let now = Instant::now();
+            let mut r = FlowRunner::new(Arc::new(flow));
+            r.start(now, false);
+            let mut h = Harness { r, now };
+            assert_eq!(h.out(), ["play:main_menu"]);
+            assert!(h.done().is_empty());
+            h
+        }
+        fn say(&mut self, text: &str) -> Vec<String> {
+            self.r.handle(self.now, FlowInput::SpeechStarted);
+            self.r
+                .handle(self.now, FlowInput::Transcript(Heard::text(text)));
+            self.out()
+        }
+    }
+
+    /// Two intents named at once: a tie, lowered to 0.5, between the confirmation bound
+    /// (0.3) and min_confidence (0.6).
+    const UNSURE: &str = "billing and technical support";
+
+    #[test]
+    fn an_unsure_match_is_confirmed_and_yes_routes() {
+        let mut h = Harness::speech();
+        assert_eq!(
+            h.say(UNSURE),
+            [
+                "confidence:0.50",
+                "speech:confirm",
+                "play:confirm_billing+confirm_yes_no"
+            ]
+        );
+        // The answer's listening matcher is the yes/no one.
+        let listening = h.r.listening().expect("listening");
+        assert_eq!(
+            listening.matcher.score("yeah that's right").best.unwrap().0,
+            YES
+        );
+        assert!(h.done().is_empty());
+        assert_eq!(
+            h.say("Yes, please."),
+            [
+                "speech:confirmed",
+                "intent:billing",
+                "transfer:sip:billing@pbx.example.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn confirmation_answered_by_keys_and_barge_in() {
+        // Key 1 during the question: yes.
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        assert_eq!(
+            h.key('1'),
+            [
+                "stop",
+                "speech:confirmed",
+                "intent:billing",
+                "transfer:sip:billing@pbx.example.com"
+            ]
+        );
+        // Key 2 after it: no, and the menu is asked again.
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        h.done();
+        assert_eq!(h.key('2'), ["speech:rejected", "play:no_match+main_menu"]);
+        // Escalation key still works.
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        h.done();
+        assert_eq!(
+            h.key('0'),
+            ["escalated:key", "transfer:sip:supervisor@pbx.example.com"]
+        );
+    }
+
+    #[test]
+    fn no_with_another_choice_routes_there_and_silence_asks_again() {
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        h.done();
+        assert_eq!(
+            h.say("No, my internet is down."),
+            [
+                "speech:rejected",
+                "intent:support",
+                "transfer:sip:support@pbx.example.com"
+            ]
+        );
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        h.done();
+        assert_eq!(
+            h.say("nope"),
+            ["speech:rejected", "play:no_match+main_menu"]
+        );
+        // No answer within timeout_ms: like no input in the menu.
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        h.done();
+        let before = h.now;
+        assert_eq!(h.wait(), ["play:no_input+main_menu"]);
+        assert_eq!(h.now - before, Duration::from_millis(4000));
+        // Asking for a person during the question escalates.
+        let mut h = Harness::speech();
+        h.say(UNSURE);
+        assert_eq!(
+            h.say("operator"),
+            [
+                "stop",
+                "speech:escalation",
+                "escalated:phrase",
+                "transfer:sip:supervisor@pbx.example.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn sure_matches_route_without_a_question_and_fillers_never_route() {
+        let mut h = Harness::speech();
+        assert_eq!(
+            h.say("My bill, please."),
+            [
+                "confidence:1.00",
+                "speech:match",
+                "intent:billing",
+                "transfer:sip:billing@pbx.example.com"
+            ]
+        );
+        let mut h = Harness::speech();
+        assert_eq!(
+            h.say("um hello?"),
+            ["speech:no_match", "play:no_match+main_menu"]
+        );
     }
 }

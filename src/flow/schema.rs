@@ -173,6 +173,9 @@ pub struct NodeDef {
     pub low_confidence: Option<RetryDef>,
     /// Overrides `defaults.min_confidence` for this menu.
     pub min_confidence: Option<f32>,
+    /// A speech match between `confirmation.min_confidence` and `min_confidence` is
+    /// checked with the caller ("Did you mean billing?") instead of failing.
+    pub confirmation: Option<ConfirmationDef>,
     /// Overrides `defaults.speech` for this menu.
     pub speech: Option<bool>,
     /// Overrides `defaults.no_input_ms` for this menu.
@@ -203,8 +206,34 @@ pub struct IntentDef {
     /// Example phrases a caller may say (speech routing).
     #[serde(default)]
     pub phrases: Vec<String>,
+    /// The question that checks an unsure speech match ("Did you mean billing?"); needed
+    /// in menus with `confirmation`.
+    pub confirm: Option<Prompts>,
     /// Node the intent leads to.
     pub goto: String,
+}
+
+/// A menu's confirmation turn for unsure speech matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationDef {
+    /// Matches at or above this (and below the menu's `min_confidence`) are confirmed.
+    #[serde(default = "default_confirm_confidence")]
+    pub min_confidence: f32,
+    /// Said after the intent's `confirm` prompt ("Say yes or no, or press 1 or 2.").
+    #[serde(default)]
+    pub question: Option<Prompts>,
+    /// How long to wait for the answer before asking the menu again.
+    #[serde(default = "default_confirm_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_confirm_confidence() -> f32 {
+    0.35
+}
+
+fn default_confirm_timeout_ms() -> u64 {
+    5000
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -181,6 +181,9 @@ impl CallHost {
                     metrics::counter!(m::ASR_RESULTS_TOTAL, "result" => outcome.as_str())
                         .increment(1);
                 }
+                CallOutput::SpeechConfidence(c) => {
+                    metrics::histogram!(m::ASR_CONFIDENCE).record(f64::from(c));
+                }
                 CallOutput::EscalationFailed => {
                     warn!("escalation target unreachable or refusing");
                     metrics::counter!(m::ESCALATIONS_TOTAL, "reason" => "unreachable").increment(1);
@@ -249,6 +252,7 @@ impl CallHost {
                                 CallInput::Transcript {
                                     text: r.text,
                                     closed: r.candidate_scores,
+                                    embedding: r.embedding,
                                 }
                             }
                             Ok(Ok(r)) => {

@@ -15,6 +15,7 @@ mod tts;
 mod udp_guard;
 mod webrtc;
 
+use crate::asr::embed::{EmbedError, Embedder, TextEmbedder};
 use crate::config::{Config, LoadedConfig};
 use crate::diag::Diagnostics;
 use crate::flow::{compile_dir, FlowSet};
@@ -26,8 +27,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Loads prompts and compiles every flow; the same path serves `ivrd check`, start-up and reload.
-pub fn load_flows(cfg: &LoadedConfig) -> Result<(FlowSet, usize), Diagnostics> {
+/// Loads prompts and compiles every flow; the same path serves `ivrd check`, start-up and
+/// reload. With an embedder, menus' examples are embedded here (blocking: ~10 ms a phrase).
+pub fn load_flows(
+    cfg: &LoadedConfig,
+    embedder: Option<&dyn TextEmbedder>,
+) -> Result<(FlowSet, usize), Diagnostics> {
     let mut sounds = SoundLibrary::new(&cfg.sounds_dir);
     let flows = compile_dir(
         &cfg.flows_dir,
@@ -35,8 +40,24 @@ pub fn load_flows(cfg: &LoadedConfig) -> Result<(FlowSet, usize), Diagnostics> {
         &cfg.config.flows.routes,
         &cfg.path,
         &mut sounds,
+        embedder,
     )?;
     Ok((flows, sounds.len()))
+}
+
+/// Loads the sentence-embedding model named by `asr.embedder` (none without it).
+pub fn load_embedder(cfg: &LoadedConfig) -> Result<Option<Arc<Embedder>>, EmbedError> {
+    let Some(dir) = cfg
+        .asr_embedder
+        .as_ref()
+        .filter(|_| cfg.config.asr.is_some())
+    else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let embedder = Embedder::load(dir)?;
+    info!(model = %dir.display(), load_ms = started.elapsed().as_millis() as u64, "sentence embeddings ready");
+    Ok(Some(Arc::new(embedder)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +84,8 @@ pub enum RunError {
         "speech: {0}. Build the model with scripts/fetch-model.sh, or remove `asr:` for keys only"
     )]
     Asr(#[from] crate::asr::whisper::AsrError),
+    #[error("speech: {0}. Remove `asr.embedder` (or set it to ~) to route by words only")]
+    Embed(#[from] EmbedError),
     #[error("admin token file {path}: {reason}")]
     Token {
         path: std::path::PathBuf,
@@ -74,7 +97,14 @@ pub enum RunError {
 pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     let signals =
         service::Signals::install().map_err(|e| RunError::Sip(format!("signal handlers: {e}")))?;
-    let (flows, prompts) = load_flows(&cfg)?;
+    let embedder = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || load_embedder(&cfg))
+            .await
+            .map_err(|e| RunError::Sip(e.to_string()))??
+    };
+    let flows_embedder = embedder.clone().map(|e| e as Arc<dyn TextEmbedder>);
+    let (flows, prompts) = load_flows(&cfg, flows_embedder.as_deref())?;
     info!(
         flows = flows.flows.len(),
         prompts,
@@ -102,7 +132,9 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     outages::spawn_watchers(board.clone(), cfg.outages_file.clone(), shutdown.clone());
     let registry = Arc::new(calls::CallRegistry::default());
     let asr = match (&cfg.config.asr, &cfg.asr_model) {
-        (Some(settings), Some(model)) => Some(start_asr(settings, model).await?),
+        (Some(settings), Some(model)) => {
+            Some(start_asr(settings, model, flows_embedder.clone()).await?)
+        }
         _ => None,
     };
 
@@ -119,7 +151,7 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         Some(addr) => Some(http::start(addr, metrics, shutdown.clone()).await?),
         None => None,
     };
-    let reload = reloader(cfg.clone(), flows.clone());
+    let reload = reloader(cfg.clone(), flows.clone(), flows_embedder.clone());
     let admin_addr = match cfg.config.admin.listen {
         Some(addr) => {
             let token = load_or_create_token(&cfg.token_file)?;
@@ -175,8 +207,10 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
 async fn start_asr(
     settings: &crate::config::AsrSettings,
     model: &std::path::Path,
+    embedder: Option<Arc<dyn TextEmbedder>>,
 ) -> Result<crate::asr::whisper::AsrPool, RunError> {
     let mut cfg = crate::asr::whisper::AsrConfig::new(model);
+    cfg.embedder = embedder;
     cfg.workers = settings.workers;
     cfg.threads_per_worker = settings.threads_per_worker;
     cfg.queue = settings.queue;
@@ -229,10 +263,14 @@ fn load_or_create_token(path: &std::path::Path) -> Result<String, RunError> {
 }
 
 /// Reload: re-reads the config file's flows and prompts; swaps them in only if all compile.
-fn reloader(cfg: LoadedConfig, flows: Arc<ArcSwap<FlowSet>>) -> admin::ReloadFn {
+fn reloader(
+    cfg: LoadedConfig,
+    flows: Arc<ArcSwap<FlowSet>>,
+    embedder: Option<Arc<dyn TextEmbedder>>,
+) -> admin::ReloadFn {
     Arc::new(move || {
         let fresh = Config::load(&cfg.path).map_err(|e| e.to_string())?;
-        let (set, prompts) = load_flows(&fresh).map_err(|e| e.to_string())?;
+        let (set, prompts) = load_flows(&fresh, embedder.as_deref()).map_err(|e| e.to_string())?;
         let summary = format!("{} flows, {prompts} prompts", set.flows.len());
         flows.store(Arc::new(set));
         Ok(summary)
@@ -241,7 +279,10 @@ fn reloader(cfg: LoadedConfig, flows: Arc<ArcSwap<FlowSet>>) -> admin::ReloadFn 
 
 /// Validates a config and its flows without starting anything (`ivrd check`).
 pub fn check(cfg: &LoadedConfig) -> Result<String, Diagnostics> {
-    let (flows, prompts) = load_flows(cfg)?;
+    let embedder = load_embedder(cfg)
+        .map_err(|e| Diagnostics(vec![crate::diag::Diagnostic::new(&cfg.path, e.to_string())]))?;
+    let embedder = embedder.map(|e| e as Arc<dyn TextEmbedder>);
+    let (flows, prompts) = load_flows(cfg, embedder.as_deref())?;
     let mut summary = format!(
         "{}: ok ({} flow{}, {prompts} prompt{})",
         cfg.path.display(),

@@ -28,8 +28,13 @@ pub const OUTAGES_ACTIVE: &str = "ivrd_outages_active";
 pub const OUTAGE_ANNOUNCEMENTS_TOTAL: &str = "ivrd_outage_announcements_total";
 /// Histogram: call answered -> start of the first outage prompt, seconds.
 pub const TIME_TO_OUTAGE_NOTICE_SECONDS: &str = "ivrd_time_to_outage_notice_seconds";
-/// Counter by `result` (match, no_match, low_confidence, no_speech, overload, escalation).
+/// Counter by `result` (match, no_match, low_confidence, no_speech, overload, escalation,
+/// confirm, confirmed, rejected).
 pub const ASR_RESULTS_TOTAL: &str = "ivrd_asr_results_total";
+/// Histogram: the best intent's confidence (0..1) for each transcript heard in a menu.
+pub const ASR_CONFIDENCE: &str = "ivrd_asr_confidence";
+/// Buckets for `ASR_CONFIDENCE`: tenths, to read where `min_confidence` cuts.
+pub const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 /// Counter by `limit` (calls, rtp_rate, message_size, headers, invite_rate, utterance, ...):
 /// a configured limit was hit.
 pub const LIMITS_HIT_TOTAL: &str = "ivrd_limits_hit_total";
@@ -62,6 +67,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
             Matcher::Full(crate::asr::whisper::ASR_SECONDS.into()),
             crate::asr::whisper::ASR_BUCKETS,
         )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
@@ -103,6 +110,10 @@ fn describe() {
     );
     describe_counter!(CALLBACKS_TOTAL, "Callback requests recorded");
     describe_counter!(ASR_RESULTS_TOTAL, "How transcripts were used");
+    describe_histogram!(
+        ASR_CONFIDENCE,
+        "Confidence of the best intent for transcripts heard in menus"
+    );
     describe_counter!(LIMITS_HIT_TOTAL, "Configured limits hit, by limit");
     describe_histogram!(
         crate::asr::whisper::ASR_SECONDS,

@@ -352,6 +352,40 @@ pub fn localhost(port: u16) -> SocketAddr {
 /// with the binary under test so a missing model does not start a release build.
 /// `None` only when `IVRD_SKIP_ASR_TESTS` is set (said loudly); otherwise a model that
 /// cannot be had fails the test.
+/// The sentence-embedding model directory, fetched once per test binary through the same
+/// script a user runs (`scripts/fetch-embedder.sh`). `None` when speech tests are skipped.
+pub fn asr_embedder() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some() {
+            return None;
+        }
+        let cmd = Command::new(repo_root().join("scripts/fetch-embedder.sh"));
+        let out = run_bounded(cmd, "fetch-embedder.sh", Duration::from_secs(600));
+        let path = out.stdout.lines().last().map(PathBuf::from);
+        match path {
+            Some(p) if out.code == Some(0) && p.is_dir() => Some(p),
+            _ => panic!(
+                "\n*** speech tests need the sentence-embedding model and scripts/fetch-embedder.sh failed ***\n{}",
+                out.stderr
+            ),
+        }
+    })
+    .clone()
+}
+
+/// The `asr:` config block for a test daemon: the Whisper model, the embedder and
+/// `extra` settings (indented lines such as "  workers: 1\n"). `None` when skipping.
+pub fn asr_yaml(extra: &str) -> Option<String> {
+    let model = asr_model()?;
+    let embedder = asr_embedder()?;
+    Some(format!(
+        "asr:\n  model: \"{}\"\n  embedder: \"{}\"\n{extra}",
+        model.display(),
+        embedder.display()
+    ))
+}
+
 pub fn asr_model() -> Option<PathBuf> {
     static MODEL: OnceLock<Option<PathBuf>> = OnceLock::new();
     MODEL

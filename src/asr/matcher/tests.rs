@@ -154,7 +154,7 @@ fn initial_prompt_lists_each_phrase_once() {
         ],
         vec!["supervisor".into()],
     );
-    assert_eq!(m.initial_prompt(), "Billing, my bill, support.");
+    assert_eq!(m.initial_prompt(), "Billing, my bill, support, supervisor.");
     assert_eq!(m.phrases().len(), 4);
 }
 
@@ -200,4 +200,158 @@ fn collisions_are_reported() {
         }
     }
     assert_eq!(collisions(&by_intent), Vec::<String>::new());
+}
+
+/// A stand-in for the sentence-embedding model: each word lands on a dimension chosen by
+/// hand (synonyms share one), so tests control similarity exactly.
+struct FakeEmbedder;
+
+impl TextEmbedder for FakeEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        const DIMS: &[&[&str]] = &[
+            &[
+                "bill", "billing", "invoice", "charged", "charge", "payment", "refund", "money",
+            ],
+            &[
+                "internet",
+                "wifi",
+                "router",
+                "service",
+                "working",
+                "technical",
+                "support",
+            ],
+            &["hours", "open", "close", "opening", "time"],
+            &[
+                "person",
+                "human",
+                "someone",
+                "supervisor",
+                "operator",
+                "manager",
+                "agent",
+            ],
+            &[
+                "hello", "um", "uh", "hmm", "okay", "what", "sorry", "thank", "goodbye", "wait",
+            ],
+            &["yes", "yeah", "yep", "correct", "right", "sure", "exactly"],
+            &["no", "nope", "wrong", "not"],
+            &["cancel", "account", "contract", "terminate", "quit"],
+        ];
+        Ok(texts
+            .iter()
+            .map(|t| {
+                // Words of no dimension say nothing; a text of only such words is
+                // "something else" (the last dimension).
+                let mut v = vec![0.0f32; DIMS.len() + 1];
+                for w in normalize(t).split(' ').filter(|w| !w.is_empty()) {
+                    if let Some(d) = DIMS.iter().position(|d| d.contains(&w)) {
+                        v[d] += 1.0;
+                    }
+                }
+                if v.iter().all(|x| *x == 0.0) {
+                    v[DIMS.len()] = 1.0;
+                }
+                crate::asr::embed::normalize(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
+fn semantic_menu() -> Matcher {
+    support_line().with_semantic(&FakeEmbedder).expect("embed")
+}
+
+fn heard(text: &str) -> Heard {
+    Heard {
+        text: text.into(),
+        closed: None,
+        embedding: Some(FakeEmbedder.embed(&[text]).unwrap().remove(0)),
+    }
+}
+
+#[test]
+fn meaning_routes_paraphrases_that_share_no_phrase_word() {
+    let m = semantic_menu();
+    // No phrase of the menu in it, but its meaning is billing's.
+    let r = m.score_heard(&heard("you took too much money from my card"));
+    assert_eq!(
+        r.best.as_ref().map(|b| b.0.as_str()),
+        Some("billing"),
+        "{r:?}"
+    );
+    assert!(r.best.unwrap().1 >= 0.6);
+    // By words alone the same sentence routes nowhere.
+    assert!(m
+        .score("you took too much money from my card")
+        .best
+        .is_none());
+    // Closer to the out-of-scope anchors than to any intent: nothing.
+    let r = m.score_heard(&heard("sorry, what?"));
+    assert!(r.best.is_none() || r.best.unwrap().1 < 0.35);
+    // Asking for a person in other words escalates.
+    assert!(m.score_heard(&heard("let me talk to someone")).escalation);
+    // Keyword hits still route whatever the embedding says (the lexical first pass).
+    let r = m.score_all(
+        "my bill",
+        None,
+        Some(&FakeEmbedder.embed(&["hours"]).unwrap()[0]),
+    );
+    assert_eq!(r.best.unwrap().0, "billing");
+}
+
+#[test]
+fn confidence_is_calibrated_and_monotonic() {
+    // More similar, a wider margin, better words, more closed-set mass: more confident.
+    let base = confidence(0.4, 0.1, 0.3, 0.0);
+    assert!(confidence(0.5, 0.1, 0.3, 0.0) > base);
+    assert!(confidence(0.4, 0.2, 0.3, 0.0) > base);
+    assert!(confidence(0.4, 0.1, 0.6, 0.0) > base);
+    assert!(confidence(0.4, 0.1, 0.3, 0.5) > base);
+    // An unrelated utterance (low similarity, behind a competitor) is far below any
+    // sensible min_confidence; a close paraphrase well ahead is far above.
+    assert!(confidence(0.15, -0.1, 0.0, 0.0) < 0.1);
+    assert!(confidence(0.7, 0.3, 0.0, 0.0) > 0.8);
+    assert!((0.0..=1.0).contains(&confidence(f32::MAX, 1.0, 1.0, 1.0)));
+}
+
+#[test]
+fn fillers_never_route_even_with_closed_set_mass() {
+    let m = support_line();
+    // The decoder's closed set can give mass to a phrase for a mumble; a transcript of
+    // hesitations only never routes.
+    let closed = vec![0.9; m.closed_set().len()];
+    for filler in ["Um.", "Hello?", "uh, hmm", "Okay.", "Is anyone there?"] {
+        let r = m.score_with(filler, Some(&closed));
+        assert!(r.best.is_none() && !r.escalation, "{filler}: {r:?}");
+    }
+    // Yes and no are answers in a confirmation turn, not fillers.
+    let yn = Matcher::yes_no(vec!["operator".into()]);
+    assert_eq!(yn.score("Yes.").best.unwrap().0, YES);
+    assert_eq!(yn.score("No.").best.unwrap().0, NO);
+    assert!(yn.score("operator please").escalation);
+}
+
+#[test]
+fn confusable_intents_are_reported() {
+    let c = |intent: &str, phrases: &[&str]| Candidate {
+        intent: intent.into(),
+        phrases: phrases.iter().map(|p| p.to_string()).collect(),
+    };
+    let close = Matcher::new(
+        vec![c("billing", &["my bill"]), c("payments", &["a payment"])],
+        vec![],
+    )
+    .with_semantic(&FakeEmbedder)
+    .unwrap();
+    let problems = close.confusable();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("'billing' and 'payments' are confusable"),
+        "{problems:?}"
+    );
+    assert!(semantic_menu().confusable().is_empty());
+    // Without embeddings there is nothing to compare.
+    assert!(support_line().confusable().is_empty());
 }

@@ -231,6 +231,7 @@ impl Engine {
             transcript_logprob: f32::NAN,
             decoder_steps: 0,
             audio_ctx,
+            embedding: None,
             elapsed: Default::default(),
             queued: Default::default(),
         };

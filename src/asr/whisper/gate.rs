@@ -14,6 +14,8 @@ pub enum Gate {
     NoSpeech,
     /// A stock phrase Whisper produces from non-speech, heard on quiet or doubtful audio.
     Hallucination,
+    /// Still a loop after `clean` (compression ratio above the reference's 2.4).
+    Repetition,
 }
 
 impl Gate {
@@ -23,6 +25,7 @@ impl Gate {
             Gate::Empty => "empty",
             Gate::NoSpeech => "no_speech",
             Gate::Hallucination => "hallucination",
+            Gate::Repetition => "repetition",
         }
     }
 }
@@ -77,8 +80,12 @@ pub fn check(
     level_db: f32,
     no_speech_threshold: f32,
 ) -> Option<Gate> {
-    if normalize(&clean(text)).is_empty() {
+    let cleaned = clean(text);
+    if normalize(&cleaned).is_empty() {
         return Some(Gate::Empty);
+    }
+    if compression_ratio(&cleaned) > MAX_COMPRESSION_RATIO {
+        return Some(Gate::Repetition);
     }
     // NaN compares false everywhere; treat it as the worst case.
     let no_speech_prob = if no_speech_prob.is_nan() {
@@ -117,24 +124,41 @@ pub fn clean(text: &str) -> String {
     collapse_loops(&words).join(" ")
 }
 
-/// Removes immediate repeats of any 1..=4-word sequence repeated three or more times.
-/// Twice is normal speech ("no no", "bye bye"); three times in a row is a decoder loop.
+/// Longest word sequence looked for as a repeated unit.
+const MAX_LOOP_WORDS: usize = 24;
+
+/// Removes decoder loops: a 1- or 2-word sequence repeated three or more times in a row
+/// ("bill, bill, bill"; twice is normal speech: "no no", "bye bye"), or a sequence of three
+/// or more words repeated at all ("How much do I owe you? How much do I owe you?": greedy
+/// decoding on a trimmed window re-reads the utterance). One copy is kept; a copy cut off
+/// at the end ("... my browser keeps disconnecting, my browser keeps disconnecti") goes too.
 fn collapse_loops<'a>(words: &[&'a str]) -> Vec<&'a str> {
-    let key = |w: &str| normalize(w);
+    let keys: Vec<String> = words.iter().map(|w| normalize(w)).collect();
     let mut out: Vec<&'a str> = Vec::with_capacity(words.len());
     let mut i = 0;
     'outer: while i < words.len() {
-        for n in 1..=4 {
-            if i + 3 * n > words.len() {
+        for n in 1..=MAX_LOOP_WORDS {
+            let copies = if n <= 2 { 3 } else { 2 };
+            if i + copies * n > words.len() {
                 break;
             }
-            let same = |a: usize, b: usize| (0..n).all(|k| key(words[a + k]) == key(words[b + k]));
-            if same(i, i + n) && same(i, i + 2 * n) {
+            let same = |a: usize, b: usize| (0..n).all(|k| keys[a + k] == keys[b + k]);
+            if (1..copies).all(|c| same(i, i + c * n)) {
                 // Keep one copy, skip every further repeat.
                 out.extend_from_slice(&words[i..i + n]);
                 let mut j = i + n;
                 while j + n <= words.len() && same(i, j) {
                     j += n;
+                }
+                // A last copy cut short by the token budget: a prefix of the unit, or the
+                // unit with its last word cut ("disconnecti").
+                let rest = words.len() - j;
+                if rest > 0 && rest <= n {
+                    let whole = (0..rest - 1).all(|k| keys[j + k] == keys[i + k]);
+                    let last = &keys[words.len() - 1];
+                    if whole && keys[i + rest - 1].starts_with(last.as_str()) {
+                        j = words.len();
+                    }
                 }
                 i = j;
                 continue 'outer;
@@ -143,8 +167,45 @@ fn collapse_loops<'a>(words: &[&'a str]) -> Vec<&'a str> {
         out.push(words[i]);
         i += 1;
     }
+    drop_cut_repeat(&mut out);
     out
 }
+
+/// Drops a final copy of the words before it that the token budget cut short: "my
+/// browser keeps disconnecting, my browser keeps disconnecti". At least three words, so
+/// "no no" and "bye bye" stay.
+fn drop_cut_repeat(words: &mut Vec<&str>) {
+    let keys: Vec<String> = words.iter().map(|w| normalize(w)).collect();
+    let len = keys.len();
+    for j in 1..len {
+        let rest = len - j;
+        if rest < 3 {
+            break;
+        }
+        for n in rest..=j.min(MAX_LOOP_WORDS) {
+            let start = j - n;
+            let whole = (0..rest - 1).all(|k| keys[start + k] == keys[j + k]);
+            if whole && keys[start + rest - 1].starts_with(keys[len - 1].as_str()) {
+                words.truncate(j);
+                return;
+            }
+        }
+    }
+}
+
+/// How much a transcript compresses (bytes / deflated bytes), the reference Whisper's
+/// test for a decoder stuck in a loop: it re-decodes above 2.4. Loops are cut by `clean`
+/// first; what still compresses this well is repetition with variations, not speech.
+pub fn compression_ratio(text: &str) -> f32 {
+    if text.is_empty() {
+        return 0.0;
+    }
+    let packed = miniz_oxide::deflate::compress_to_vec(text.as_bytes(), 6);
+    text.len() as f32 / packed.len().max(1) as f32
+}
+
+/// Above this compression ratio a transcript is dropped (the reference's threshold).
+pub const MAX_COMPRESSION_RATIO: f32 = 2.4;
 
 #[cfg(test)]
 mod tests {
@@ -188,6 +249,15 @@ mod tests {
     }
 
     #[test]
+    fn compression() {
+        let speech = "I think you took too much money from my card this month.";
+        assert!(compression_ratio(speech) < MAX_COMPRESSION_RATIO);
+        let looped = "billing, billing, billing, billing, billing, billing, billing, billing,";
+        assert!(compression_ratio(looped) > MAX_COMPRESSION_RATIO);
+        assert_eq!(compression_ratio(""), 0.0);
+    }
+
+    #[test]
     fn cleaning() {
         assert_eq!(clean(" My bill."), "My bill.");
         assert_eq!(clean("[Music] Billing (laughs) please"), "Billing please");
@@ -197,6 +267,25 @@ mod tests {
         assert_eq!(clean("no no I said billing"), "no no I said billing");
         assert_eq!(clean("a b c d a b c d a b c d x"), "a b c d x");
         assert_eq!(clean("unbalanced ) ] ( text"), "unbalanced");
+        // Sentences of three or more words are never said twice in a row by a caller at a
+        // menu; the decoder re-reading a trimmed window does that.
+        assert_eq!(
+            clean("How much do I owe you? How much do I owe you?"),
+            "How much do I owe you?"
+        );
+        assert_eq!(
+            clean("There is a strange amount on my statement. There is a strange amount on my statement. There is a strange amount on my statement."),
+            "There is a strange amount on my statement."
+        );
+        assert_eq!(
+            clean("My browser keeps disconnecting, my browser keeps disconnecti"),
+            "My browser keeps disconnecting,"
+        );
+        assert_eq!(
+            clean("until when can I call until when"),
+            "until when can I call until when"
+        );
+        assert_eq!(clean("bye bye"), "bye bye");
         assert_eq!(clean(""), "");
     }
 }

@@ -93,6 +93,7 @@ impl PageEvent {
                 outcome: outcome.as_str().to_string(),
             },
             CallOutput::Ringing
+            | CallOutput::SpeechConfidence(_)
             | CallOutput::Answer
             | CallOutput::Refer { .. }
             | CallOutput::Hangup
