@@ -4,14 +4,19 @@ same model weights, same audio, alternating runs.
 
 For each model (tiny.en / base, in the ggml types asked for) it runs, ROUNDS times in turn:
   1. `ivrd bench asr --json` on the spoken corpus (tests/corpus): each file is endpointed,
-     transcribed and routed by ivrd's own pipeline, in every configuration of
-     `Variant::standard` (full 30 s window; audio_ctx trimmed; + prompt; + closed set);
+     transcribed, embedded and routed by ivrd's own pipeline against the default flow's
+     compiled main menu (ivrd.yaml), by words only and with meaning (the sentence-embedding
+     matcher), in every configuration of `Variant::standard` (full 30 s window; audio_ctx
+     trimmed; + prompt; + closed set);
   2. faster-whisper (CTranslate2, int8, same thread count) on the very same utterances
      (ivrd writes them out at 16 kHz, exactly as its engine receives them), padded to 30 s,
      greedy, English, no timestamps, no previous-text conditioning, from the CTranslate2
      directory the ggml file was converted from.
-Then prints per configuration: model load ms, median and p90 ms per utterance over all
-rounds, routing accuracy on the corpus, and the ratio to faster-whisper int8's median.
+Then prints per configuration and matcher: Whisper median/p90 ms per utterance over all
+rounds, end of speech -> routing decision p50/p90 (Whisper + embedding + matching), routing
+accuracy on the held-out half (right at once or after a confirmation, of routable
+utterances) and on the tuning half, false routes (holdout), and Whisper's ratio to
+faster-whisper int8's median on the same audio.
 
 Usage: benches/asr.py [--models tiny.en:q8_0,tiny.en:f16,base:q8_0,base:f16] [--rounds 3]
                       [--threads 2] [--variants standard|default|all] [--ivrd target/release/ivrd]
@@ -106,7 +111,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([args.ivrd, "bench", "asr", "--corpus", os.path.join(ROOT, "tests", "corpus"),
                         "--dump-wavs", tmp], check=True, stdout=subprocess.DEVNULL)
-        utterances = [(f, read_wav16(os.path.join(tmp, f))) for f in sorted(os.listdir(tmp))]
+        utterances = []
+        for sub in sorted(os.listdir(tmp)):
+            for f in sorted(os.listdir(os.path.join(tmp, sub))):
+                utterances.append((f"{sub}/{f}", read_wav16(os.path.join(tmp, sub, f))))
 
     rows = []
     fw_cache = {}
@@ -127,27 +135,38 @@ def main():
             print(f"asr bench: {name} {wtype} round {r + 1}/{args.rounds}", file=sys.stderr)
             for rep in ivrd_pass(args.ivrd, ggml, args.threads, args.variants):
                 v = per_variant.setdefault(rep["variant"]["name"], {"times": [], "load": [], "rep": rep})
-                v["times"] += [f["ms"] for f in rep["files"] if f["ms"] > 0]
+                v["times"] += [f["whisper_ms"] for f in rep["files"] if f["whisper_ms"] > 0]
+                v.setdefault("decision", [])
+                v["decision"] += [f["decision_ms"] for f in rep["files"] if f["decision_ms"] > 0]
                 v["load"].append(rep["load_ms"])
             times, texts = faster_whisper_pass(fw, utterances)
             fw_times += times
         for vname, v in per_variant.items():
             rep = v["rep"]
-            rows.append((name, f"whisper-rs {name} {wtype}", vname, statistics.median(v["load"]),
-                         statistics.median(v["times"]), pct(v["times"], 0.9),
-                         f"{rep['correct']}/{rep['total']}"))
+            by = {(m, sp): s for m, sp, s in rep["scores"]}
+            for matcher in ("lexical", "semantic"):
+                if (matcher, "holdout") not in by:
+                    continue
+                h, t = by[(matcher, "holdout")], by[(matcher, "tune")]
+                acc = lambda s: f"{s['right'] + s['confirmed_right']}/{s['routable']}"
+                rows.append((name, f"whisper-rs {name} {wtype}", vname, matcher,
+                             statistics.median(v["times"]), pct(v["times"], 0.9),
+                             statistics.median(v["decision"]), pct(v["decision"], 0.9),
+                             acc(h), acc(t), h["false_routes"] + t["false_routes"]))
     for name, (fw, fw_load, fw_times) in fw_cache.items():
-        rows.append((name, f"faster-whisper {name} int8", "30 s window", fw_load,
-                     statistics.median(fw_times), pct(fw_times, 0.9), "-"))
+        rows.append((name, f"faster-whisper {name} int8", "30 s window", "-",
+                     statistics.median(fw_times), pct(fw_times, 0.9), float("nan"), float("nan"),
+                     "-", "-", "-"))
 
     print(f"\n{args.threads} threads, {len(utterances)} utterances of "
           f"{min(len(a) for _, a in utterances) / 16000:.1f}-{max(len(a) for _, a in utterances) / 16000:.1f} s, "
           f"{args.rounds} alternating rounds\n")
-    print("| engine | config | load ms | median ms | p90 ms | routing | x faster-whisper int8 |")
-    print("|---|---|---|---|---|---|---|")
-    for name, engine, config, load, med, p90, acc in rows:
+    print("| engine | config | matcher | Whisper p50/p90 ms | decision p50/p90 ms | holdout right | tune right | false routes | Whisper x faster-whisper int8 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, engine, config, matcher, med, p90, d50, d90, hold, tune, false in rows:
         ratio = med / statistics.median(fw_cache[name][2])
-        print(f"| {engine} | {config} | {load:.0f} | {med:.0f} | {p90:.0f} | {acc} | {ratio:.2f} |")
+        print(f"| {engine} | {config} | {matcher} | {med:.0f}/{p90:.0f} | {d50:.0f}/{d90:.0f} | "
+              f"{hold} | {tune} | {false} | {ratio:.2f} |")
 
 if __name__ == "__main__":
     main()

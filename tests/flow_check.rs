@@ -189,3 +189,53 @@ fn run_with_broken_flows_exits_non_zero_without_ready_line() {
         out.stderr
     );
 }
+
+/// With the embedding model configured, `ivrd check` refuses intents whose examples mean
+/// nearly the same (callers saying one would be routed to the other), naming file, line
+/// and node, although no phrase is shared or sounds alike.
+#[test]
+fn check_reports_intents_that_mean_the_same() {
+    let Some(asr) = support::asr_yaml("") else {
+        return;
+    };
+    let dir = TempDir::new("check-confusable");
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("close.yaml"),
+        r#"version: 1
+flow: close
+start: menu
+nodes:
+  menu:
+    menu: main_menu
+    intents:
+      leave: {dtmf: "1", phrases: [terminate my contract], goto: bye}
+      stop: {dtmf: "2", phrases: [end my contract], goto: bye}
+  bye: {play: goodbye, hangup: true}
+"#,
+    )
+    .unwrap();
+    let config = DaemonOpts {
+        flows_dir: flows,
+        default_flow: "close".into(),
+        extra_yaml: asr,
+        ..DaemonOpts::default()
+    }
+    .write_config(dir.path());
+    let out = Daemon::check(&config);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "confusable intents accepted:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("close.yaml:7: node 'menu': ")
+                && l.contains("intents 'leave' and 'stop' are confusable")),
+        "{}",
+        out.stderr
+    );
+}

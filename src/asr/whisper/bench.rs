@@ -732,6 +732,9 @@ pub fn dump_utterances(corpus_dir: &Path, out: &Path) -> Result<usize, String> {
             continue;
         };
         let path = out.join(&item.file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         let mut w = hound::WavWriter::create(&path, spec)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         for s in up.process(&u) {
