@@ -11,7 +11,7 @@ p = sigmoid(b + w1*sim + w2*margin + w3*words + w4*closed), one row per (utteran
 target 1 when the option is what the utterance asks for. Utterances that must not route
 (`none`) are rows with target 0 for every option. The held-out half is never read here.
 
-Usage: ivrd bench asr --model M --variants default --json > bench.json
+Usage: ivrd bench asr --model M [--model M2] --variants default --json > bench.json
        benches/fit_confidence.py bench.json
 Prints the weights (to copy into matcher.rs) and a reliability table (predicted vs actual).
 Needs numpy.
@@ -53,8 +53,8 @@ def fit(data, l2=1e-3, steps=40000, lr=1.0):
 
 
 def main():
-    report = json.load(open(sys.argv[1]))[0]
-    data = rows(report, "tune")
+    # Every report in the file (e.g. one per model) contributes its tuning half.
+    data = [r for report in json.load(open(sys.argv[1])) for r in rows(report, "tune")]
     w, x, y = fit(data)
     names = ["CONF_BIAS", "CONF_SIMILARITY", "CONF_MARGIN", "CONF_WORDS", "CONF_CLOSED"]
     print(f"{len(data)} rows from the tuning half ({int(y.sum())} positive)")

@@ -338,6 +338,10 @@ pub struct Matcher {
     semantic: Option<SemanticIndex>,
     /// Transcripts of hesitations only ("um", "hello?") never route (off for yes/no).
     filler_gate: bool,
+    /// With embeddings, keep the words-and-closed-set score as a floor (yes/no: two short
+    /// answers, where the decoder's closed set is reliable and the confidence model, fitted
+    /// on menus, is not).
+    lexical_floor: bool,
 }
 
 /// One node's example embeddings (unit vectors).
@@ -404,6 +408,7 @@ impl Matcher {
             none_anchors: NONE_ANCHORS,
             semantic: None,
             filler_gate: true,
+            lexical_floor: false,
         }
     }
 
@@ -420,6 +425,7 @@ impl Matcher {
         );
         m.none_anchors = YES_NO_NONE_ANCHORS;
         m.filler_gate = false;
+        m.lexical_floor = true;
         m
     }
 
@@ -515,7 +521,18 @@ impl Matcher {
                     .map(|e| (e.intent.clone(), 0.0))
                     .collect();
             }
-            (Some(index), Some(e)) => combine(&mut result, index, e, &self.entries),
+            (Some(index), Some(e)) => {
+                combine(&mut result, index, e, &self.entries);
+                if self.lexical_floor {
+                    for ((_, score), (&w, &c)) in result
+                        .scores
+                        .iter_mut()
+                        .zip(result.words.iter().zip(&result.closed))
+                    {
+                        *score = score.max(w.max(c));
+                    }
+                }
+            }
             _ => lexical_only(&mut result, &self.entries),
         }
         result.best = pick(
@@ -686,11 +703,11 @@ pub fn confidence(sim: f32, margin: f32, words: f32, closed: f32) -> f32 {
         + CONF_CLOSED * closed;
     1.0 / (1.0 + (-z).exp())
 }
-const CONF_BIAS: f32 = -2.41;
-const CONF_SIMILARITY: f32 = 4.30;
-const CONF_MARGIN: f32 = 7.10;
-const CONF_WORDS: f32 = 0.62;
-const CONF_CLOSED: f32 = 1.60;
+const CONF_BIAS: f32 = -2.14;
+const CONF_SIMILARITY: f32 = 3.90;
+const CONF_MARGIN: f32 = 7.03;
+const CONF_WORDS: f32 = 0.49;
+const CONF_CLOSED: f32 = 0.91;
 /// A word alignment this good is a keyword hit (the phrase said as written, or nearly):
 /// it routes whatever the embedding says (the lexical first pass).
 const KEYWORD_HIT: f32 = 0.9;
