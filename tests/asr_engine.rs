@@ -11,6 +11,7 @@ use ivrd::asr::embed::{Embedder, TextEmbedder};
 use ivrd::asr::matcher::Heard;
 use ivrd::asr::whisper::bench::{
     decide, endpoint, flow_menu, load_corpus, route, support_line_matcher, SplitScore,
+    TABLE_COLUMNS,
 };
 use ivrd::asr::whisper::{embed_transcript, AsrConfig, AsrError, AsrPool, AsrRequest, Engine};
 use std::collections::HashMap;
@@ -167,27 +168,11 @@ fn corpus_routes_by_meaning_and_never_routes_what_it_should_not() {
             .or_default()
             .add(item, &sem);
     }
-    println!("| matcher | split | right (of which confirmed) | no-overlap right | false routes | wrong confirms | none kept | yes/no |");
-    for ((matcher, split), s) in {
-        let mut v: Vec<_> = scores.iter().collect();
-        v.sort_by_key(|(k, _)| **k);
-        v
-    } {
-        println!(
-            "| {matcher} | {split} | {}/{} {:.1}% ({}) | {}/{} | {} | {} | {}/{} | {}/{} |",
-            s.right + s.confirmed_right,
-            s.routable,
-            100.0 * s.accuracy(),
-            s.confirmed_right,
-            s.no_overlap_right,
-            s.no_overlap,
-            s.false_routes,
-            s.wrong_confirms,
-            s.none_kept,
-            s.none_total,
-            s.yes_no_right,
-            s.yes_no_total
-        );
+    println!("| matcher | split | {TABLE_COLUMNS} |");
+    let mut rows: Vec<_> = scores.iter().collect();
+    rows.sort_by_key(|(k, _)| **k);
+    for ((matcher, split), s) in rows {
+        println!("| {matcher} | {split} | {} |", s.cells());
     }
     println!("in {:.1} s", started.elapsed().as_secs_f64());
     for split in ["tune", "holdout"] {

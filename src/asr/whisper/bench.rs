@@ -412,7 +412,29 @@ impl SplitScore {
     pub fn accuracy(&self) -> f64 {
         (self.right + self.confirmed_right) as f64 / self.routable.max(1) as f64
     }
+
+    /// The Markdown cells of `TABLE_COLUMNS`.
+    pub fn cells(&self) -> String {
+        format!(
+            "{}/{} ({:.1}%) | {} | {}/{} | {} | {} | {}/{} | {}/{}",
+            self.right + self.confirmed_right,
+            self.routable,
+            100.0 * self.accuracy(),
+            self.confirmed_right,
+            self.no_overlap_right,
+            self.no_overlap,
+            self.false_routes,
+            self.wrong_confirms,
+            self.none_kept,
+            self.none_total,
+            self.yes_no_right,
+            self.yes_no_total,
+        )
+    }
 }
+
+/// Column names of `SplitScore::cells`.
+pub const TABLE_COLUMNS: &str = "right | (after confirm) | no-overlap right | false routes | wrong confirms | none kept | yes/no";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VariantReport {
@@ -659,31 +681,20 @@ pub fn to_markdown(reports: &[VariantReport], details: bool) -> String {
     if let Some(r) = reports.first() {
         out.push_str(&format!("flow '{}', menu '{}'\n\n", r.flow, r.node));
     }
-    out.push_str(
-        "| model | variant | Whisper p50/p90 ms | decision p50/p90 ms | matcher | split | right | (after confirm) | no-overlap right | false routes | wrong confirms | none kept | yes/no |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    out.push_str(&format!(
+        "| model | variant | Whisper p50/p90 ms | decision p50/p90 ms | matcher | split | {TABLE_COLUMNS} |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    ));
     for r in reports {
         for (matcher, split, s) in &r.scores {
             out.push_str(&format!(
-                "| {} | {} | {:.0}/{:.0} | {:.0}/{:.0} | {matcher} | {split} | {}/{} ({:.1}%) | {} | {}/{} | {} | {} | {}/{} | {}/{} |\n",
+                "| {} | {} | {:.0}/{:.0} | {:.0}/{:.0} | {matcher} | {split} | {} |\n",
                 r.model,
                 r.variant.name,
                 r.median_ms,
                 r.p90_ms,
                 r.decision_p50_ms,
                 r.decision_p90_ms,
-                s.right + s.confirmed_right,
-                s.routable,
-                100.0 * s.accuracy(),
-                s.confirmed_right,
-                s.no_overlap_right,
-                s.no_overlap,
-                s.false_routes,
-                s.wrong_confirms,
-                s.none_kept,
-                s.none_total,
-                s.yes_no_right,
-                s.yes_no_total,
+                s.cells(),
             ));
         }
     }
