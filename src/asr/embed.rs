@@ -106,6 +106,39 @@ impl TextEmbedder for Embedder {
     }
 }
 
+/// Remembers what an embedder returned, so that text met again (the escalation examples and
+/// out-of-scope anchors of every menu, phrases shared by flows) is embedded once per load.
+pub struct Memo<'a> {
+    inner: &'a dyn TextEmbedder,
+    seen: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
+}
+
+impl<'a> Memo<'a> {
+    pub fn new(inner: &'a dyn TextEmbedder) -> Self {
+        Memo {
+            inner,
+            seen: Default::default(),
+        }
+    }
+}
+
+impl TextEmbedder for Memo<'_> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !seen.contains_key(*t))
+            .collect();
+        if !missing.is_empty() {
+            for (t, v) in missing.iter().zip(self.inner.embed(&missing)?) {
+                seen.insert(t.to_string(), v);
+            }
+        }
+        Ok(texts.iter().map(|t| seen[*t].clone()).collect())
+    }
+}
+
 /// Scales `v` to unit length (a zero vector stays zero).
 pub fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -120,4 +153,29 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         return 0.0;
     }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(AtomicUsize);
+    impl TextEmbedder for Counting {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.0.fetch_add(texts.len(), Ordering::SeqCst);
+            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+        }
+    }
+
+    #[test]
+    fn memo_embeds_each_text_once_and_keeps_order() {
+        let inner = Counting(AtomicUsize::new(0));
+        let memo = Memo::new(&inner);
+        let a = memo.embed(&["ab", "abc", "ab"]).unwrap();
+        assert_eq!(a, vec![vec![2.0], vec![3.0], vec![2.0]]);
+        let b = memo.embed(&["abc", "abcd"]).unwrap();
+        assert_eq!(b, vec![vec![3.0], vec![4.0]]);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 4); // "ab" was asked twice in one call
+    }
 }

@@ -8,7 +8,7 @@ use super::{
     Confirmation, Escalation, Flow, Intent, Menu, MenuSpeech, Node, NodeId, NodeKind,
     OutagePrompts, Retry,
 };
-use crate::asr::embed::TextEmbedder;
+use crate::asr::embed::{Memo, TextEmbedder};
 use crate::asr::matcher::{collisions, Candidate, Matcher};
 use crate::asr::vad::EndpointConfig;
 use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
@@ -65,6 +65,8 @@ pub fn compile_dir(
     prompts: &mut dyn PromptSource,
     embedder: Option<&dyn TextEmbedder>,
 ) -> Result<FlowSet, Diagnostics> {
+    let memo = embedder.map(Memo::new);
+    let embedder = memo.as_ref().map(|m| m as &dyn TextEmbedder);
     let mut errors = Vec::new();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
