@@ -314,7 +314,9 @@ async fn pool_checks(model: &Path) {
         accepted.len()
     );
     assert_eq!(overloaded, 10 - accepted.len());
-    assert!(pool.queue_depth() <= 1);
+    // Waiting jobs: at most the queue's one, plus one the worker has just taken off the
+    // channel and not yet counted out (it counts after `recv` returns).
+    assert!(pool.queue_depth() <= 2, "depth {}", pool.queue_depth());
     for rx in accepted {
         let r = rx.await.expect("reply").expect("result");
         assert!(r.text.to_lowercase().contains("bill"), "{r:?}");
