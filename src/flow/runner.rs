@@ -183,7 +183,7 @@ enum Timer {
 }
 
 /// Confidence a "yes" needs to count as one; anything else is a no.
-const YES_NO_CONFIDENCE: f32 = 0.6;
+pub const YES_NO_CONFIDENCE: f32 = 0.6;
 
 /// Longest wait for a transcript after speech started (endpointing plus recognition).
 const SPEECH_RESULT_TIMEOUT: Duration = Duration::from_secs(25);
@@ -640,10 +640,9 @@ impl FlowRunner {
         self.digits.clear();
         if let (Some(heard), Some(speech)) = (heard, self.menu(node).speech.as_ref()) {
             let instead = speech.matcher.score_heard(heard);
-            if let Some((name, c)) = instead.best.filter(|(_, c)| *c >= speech.min_confidence) {
+            if let Some((name, _)) = instead.best.filter(|(_, c)| *c >= speech.min_confidence) {
                 let other = self.menu(node).intents.iter().position(|x| x.name == name);
                 if let Some(i) = other.filter(|&i| i != intent) {
-                    let _ = c;
                     self.transcript = Some(heard.text.clone());
                     self.choose(now, node, i);
                     self.last_input = None;

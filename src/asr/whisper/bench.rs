@@ -219,7 +219,7 @@ impl Decision {
 /// confirmation matcher instead.
 pub fn decide(menu: &BenchMenu, heard: &Heard, yes_no: bool) -> Decision {
     let (matcher, min, confirm_min) = match (&menu.confirm, yes_no) {
-        (Some((_, m)), true) => (m, YES_NO_MIN, None),
+        (Some((_, m)), true) => (m, crate::flow::runner::YES_NO_CONFIDENCE, None),
         _ => (
             &menu.matcher,
             menu.min_confidence,
@@ -236,9 +236,6 @@ pub fn decide(menu: &BenchMenu, heard: &Heard, yes_no: bool) -> Decision {
         _ => Decision::None,
     }
 }
-
-/// A "yes" needs this confidence (the runner's rule).
-const YES_NO_MIN: f32 = 0.6;
 
 /// The route a matcher takes by words only, with `min_confidence` (for the engine tests).
 pub fn route(matcher: &Matcher, text: &str, closed: Option<&[f32]>, min_confidence: f32) -> String {
