@@ -5,6 +5,7 @@
 //! `io` is the only place that touches tokio, sockets and real time.
 
 pub mod asr;
+pub mod bench;
 pub mod call;
 pub mod cli;
 pub mod config;

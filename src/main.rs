@@ -156,7 +156,7 @@ fn main() -> ExitCode {
             })
         }),
         Command::Bench { args } => match args.first().map(String::as_str) {
-            Some("asr") => match ivrd::asr::whisper::bench::cli(&args[1..]) {
+            Some("asr") => match ivrd::bench::asr::cli(&args[1..]) {
                 Ok(report) => {
                     println!("{report}");
                     ExitCode::SUCCESS

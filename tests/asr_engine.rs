@@ -9,11 +9,11 @@
 use ivrd::asr::audio::decode_wav;
 use ivrd::asr::embed::{Embedder, TextEmbedder};
 use ivrd::asr::matcher::Heard;
-use ivrd::asr::whisper::bench::{
+use ivrd::asr::whisper::{embed_transcript, AsrConfig, AsrError, AsrPool, AsrRequest, Engine};
+use ivrd::bench::asr::{
     decide, endpoint, flow_menu, load_corpus, route, support_line_matcher, SplitScore,
     TABLE_COLUMNS,
 };
-use ivrd::asr::whisper::{embed_transcript, AsrConfig, AsrError, AsrPool, AsrRequest, Engine};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -393,14 +393,14 @@ fn written_paraphrases_route_by_meaning_not_by_words() {
         );
         lex_right += usize::from(lex == want);
         let ok = match &sem {
-            ivrd::asr::whisper::bench::Decision::Route(i) => i == want,
+            ivrd::bench::asr::Decision::Route(i) => i == want,
             // A question is not a route: "Did you mean billing?" "No." costs a turn.
-            ivrd::asr::whisper::bench::Decision::Confirm(i) => i == want || want == "none",
-            ivrd::asr::whisper::bench::Decision::None => want == "none",
+            ivrd::bench::asr::Decision::Confirm(i) => i == want || want == "none",
+            ivrd::bench::asr::Decision::None => want == "none",
         };
         sem_right += usize::from(ok);
         // Never a route to the wrong place, whatever else.
-        if let ivrd::asr::whisper::bench::Decision::Route(i) = &sem {
+        if let ivrd::bench::asr::Decision::Route(i) = &sem {
             if i != want {
                 wrong.push(format!("{text}: routed to {i}, want {want}"));
             }

@@ -20,6 +20,7 @@
 
 mod ct2;
 mod ggml;
+mod half;
 mod mel;
 mod tokenizer;
 

@@ -12,7 +12,6 @@
 //! the node's candidate phrases directly with the decoder (closed set), then gate the result
 //! against hallucinations (`gate`).
 
-pub mod bench;
 mod engine;
 mod gate;
 
@@ -26,14 +25,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Histogram: seconds from submit to result (queue wait included), per utterance.
-pub const ASR_SECONDS: &str = "ivrd_asr_seconds";
-/// Gauge: utterances waiting for a worker.
-pub const ASR_QUEUE_DEPTH: &str = "ivrd_asr_queue_depth";
-/// Buckets for `ASR_SECONDS`: the interesting range is 0.05-2 s.
-pub const ASR_BUCKETS: &[f64] = &[
-    0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
-];
+use crate::metrics::{ASR_QUEUE_DEPTH, ASR_SECONDS};
 
 /// How much of Whisper's 30 s encoder window to run.
 ///

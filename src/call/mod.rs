@@ -215,10 +215,6 @@ impl Call {
         call
     }
 
-    pub fn is_answered(&self) -> bool {
-        self.phase == Phase::Answered
-    }
-
     pub fn is_ended(&self) -> bool {
         self.phase == Phase::Ended
     }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where compiled flows get their audio. Implemented over the sounds directory by
-/// [`crate::media::library::SoundLibrary`]; tests use an in-memory source.
+/// Where compiled flows get their audio: the prompt catalogue. The daemon's is the sounds
+/// directory (read by `io`); tests use an in-memory one.
 pub trait PromptSource {
     fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String>;
 }
@@ -56,9 +56,24 @@ impl FlowSet {
 /// Files in a flows directory that are not flows.
 const NOT_FLOWS: &[&str] = &["outages.yaml"];
 
-/// Compiles every `*.yaml` flow in `dir` and resolves the config's routes.
+/// Whether a file in the flows directory is a flow (`*.yaml`/`*.yml`, not the outages file).
+pub fn is_flow_file(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "yaml" || x == "yml")
+        && !path
+            .file_name()
+            .is_some_and(|n| NOT_FLOWS.iter().any(|x| n == *x))
+}
+
+/// A flows directory as read from disk: each flow file (see [`is_flow_file`]) with its
+/// text, or why it could not be read.
+pub struct FlowDir {
+    pub dir: PathBuf,
+    pub files: Vec<(PathBuf, Result<String, String>)>,
+}
+
+/// Compiles every flow of a directory and resolves the config's routes.
 pub fn compile_dir(
-    dir: &Path,
+    flow_dir: &FlowDir,
     default: &str,
     routes: &IndexMap<String, String>,
     config_file: &Path,
@@ -68,34 +83,19 @@ pub fn compile_dir(
     let memo = embedder.map(Memo::new);
     let embedder = memo.as_ref().map(|m| m as &dyn TextEmbedder);
     let mut errors = Vec::new();
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "yaml" || x == "yml")
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| NOT_FLOWS.iter().any(|x| n == *x))
-            })
-            .collect(),
-        Err(e) => {
-            return Err(Diagnostics(vec![Diagnostic::new(
-                dir,
-                format!("cannot read flows directory: {e}"),
-            )]))
-        }
-    };
-    files.sort();
+    let dir = flow_dir.dir.as_path();
+    let mut files: Vec<&(PathBuf, Result<String, String>)> = flow_dir.files.iter().collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut flows: IndexMap<String, Arc<Flow>> = IndexMap::new();
-    for file in &files {
-        let text = match std::fs::read_to_string(file) {
+    for (file, text) in &files {
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
                 errors.push(Diagnostic::new(file, format!("cannot read: {e}")));
                 continue;
             }
         };
-        match compile_with(file, &text, prompts, embedder) {
+        match compile_with(file, text, prompts, embedder) {
             Ok(flow) => {
                 if let Some(other) = flows.get(&flow.name) {
                     errors.push(Diagnostic::new(

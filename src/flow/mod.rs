@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use compile::{compile, compile_dir, FlowSet, PromptSource};
+pub use compile::{compile, compile_dir, is_flow_file, FlowDir, FlowSet, PromptSource};
 pub use runner::{FlowInput, FlowOutput, FlowRunner};
 
 /// Index of a node in [`Flow::nodes`].

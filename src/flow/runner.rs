@@ -14,6 +14,7 @@ use crate::asr::matcher::{Heard, Matcher, YES};
 use crate::asr::vad::EndpointConfig;
 use crate::media::prompt::Prompt;
 use crate::outage::{Announcement, OutageSet};
+pub use crate::sip::context::{EscalationReason, TransferContext};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -92,23 +93,6 @@ impl SpeechOutcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EscalationReason {
-    Key,
-    Phrase,
-    Failures,
-}
-
-impl EscalationReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EscalationReason::Key => "key",
-            EscalationReason::Phrase => "phrase",
-            EscalationReason::Failures => "failures",
-        }
-    }
-}
-
 /// Why the flow ended the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowEnd {
@@ -118,23 +102,6 @@ pub enum FlowEnd {
     Transferred,
     /// The flow could not go on (runaway loop, escalation failed with nowhere to go).
     Error,
-}
-
-/// What a transfer tells the receiving side, so the caller need not repeat themselves.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TransferContext {
-    pub flow: String,
-    /// Nodes visited, oldest first.
-    pub path: Vec<String>,
-    pub intent: Option<String>,
-    /// Set when this transfer is an escalation.
-    pub reason: Option<EscalationReason>,
-    /// The caller's last input (keys).
-    pub last_input: Option<String>,
-    /// What the caller last said, as transcribed.
-    pub transcript: Option<String>,
-    /// Outages the caller has heard.
-    pub outages: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -444,12 +411,6 @@ impl FlowRunner {
                 }
             }
         }
-    }
-
-    /// Escalates because the caller said so (speech arrives through this too).
-    pub fn escalate_now(&mut self, now: Instant, reason: EscalationReason) {
-        self.hops = 0;
-        self.escalate(now, reason);
     }
 
     /// What to listen for now: the menu's intents (while its prompt plays or it waits for
@@ -862,7 +823,7 @@ impl FlowRunner {
         due
     }
 
-    fn announce(&mut self, now: Instant, due: Vec<Arc<Announcement>>, resume: NodeId) {
+    fn announce(&mut self, due: Vec<Arc<Announcement>>, resume: NodeId) {
         // Type-ahead is kept for the menu after the announcement; keys pressed during it
         // answer the announcement (skip it, or 1 for a callback).
         if self.saved_digits.is_none() {
@@ -900,7 +861,6 @@ impl FlowRunner {
             prompts,
             bargein: true,
         });
-        let _ = now;
     }
 
     fn enter(&mut self, now: Instant, node: NodeId) {
@@ -912,7 +872,7 @@ impl FlowRunner {
         self.timer = None;
         let due = self.due_announcements(node);
         if !due.is_empty() {
-            self.announce(now, due, node);
+            self.announce(due, node);
             return;
         }
         self.entered_any = true;

@@ -2,7 +2,7 @@
 
 pub mod dtmf;
 pub mod g711;
-pub mod library;
 pub mod playout;
 pub mod prompt;
 pub mod rtp;
+pub mod session;

@@ -8,9 +8,7 @@
 //! that the prompt neither starts late nor loses its last syllable.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,14 +84,9 @@ pub enum PromptError {
 }
 
 impl Prompt {
-    /// Loads a WAV file. Error messages name `path` as given.
-    pub fn from_wav_file(name: &str, path: &Path) -> Result<Prompt, PromptError> {
-        let origin = path.display().to_string();
-        let file = File::open(path).map_err(|error| PromptError::Open {
-            origin: origin.clone(),
-            error,
-        })?;
-        Self::from_wav_reader(name, BufReader::new(file), &origin)
+    /// Decodes a WAV file's bytes; `origin` (the file) names the source in error messages.
+    pub fn from_wav_bytes(name: &str, bytes: &[u8], origin: &str) -> Result<Prompt, PromptError> {
+        Self::from_wav_reader(name, std::io::Cursor::new(bytes), origin)
     }
 
     /// Loads WAV data from any reader; `origin` names the source in error messages.
@@ -436,6 +429,7 @@ mod tests {
     use super::*;
     use std::f32::consts::TAU;
     use std::io::Cursor;
+    use std::path::Path;
 
     /// Writes an in-memory WAV with `frames` frames, each produced by `frame(i)`.
     fn wav<S: hound::Sample + Copy>(
@@ -697,13 +691,6 @@ mod tests {
             m.starts_with("sounds/test.wav: sample rate 500 Hz is not supported"),
             "{m}"
         );
-
-        let missing = Path::new("/nonexistent/sounds/x.wav");
-        let m = Prompt::from_wav_file("x", missing).unwrap_err().to_string();
-        assert!(
-            m.starts_with("/nonexistent/sounds/x.wav: cannot open: No such file"),
-            "{m}"
-        );
     }
 
     #[test]
@@ -733,7 +720,8 @@ mod tests {
         assert!(names.contains(&"greeting") && names.contains(&"goodbye"));
         for name in names {
             let path = sounds.join(format!("{name}.wav"));
-            let p = Prompt::from_wav_file(name, &path).unwrap_or_else(|e| panic!("{e}"));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let p = Prompt::from_wav_bytes(name, &bytes, name).unwrap_or_else(|e| panic!("{e}"));
             let secs = p.duration().as_secs_f64();
             assert!((0.5..30.0).contains(&secs), "{name}: {secs} s");
             assert!(peak(&p.pcm) > 3000, "{name} is nearly silent");

@@ -3,6 +3,15 @@
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Histogram: INVITE received -> 200 OK sent, seconds.
+/// Histogram: seconds from submit to result (queue wait included), per utterance.
+pub const ASR_SECONDS: &str = "ivrd_asr_seconds";
+/// Gauge: utterances waiting for a worker.
+pub const ASR_QUEUE_DEPTH: &str = "ivrd_asr_queue_depth";
+/// Buckets for `ASR_SECONDS`: the interesting range is 0.05-2 s.
+pub const ASR_BUCKETS: &[f64] = &[
+    0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+];
+
 pub const CALL_ANSWER_SECONDS: &str = "ivrd_call_answer_seconds";
 /// Counter: calls answered after the ring budget.
 pub const RING_BUDGET_EXCEEDED_TOTAL: &str = "ivrd_ring_budget_exceeded_total";
@@ -63,10 +72,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
             NOTICE_BUCKETS,
         )
         .map_err(|e| e.to_string())?
-        .set_buckets_for_metric(
-            Matcher::Full(crate::asr::whisper::ASR_SECONDS.into()),
-            crate::asr::whisper::ASR_BUCKETS,
-        )
+        .set_buckets_for_metric(Matcher::Full(ASR_SECONDS.into()), ASR_BUCKETS)
         .map_err(|e| e.to_string())?
         .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)
         .map_err(|e| e.to_string())?
@@ -116,14 +122,11 @@ fn describe() {
     );
     describe_counter!(LIMITS_HIT_TOTAL, "Configured limits hit, by limit");
     describe_histogram!(
-        crate::asr::whisper::ASR_SECONDS,
+        ASR_SECONDS,
         Unit::Seconds,
         "Time to transcribe an utterance"
     );
-    describe_gauge!(
-        crate::asr::whisper::ASR_QUEUE_DEPTH,
-        "Utterances waiting for a Whisper worker"
-    );
+    describe_gauge!(ASR_QUEUE_DEPTH, "Utterances waiting for a Whisper worker");
     // Series that should read 0 rather than be absent before the first event.
     metrics::counter!(RING_BUDGET_EXCEEDED_TOTAL).absolute(0);
     metrics::gauge!(CALLS_ACTIVE).set(0.0);

@@ -1,9 +1,12 @@
 //! Outages as first-class objects: what is broken, who it concerns, since when, until when,
 //! and what callers can do about it. Pure: validation, activity at a given time, which
-//! outages a caller must hear at a point of the call. Storage and sources live elsewhere
-//! (`store`, `io::admin`, `io::outage_file`).
+//! outages a caller must hear at a point of the call, how sources (the file, Alertmanager)
+//! map onto outages and reconcile with them. Storage and I/O live elsewhere (`store`,
+//! `io::outages`, `io::http`).
 
+pub mod alertmanager;
 pub mod file;
+pub mod reconcile;
 
 use crate::media::prompt::Prompt;
 use serde::{Deserialize, Serialize};

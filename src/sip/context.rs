@@ -2,7 +2,40 @@
 //! the REFER) and as URI headers inside Refer-To (RFC 3261 §19.1.5), so the INVITE the caller's
 //! phone sends to the target carries them too and the agent sees what the caller already did.
 
-use crate::flow::runner::TransferContext;
+/// Why a call is being escalated to a person (`X-IVR-Reason`, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscalationReason {
+    Key,
+    Phrase,
+    Failures,
+}
+
+impl EscalationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationReason::Key => "key",
+            EscalationReason::Phrase => "phrase",
+            EscalationReason::Failures => "failures",
+        }
+    }
+}
+
+/// What a transfer tells the receiving side, so the caller need not repeat themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransferContext {
+    pub flow: String,
+    /// Nodes visited, oldest first.
+    pub path: Vec<String>,
+    pub intent: Option<String>,
+    /// Set when this transfer is an escalation.
+    pub reason: Option<EscalationReason>,
+    /// The caller's last input (keys).
+    pub last_input: Option<String>,
+    /// What the caller last said, as transcribed.
+    pub transcript: Option<String>,
+    /// Outages the caller has heard.
+    pub outages: Vec<String>,
+}
 
 /// ISDN User-to-User information is limited to 128 octets; stay within it (RFC 7433).
 const MAX_UUI_BYTES: usize = 128;

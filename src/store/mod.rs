@@ -185,6 +185,53 @@ impl Store {
         tx.commit().map_err(|e| self.db_err(e))
     }
 
+    /// Stores a batch of outage changes in one transaction: `puts` (outage, audit action)
+    /// are inserted or replaced, `stops` removed (those that exist); all or nothing.
+    pub fn apply_outages(
+        &self,
+        puts: &[(Outage, &str)],
+        stops: &[String],
+        actor: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let mut bodies = Vec::with_capacity(puts.len());
+        for (o, _) in puts {
+            bodies.push(
+                serde_json::to_string(o).map_err(|source| StoreError::Corrupt {
+                    id: o.spec.id.clone(),
+                    source,
+                })?,
+            );
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
+        for ((o, action), body) in puts.iter().zip(&bodies) {
+            tx.execute(
+                "INSERT INTO outages (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = ?2",
+                params![o.spec.id, body],
+            )
+            .map_err(|e| self.db_err(e))?;
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
+                params![o.updated_at as i64, o.updated_by, action, o.spec.id],
+            )
+            .map_err(|e| self.db_err(e))?;
+        }
+        for id in stops {
+            let n = tx
+                .execute("DELETE FROM outages WHERE id = ?1", [id])
+                .map_err(|e| self.db_err(e))?;
+            if n > 0 {
+                tx.execute(
+                    "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, 'stop', ?3)",
+                    params![at as i64, actor, id],
+                )
+                .map_err(|e| self.db_err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
     /// Removes an outage (it has ended); returns whether it existed.
     pub fn delete_outage(&self, id: &str, actor: &str, at: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
@@ -297,6 +344,28 @@ mod tests {
         assert_eq!(audit[0].action, "stop");
         assert_eq!(audit[0].actor, "bob");
         assert_eq!(audit.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_of_outage_changes_lands_whole() {
+        let dir = std::env::temp_dir().join(format!("ivrd-store-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Store::open(&dir).unwrap();
+        s.put_outage(&outage("old"), "start").unwrap();
+        s.apply_outages(
+            &[(outage("x"), "start"), (outage("y"), "start")],
+            &["old".into(), "never-existed".into()],
+            "alertmanager",
+            300,
+        )
+        .unwrap();
+        let mut ids: Vec<String> = s.outages().unwrap().into_keys().collect();
+        ids.sort();
+        assert_eq!(ids, ["x", "y"]);
+        let audit = s.audit(10).unwrap();
+        assert_eq!(audit.len(), 4, "one entry per change that happened");
+        assert_eq!(audit[0].action, "stop");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

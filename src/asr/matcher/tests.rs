@@ -3,7 +3,7 @@ use super::*;
 /// The phrase lists proposed for flows/support-line.yaml's main menu (the same the corpus
 /// tests and the benchmark use).
 fn support_line() -> Matcher {
-    crate::asr::whisper::bench::support_line_matcher()
+    crate::bench::asr::support_line_matcher()
 }
 
 /// What the route would be at min_confidence 0.6.

@@ -268,7 +268,7 @@ fn decode_into(dtype: Dtype, data: &[u8], scale: Option<f32>, out: &mut Vec<f32>
         ),
         (Dtype::F16, None) => out.extend(
             data.chunks_exact(2)
-                .map(|b| super::ggml::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+                .map(|b| super::half::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
         ),
         // bfloat16 is the top half of an f32.
         (Dtype::Bf16, None) => out.extend(

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::ct2::Ct2Model;
-use super::ggml::{f16_to_f32, f32_to_f16, quantize_q8_0, MAGIC};
+use super::ggml::{quantize_q8_0, MAGIC};
+use super::half::{f16_to_f32, f32_to_f16};
 use super::*;
 
 const STATE: usize = 32;

@@ -3,25 +3,18 @@
 //! stores durably, and publishes the set of active outages that calls read lock-free.
 
 use super::tts::Tts;
-use crate::media::library::SoundLibrary;
+use crate::io::clock::unix_now;
+use crate::io::files::SoundLibrary;
 use crate::media::prompt::Prompt;
 use crate::metrics as m;
-use crate::outage::{Announcement, Outage, OutageMap, OutageSet, OutageSpec, Source};
+use crate::outage::alertmanager::Change;
+use crate::outage::{reconcile, Announcement, Outage, OutageMap, OutageSet, OutageSpec, Source};
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
@@ -33,6 +26,9 @@ pub enum BoardError {
     NotFound(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A blocking task (storage, prompt loading) died: a fault of the server, not the input.
+    #[error("internal error: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 struct Inner {
@@ -56,9 +52,7 @@ impl OutageBoard {
         sounds_dir: &Path,
     ) -> Result<Arc<Self>, BoardError> {
         let s = store.clone();
-        let outages = tokio::task::spawn_blocking(move || s.outages())
-            .await
-            .map_err(|e| BoardError::Invalid(e.to_string()))??;
+        let outages = tokio::task::spawn_blocking(move || s.outages()).await??;
         let board = Arc::new(OutageBoard {
             store,
             tts,
@@ -135,9 +129,7 @@ impl OutageBoard {
         let store = self.store.clone();
         let o = outage.clone();
         let action_s = action.to_string();
-        tokio::task::spawn_blocking(move || store.put_outage(&o, &action_s))
-            .await
-            .map_err(|e| BoardError::Invalid(e.to_string()))??;
+        tokio::task::spawn_blocking(move || store.put_outage(&o, &action_s)).await??;
         info!(outage = %outage.spec.id, by = %actor, via = source.as_str(), scope = ?outage.spec.scope, "outage {action}");
         inner.rendered.insert(outage.spec.id.clone(), prompt);
         inner.outages.insert(outage.spec.id.clone(), outage.clone());
@@ -154,8 +146,7 @@ impl OutageBoard {
         let store = self.store.clone();
         let (id_s, actor_s) = (id.to_string(), actor.to_string());
         tokio::task::spawn_blocking(move || store.delete_outage(&id_s, &actor_s, unix_now()))
-            .await
-            .map_err(|e| BoardError::Invalid(e.to_string()))??;
+            .await??;
         inner.outages.remove(id);
         inner.rendered.remove(id);
         info!(outage = %id, by = %actor, "outage stopped");
@@ -165,66 +156,99 @@ impl OutageBoard {
 
     /// Makes the outages of one source exactly `specs` (the watched file owns its outages).
     pub async fn sync_source(&self, source: Source, specs: Vec<OutageSpec>, actor: &str) {
-        let existing: Vec<(String, Source, OutageSpec)> = {
+        let plan = {
             let inner = self.inner.lock().await;
-            inner
-                .outages
-                .values()
-                .map(|o| (o.spec.id.clone(), o.source, o.spec.clone()))
-                .collect()
+            reconcile::sync_source(&inner.outages, source, &specs)
         };
-        for spec in &specs {
-            match existing.iter().find(|(id, _, _)| *id == spec.id) {
-                Some((_, s, _)) if *s != source => {
-                    warn!(outage = %spec.id, "outage in the {} source is ignored: the same id was started through {}", source.as_str(), s.as_str());
-                    continue;
-                }
-                Some((_, _, old)) if old == spec => continue,
-                _ => {}
-            }
-            if let Err(e) = self.upsert(spec.clone(), source, actor).await {
-                error!(outage = %spec.id, error = %e, "outage from {} not started", source.as_str());
+        for (id, owner) in &plan.foreign {
+            warn!(outage = %id, "outage in the {} source is ignored: the same id was started through {}", source.as_str(), owner.as_str());
+        }
+        for spec in plan.start {
+            let id = spec.id.clone();
+            if let Err(e) = self.upsert(spec, source, actor).await {
+                error!(outage = %id, error = %e, "outage from {} not started", source.as_str());
             }
         }
-        for (id, s, _) in existing {
-            if s == source && !specs.iter().any(|sp| sp.id == id) {
-                if let Err(e) = self.stop(&id, actor).await {
-                    error!(outage = %id, error = %e, "outage not stopped");
-                }
+        for id in plan.stop {
+            if let Err(e) = self.stop(&id, actor).await {
+                error!(outage = %id, error = %e, "outage not stopped");
             }
         }
+    }
+
+    /// Applies an Alertmanager batch whole or not at all: every outage it starts is
+    /// validated and rendered first, then all changes are stored in one transaction.
+    /// Returns the ids started and stopped.
+    pub async fn apply_alerts(
+        &self,
+        changes: Vec<Change>,
+        actor: &str,
+    ) -> Result<(Vec<String>, Vec<String>), BoardError> {
+        let now = unix_now();
+        let mut rendered = Vec::new();
+        for change in &changes {
+            if let Change::Start(spec) = change {
+                spec.validate().map_err(BoardError::Invalid)?;
+                rendered.push((spec.clone(), self.render(spec).await?));
+            }
+        }
+        let mut inner = self.inner.lock().await;
+        let (mut started, mut stopped) = (Vec::new(), Vec::new());
+        let mut puts = Vec::new();
+        for (spec, _) in &rendered {
+            let action = if inner.outages.contains_key(&spec.id) {
+                "update"
+            } else {
+                "start"
+            };
+            let outage = Outage {
+                spec: spec.clone(),
+                source: Source::Alertmanager,
+                updated_at: now,
+                updated_by: actor.to_string(),
+            };
+            puts.push((outage, action));
+        }
+        let stops: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Stop(id) => Some(id.clone()),
+                Change::Start(_) => None,
+            })
+            .collect();
+        let store = self.store.clone();
+        let (p, st, who) = (puts.clone(), stops.clone(), actor.to_string());
+        tokio::task::spawn_blocking(move || store.apply_outages(&p, &st, &who, now)).await??;
+        for ((outage, action), (_, prompt)) in puts.into_iter().zip(rendered) {
+            info!(outage = %outage.spec.id, by = %actor, via = "alertmanager", scope = ?outage.spec.scope, "outage {action}");
+            started.push(outage.spec.id.clone());
+            inner.rendered.insert(outage.spec.id.clone(), prompt);
+            inner.outages.insert(outage.spec.id.clone(), outage);
+        }
+        for id in stops {
+            if inner.outages.remove(&id).is_some() {
+                info!(outage = %id, by = %actor, "outage stopped");
+            }
+            inner.rendered.remove(&id);
+            stopped.push(id);
+        }
+        self.publish(&inner);
+        Ok((started, stopped))
     }
 
     /// Publishes a new set when outages start or expire with time; drops expired ones.
     pub async fn tick(&self) {
         let now = unix_now();
-        let expired: Vec<String> = {
+        let expired = {
             let inner = self.inner.lock().await;
-            inner
-                .outages
-                .values()
-                .filter(|o| o.spec.expires_at.is_some_and(|e| e <= now))
-                .map(|o| o.spec.id.clone())
-                .collect()
+            reconcile::expired(&inner.outages, now)
         };
         for id in expired {
             info!(outage = %id, "outage expired");
             let _ = self.stop(&id, "expiry").await;
         }
         let inner = self.inner.lock().await;
-        let active: Vec<&str> = inner
-            .outages
-            .values()
-            .filter(|o| o.is_active(now))
-            .map(|o| o.spec.id.as_str())
-            .collect();
-        let current = self.current.load();
-        if active.len() != current.len()
-            || !current
-                .items
-                .iter()
-                .all(|a| active.contains(&a.outage.spec.id.as_str()))
-        {
+        if reconcile::needs_publish(&inner.outages, &self.current.load(), now) {
             self.publish(&inner);
         }
     }
@@ -265,58 +289,7 @@ impl OutageBoard {
             use crate::flow::PromptSource;
             SoundLibrary::new(&dir).prompt(&name)
         })
-        .await
-        .map_err(|e| BoardError::Render(e.to_string()))?
+        .await?
         .map_err(BoardError::Render)
-    }
-}
-
-/// Keeps the board in step with time (expiry, scheduled starts) and the watched file.
-pub fn spawn_watchers(board: Arc<OutageBoard>, file: Option<PathBuf>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut seen: Option<(Option<SystemTime>, u64)> = None;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            board.tick().await;
-            let Some(path) = &file else { continue };
-            let stamp = match tokio::fs::metadata(path).await {
-                Ok(md) => (md.modified().ok(), md.len()),
-                Err(_) => (None, 0),
-            };
-            if seen == Some(stamp) {
-                continue;
-            }
-            seen = Some(stamp);
-            sync_file(&board, path).await;
-        }
-    });
-}
-
-/// Reads the outages file and makes the file-sourced outages match it. A broken file is
-/// reported and changes nothing.
-pub async fn sync_file(board: &OutageBoard, path: &Path) {
-    let text = match tokio::fs::read_to_string(path).await {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
-            error!(file = %path.display(), error = %e, "cannot read outages file");
-            return;
-        }
-    };
-    match crate::outage::file::parse(path, &text) {
-        Ok(specs) => {
-            let actor = format!("file:{}", path.display());
-            board.sync_source(Source::File, specs, &actor).await;
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                error!("{e}");
-            }
-            error!(file = %path.display(), "outages file has errors; the outages in force are unchanged");
-        }
     }
 }

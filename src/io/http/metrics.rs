@@ -1,6 +1,6 @@
 //! HTTP: the Prometheus scrape endpoint (the admin API joins it later).
 
-use super::RunError;
+use crate::io::RunError;
 use axum::{routing::get, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;

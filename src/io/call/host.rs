@@ -1,19 +1,17 @@
 //! What every call driver shares, whatever carries the call (SIP + RTP, WebRTC): the pure
 //! [`Call`] with its outage set, the call registry entry, telemetry, callback recording,
-//! transcription, and the RTP media path (pacing out, DTMF and caller audio in).
+//! and transcription.
 //! A driver only adds its signalling and where its packets go.
 
-use super::calls::{CallInfo, Registered};
-use super::sip_endpoint::Shared;
 use crate::call::{Call, CallInput, CallOutput, CallSettings, Outcome};
-use crate::flow::runner::TransferContext;
 use crate::flow::Flow;
-use crate::media::dtmf::Rfc4733Receiver;
+use crate::io::clock::unix_now;
+use crate::io::daemon::Daemon;
+use crate::io::registry::{CallInfo, Registered};
 use crate::media::g711::Codec;
-use crate::media::playout::Pacer;
-use crate::media::rtp::{RtpIn, RtpStreamOut};
 use crate::metrics as m;
 use crate::outage::OutageSet;
+use crate::sip::context::TransferContext;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -51,7 +49,7 @@ pub struct NewCall {
 pub type OutputTap = Box<dyn FnMut(&CallOutput) + Send>;
 
 pub struct CallHost {
-    pub shared: Arc<Shared>,
+    pub daemon: Arc<Daemon>,
     pub call: Call,
     /// Results of helper tasks (REFER responses, transcripts) come back through here.
     pub events: mpsc::Sender<CallInput>,
@@ -69,31 +67,31 @@ pub struct CallHost {
 }
 
 impl CallHost {
-    pub fn new(shared: Arc<Shared>, new: NewCall) -> (CallHost, mpsc::Receiver<CallInput>) {
+    pub fn new(daemon: Arc<Daemon>, new: NewCall) -> (CallHost, mpsc::Receiver<CallInput>) {
         let settings = CallSettings {
-            ring_budget: shared.answer.ring_budget(),
-            min_ring: shared.answer.min_ring(),
+            ring_budget: daemon.answer.ring_budget(),
+            min_ring: daemon.answer.min_ring(),
             overflow: new.overflow,
             codec: new.codec,
-            speech: shared.asr.is_some(),
-            rtp_timeout: (shared.rtp_timeout_s > 0)
-                .then(|| std::time::Duration::from_secs(shared.rtp_timeout_s)),
+            speech: daemon.asr.is_some(),
+            rtp_timeout: (daemon.rtp_timeout_s > 0)
+                .then(|| std::time::Duration::from_secs(daemon.rtp_timeout_s)),
         };
-        let registered = shared.registry.register(CallInfo {
+        let registered = daemon.registry.register(CallInfo {
             call_id: new.call_id,
             flow: new.flow.name.clone(),
             node: String::new(),
             transport: new.transport.clone(),
-            started_at: super::outages::unix_now(),
+            started_at: unix_now(),
             overflow: new.overflow,
         });
-        let outages = shared.outages.current();
+        let outages = daemon.outages.current();
         let mut call = Call::new(new.received, new.flow, settings);
         call.set_outages(outages.clone());
         let (events, events_rx) = mpsc::channel(8);
         (
             CallHost {
-                shared,
+                daemon,
                 call,
                 events,
                 outages,
@@ -117,7 +115,7 @@ impl CallHost {
 
     /// Hands the call the current outage set when it changed.
     pub fn sync_outages(&mut self) {
-        let current = self.shared.outages.current();
+        let current = self.daemon.outages.current();
         if !Arc::ptr_eq(&current, &self.outages) {
             self.call.set_outages(current.clone());
             self.outages = current;
@@ -216,7 +214,7 @@ impl CallHost {
         };
         metrics::histogram!(m::CALL_ANSWER_SECONDS, "transport" => self.transport)
             .record(waited.as_secs_f64());
-        if waited > self.shared.answer.ring_budget() {
+        if waited > self.daemon.answer.ring_budget() {
             metrics::counter!(m::RING_BUDGET_EXCEEDED_TOTAL).increment(1);
             warn!(
                 waited_ms = waited.as_millis() as u64,
@@ -228,7 +226,7 @@ impl CallHost {
     /// Hands an utterance to the Whisper pool (never waits: a full queue answers at once)
     /// and feeds the result back into the call as an event.
     fn transcribe(&self, audio: Vec<i16>, prompt: String, candidates: Vec<String>) {
-        let Some(pool) = self.shared.asr.as_ref() else {
+        let Some(pool) = self.daemon.asr.as_ref() else {
             return;
         };
         let request = crate::asr::whisper::AsrRequest {
@@ -286,11 +284,10 @@ impl CallHost {
             "node"
         };
         metrics::counter!(m::CALLBACKS_TOTAL, "reason" => kind).increment(1);
-        let store = self.shared.store.clone();
+        let store = self.daemon.store.clone();
         let (caller, flow) = (self.caller.clone(), self.call.flow_name().to_string());
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.add_callback(&caller, &flow, &reason, super::outages::unix_now())
-            {
+            if let Err(e) = store.add_callback(&caller, &flow, &reason, unix_now()) {
                 tracing::error!(error = %e, "callback request NOT stored");
             }
         });
@@ -303,199 +300,5 @@ pub fn metric_transport(transport: &str) -> &'static str {
         "webrtc"
     } else {
         "sip"
-    }
-}
-
-/// One call's RTP: the outgoing stream paced by absolute deadlines, and the incoming one
-/// split into keys (RFC 4733) and caller audio (for the endpointer).
-pub struct RtpMedia {
-    out: RtpStreamOut,
-    pacer: Option<Pacer>,
-    dtmf: Rfc4733Receiver,
-    pcm: Vec<i16>,
-    codec: Codec,
-    payload_type: u8,
-    telephone_event: Option<u8>,
-    received: metrics::Counter,
-    sent: metrics::Counter,
-    /// Incoming packets allowed per second (`media.max_rtp_packets_per_s`).
-    max_pps: u32,
-    /// Start of the current one-second window and packets seen in it.
-    window: Option<(Instant, u32)>,
-}
-
-impl RtpMedia {
-    pub fn new(
-        codec: Codec,
-        payload_type: u8,
-        telephone_event: Option<u8>,
-        transport: &'static str,
-    ) -> Self {
-        RtpMedia {
-            out: RtpStreamOut::new(rand::random(), rand::random(), rand::random(), payload_type),
-            pacer: None,
-            dtmf: Rfc4733Receiver::new(),
-            pcm: Vec::with_capacity(320),
-            codec,
-            payload_type,
-            telephone_event,
-            received: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in", "transport" => transport),
-            sent: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out", "transport" => transport),
-            max_pps: u32::MAX,
-            window: None,
-        }
-    }
-
-    /// A new codec/payload types after a re-negotiation.
-    pub fn set_negotiated(&mut self, codec: Codec, payload_type: u8, telephone_event: Option<u8>) {
-        self.codec = codec;
-        self.payload_type = payload_type;
-        self.telephone_event = telephone_event;
-        self.out.set_payload_type(payload_type);
-    }
-
-    /// Starts sending: frame n is due at `now + n * 20 ms`.
-    /// Starts the outgoing stream within one frame of `now`, at a random point of it: calls
-    /// answered in step (a trunk's burst, a load generator's exact 50 calls/s) would
-    /// otherwise all send at the same instant every 20 ms and queue behind each other.
-    pub fn start(&mut self, now: Instant) {
-        let phase = std::time::Duration::from_micros(rand::random_range(0..20_000));
-        self.pacer.get_or_insert_with(|| Pacer::new(now + phase));
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.pacer.as_ref().map(|p| p.next_deadline())
-    }
-
-    /// The packets due now, built from the call's audio. When the call is not sending (on
-    /// hold) or there is nowhere to send, time still passes on the stream (timestamps
-    /// skip) and the prompt waits.
-    pub fn due_packets(
-        &mut self,
-        now: Instant,
-        call: &mut Call,
-        can_send: bool,
-        out: &mut Vec<Vec<u8>>,
-    ) {
-        let Some(pacer) = self.pacer.as_mut() else {
-            return;
-        };
-        let due = pacer.due(now);
-        if due.skip > 0 {
-            self.out.skip(due.skip);
-        }
-        let mut frame = [0u8; 160];
-        for _ in 0..due.send {
-            if can_send && call.is_sending() {
-                call.next_frame(now, &mut frame);
-                let mut packet = Vec::with_capacity(12 + frame.len());
-                self.out.write_packet(&frame, &mut packet);
-                out.push(packet);
-            } else {
-                self.out.skip(1);
-            }
-        }
-    }
-
-    /// Counts a packet that went out.
-    pub fn sent(&self) {
-        self.sent.increment(1);
-    }
-
-    /// Caps incoming packets per second; a peer flooding a call's port is cut off there.
-    pub fn limit_rate(mut self, max_pps: u32) -> Self {
-        self.max_pps = max_pps.max(1);
-        self
-    }
-
-    /// An incoming packet: keys to the call, caller audio to the endpointer (when speech is on).
-    pub fn on_packet(&mut self, p: &RtpIn<'_>, call: &mut Call, speech: bool) {
-        let now = Instant::now();
-        let (start, count) = self.window.get_or_insert((now, 0));
-        if now.saturating_duration_since(*start) >= std::time::Duration::from_secs(1) {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        if *count > self.max_pps {
-            if *count == self.max_pps + 1 {
-                warn!(
-                    max = self.max_pps,
-                    "RTP over the per-call rate: dropping the excess"
-                );
-            }
-            metrics::counter!(m::LIMITS_HIT_TOTAL, "limit" => "rtp_rate").increment(1);
-            return;
-        }
-        self.received.increment(1);
-        call.media_seen(now);
-        if self.telephone_event == Some(p.payload_type) {
-            if let Some(key) = self.dtmf.on_packet(p.timestamp, p.payload) {
-                call.handle(Instant::now(), CallInput::Dtmf(key));
-            }
-        } else if speech && p.payload_type == self.payload_type {
-            self.pcm.clear();
-            self.codec.decode_into(p.payload, &mut self.pcm);
-            call.on_audio(Instant::now(), &self.pcm);
-        }
-    }
-}
-
-/// Sleeps until `t`, or forever when there is no deadline (for `select!` arms).
-pub async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A timer for a call's `select!` loop that survives the loop's iterations.
-///
-/// A fresh `sleep_until` per iteration re-registers a timer in tokio's wheel for every
-/// packet a call receives (50 a second per call); at 1,000 calls that was a tenth of the
-/// daemon's CPU and made the frames that were due wait behind it. An `Alarm` touches the
-/// wheel only when its deadline really moves.
-pub struct Alarm {
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    armed: Option<Instant>,
-}
-
-impl Default for Alarm {
-    fn default() -> Self {
-        Alarm {
-            sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
-            armed: None,
-        }
-    }
-}
-
-impl Alarm {
-    /// Rings exactly at `t` (never, for `None`).
-    pub fn set(&mut self, t: Option<Instant>) {
-        if t != self.armed {
-            if let Some(t) = t {
-                self.sleep.as_mut().reset(t.into());
-            }
-            self.armed = t;
-        }
-    }
-
-    /// Rings at `t` or earlier: an alarm already set to ring sooner is left alone. For
-    /// deadlines that keep moving later (the RTP timeout, pushed on by every packet) when
-    /// ringing early is harmless because the woken state machine checks its deadlines.
-    pub fn set_by(&mut self, t: Option<Instant>) {
-        match (self.armed, t) {
-            (Some(armed), Some(t)) if armed <= t => {}
-            _ => self.set(t),
-        }
-    }
-
-    /// Completes when the alarm rings; pending forever while it is not set.
-    pub async fn ring(&mut self) {
-        if self.armed.is_none() {
-            return std::future::pending().await;
-        }
-        self.sleep.as_mut().await;
-        self.armed = None;
     }
 }

@@ -6,11 +6,11 @@
 //! comparison with faster-whisper is driven by `benches/asr.py`, which runs this with
 //! `--json` and faster-whisper alternately on the same files.
 
-use super::{AsrConfig, AsrRequest, AudioCtx, Engine};
 use crate::asr::audio::decode_wav;
 use crate::asr::embed::TextEmbedder;
 use crate::asr::matcher::{Candidate, Heard, Matcher};
 use crate::asr::vad::{EndpointConfig, Endpointer, VadEvent, FRAME_SAMPLES};
+use crate::asr::whisper::{embed_transcript, AsrConfig, AsrRequest, AudioCtx, Engine};
 use crate::flow::NodeKind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -563,10 +563,7 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<VariantReport>, String> {
                 let mut r = last.expect("at least one run");
                 let whisper_ms = r.elapsed.as_secs_f64() * 1000.0;
                 let t_embed = Instant::now();
-                super::embed_transcript(
-                    &mut r,
-                    embedder.as_deref().map(|e| e as &dyn TextEmbedder),
-                );
+                embed_transcript(&mut r, embedder.as_deref().map(|e| e as &dyn TextEmbedder));
                 let embed_ms = t_embed.elapsed().as_secs_f64() * 1000.0;
                 let mut heard = Heard {
                     text: r.text.clone(),

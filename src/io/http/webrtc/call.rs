@@ -11,13 +11,15 @@ use super::peer::{forward_track, media_channel, Peer};
 use super::PhoneCall;
 use crate::call::{CallInput, Outcome};
 use crate::config::{WebrtcConfig, WebrtcTransfers};
-use crate::flow::runner::TransferContext;
-use crate::io::call_host::{sleep_until, Alarm, CallHost, NewCall, RtpMedia, Signal};
-use crate::io::sip_endpoint::{Admission, Shared};
+use crate::io::call::alarm::{sleep_until, Alarm};
+use crate::io::call::host::{CallHost, NewCall, Signal};
+use crate::io::daemon::{Admission, Daemon};
+use crate::io::media::rtp::RtpMedia;
 use crate::media::g711::Codec;
 use crate::media::rtp::parse as parse_rtp;
 use crate::media::rtp::RtpIn;
 use crate::metrics as m;
+use crate::sip::context::TransferContext;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtp;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use tracing::{debug, info, warn};
 
 /// Everything a browser call starts with, once its offer has been answered by a peer.
 pub struct Start {
-    pub shared: Arc<Shared>,
+    pub daemon: Arc<Daemon>,
     pub new: NewCall,
     pub peer: Peer,
     pub page: Arc<PhoneCall>,
@@ -44,7 +46,7 @@ pub async fn run(start: Start) {
     info!("browser call");
     metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
     let received = start.new.received;
-    let (host, events) = CallHost::new(start.shared, start.new);
+    let (host, events) = CallHost::new(start.daemon, start.new);
     let rtp = RtpMedia::new(
         Codec::Pcmu,
         start.peer.payload_type,
@@ -158,7 +160,7 @@ impl BrowserCall {
         let (media_tx, mut media) = media_channel();
         let mut readers = JoinSet::new();
         let mut state = self.peer.state.clone();
-        let shutdown = self.host.shared.shutdown.clone();
+        let shutdown = self.host.daemon.shutdown.clone();
         let hangup = self.page.hangup.clone();
         let mut outcome = self.carry_out(Instant::now());
         let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
@@ -326,8 +328,8 @@ impl BrowserCall {
             ssrc: packet.header.ssrc,
             payload: &packet.payload,
         };
-        let speech = self.host.shared.asr.is_some();
-        self.rtp.on_packet(&p, &mut self.host.call, speech);
+        let speech = self.host.daemon.asr.is_some();
+        self.rtp.on_packet(now, &p, &mut self.host.call, speech);
     }
 
     async fn send_frames(&mut self, now: Instant) {

@@ -2,8 +2,7 @@
 //! SIGHUP reload, and SIGTERM drain (new calls refused, calls in progress given time to end,
 //! the rest hung up with BYE; a second SIGTERM exits at once).
 
-use super::admin::ReloadFn;
-use super::sip_endpoint::Shared;
+use crate::io::daemon::{Daemon, ReloadFn};
 use sd_notify::NotifyState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +20,7 @@ pub fn notify(state: &[NotifyState]) {
 
 /// Pings the systemd watchdog, but only after a round trip through the SIP dispatcher:
 /// if the loop that answers calls is stuck, the pings stop and systemd restarts us.
-pub fn spawn_watchdog(shared: Arc<Shared>) {
+pub fn spawn_watchdog(daemon: Arc<Daemon>) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -32,7 +31,7 @@ pub fn spawn_watchdog(shared: Arc<Shared>) {
         loop {
             tick.tick().await;
             let (tx, rx) = oneshot::channel();
-            if shared.watchdog.send(tx).await.is_err() {
+            if daemon.watchdog.send(tx).await.is_err() {
                 return;
             }
             match tokio::time::timeout(every, rx).await {
@@ -64,7 +63,7 @@ impl Signals {
 /// Waits for signals: SIGHUP reloads; SIGTERM/SIGINT drain and return.
 pub async fn run_until_stopped(
     signals: Signals,
-    shared: Arc<Shared>,
+    daemon: Arc<Daemon>,
     reload: ReloadFn,
     drain_timeout: Duration,
     ready: Arc<AtomicBool>,
@@ -93,15 +92,15 @@ pub async fn run_until_stopped(
     notify(&[NotifyState::Stopping]);
     // Health checks see us going away before callers do.
     ready.store(false, Ordering::Release);
-    shared.draining.store(true, Ordering::Release);
-    let active = shared.registry.len();
+    daemon.draining.store(true, Ordering::Release);
+    let active = daemon.registry.len();
     info!(
         active,
         drain_timeout_s = drain_timeout.as_secs(),
         "draining: new calls get 503"
     );
     let deadline = Instant::now() + drain_timeout;
-    while shared.registry.len() > 0 && Instant::now() < deadline {
+    while daemon.registry.len() > 0 && Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = term.recv() => {
@@ -114,7 +113,7 @@ pub async fn run_until_stopped(
             }
         }
     }
-    let left = shared.registry.len();
+    let left = daemon.registry.len();
     if left > 0 {
         info!(
             calls = left,
@@ -122,9 +121,9 @@ pub async fn run_until_stopped(
         );
     }
     // Calls hang up with BYE; give the BYEs a moment to leave before the stack stops.
-    shared.shutdown.cancel();
+    daemon.shutdown.cancel();
     let until = Instant::now() + Duration::from_secs(3);
-    while shared.registry.len() > 0 && Instant::now() < until {
+    while daemon.registry.len() > 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -2,87 +2,34 @@
 //! loop that routes each new transaction: new INVITEs become calls, in-dialog requests go
 //! to their dialog, the rest get a proper answer (OPTIONS 200, unknown dialog 481, ...).
 
-use super::call_task;
-use super::rtp_socket::RtpPorts;
+use super::call;
+use super::reply::{allow_header, reply, ALLOWED};
 use super::tcp_guard::GuardedTcp;
 use super::udp_guard::GuardedUdp;
-use super::RunError;
-use crate::config::{AnswerConfig, Config, LimitsConfig};
-use crate::flow::FlowSet;
-use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
-use arc_swap::ArcSwap;
+use crate::config::Config;
+use crate::io::daemon::{Daemon, Services, SipContext};
+use crate::io::RunError;
 use rsipstack::dialog::dialog::{Dialog, DialogState};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Method, StatusCode, Transport};
+use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
-
-/// Methods we answer; sent in Allow.
-pub const ALLOWED: &[Method] = &[
-    Method::Invite,
-    Method::Ack,
-    Method::Cancel,
-    Method::Bye,
-    Method::Options,
-    Method::Info,
-    Method::Notify,
-    Method::Update,
-];
-
-/// State shared by the endpoint loop and every call task.
-pub struct Shared {
-    pub answer: AnswerConfig,
-    pub limits: LimitsConfig,
-    pub flows: Arc<ArcSwap<FlowSet>>,
-    pub dialogs: Arc<DialogLayer>,
-    pub rtp_ports: RtpPorts,
-    /// Address written in our SDP (c= line).
-    pub media_ip: IpAddr,
-    /// Contact addresses per transport.
-    pub contact_udp: Option<SocketAddr>,
-    pub contact_tcp: Option<SocketAddr>,
-    pub calls: AtomicUsize,
-    pub overflow_calls: AtomicUsize,
-    pub shutdown: CancellationToken,
-    pub outages: Arc<super::outages::OutageBoard>,
-    pub store: Arc<crate::store::Store>,
-    pub registry: Arc<super::calls::CallRegistry>,
-    /// Set on SIGTERM: new INVITEs get 503 while calls in progress finish.
-    pub draining: AtomicBool,
-    /// Watchdog probes answered by the dispatcher loop (proves it is not stuck).
-    pub watchdog: mpsc::Sender<oneshot::Sender<()>>,
-    /// The Whisper worker pool, when speech is configured.
-    pub asr: Option<crate::asr::whisper::AsrPool>,
-    /// `media.rtp_timeout_s` and `media.max_rtp_packets_per_s`.
-    pub rtp_timeout_s: u64,
-    pub max_rtp_pps: u32,
-}
-
-/// What the endpoint shares with calls besides its own SIP state.
-pub struct Services {
-    pub flows: Arc<ArcSwap<FlowSet>>,
-    pub outages: Arc<super::outages::OutageBoard>,
-    pub store: Arc<crate::store::Store>,
-    pub registry: Arc<super::calls::CallRegistry>,
-    pub asr: Option<crate::asr::whisper::AsrPool>,
-}
+use tracing::debug;
 
 pub struct SipListeners {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
-    pub shared: Arc<Shared>,
+    pub daemon: Arc<Daemon>,
 }
 
 /// Starts the SIP stack. `calls_stop` ends calls in progress (with BYE) when cancelled; the
@@ -164,30 +111,16 @@ pub async fn start(
     let announce = |a: Option<SocketAddr>| {
         a.map(|a| SocketAddr::new(cfg.sip.public_ip.unwrap_or(a.ip()), a.port()))
     };
-    let shared = Arc::new(Shared {
-        answer: cfg.answer.clone(),
-        limits: cfg.limits.clone(),
-        flows: services.flows,
-        outages: services.outages,
-        store: services.store,
-        registry: services.registry,
+    let sip = SipContext {
         dialogs,
-        rtp_ports: RtpPorts::new(cfg.media.rtp_ip, cfg.media.rtp_ports),
-        media_ip: cfg.media.public_ip.unwrap_or(cfg.media.rtp_ip),
         contact_udp: announce(udp),
         contact_tcp: announce(tcp),
-        calls: AtomicUsize::new(0),
-        overflow_calls: AtomicUsize::new(0),
-        shutdown: calls_stop,
-        draining: AtomicBool::new(false),
         watchdog,
-        asr: services.asr,
-        rtp_timeout_s: cfg.media.rtp_timeout_s,
-        max_rtp_pps: cfg.media.max_rtp_packets_per_s,
-    });
+    };
+    let daemon = Arc::new(Daemon::new(cfg, services, sip, calls_stop));
     tokio::spawn(async move { endpoint.serve().await });
-    tokio::spawn(incoming_loop(incoming, watchdog_rx, shared.clone()));
-    Ok(SipListeners { udp, tcp, shared })
+    tokio::spawn(incoming_loop(incoming, watchdog_rx, daemon.clone()));
+    Ok(SipListeners { udp, tcp, daemon })
 }
 
 fn pick_tcp_port(ip: IpAddr, preferred: Option<u16>) -> u16 {
@@ -205,12 +138,12 @@ fn pick_tcp_port(ip: IpAddr, preferred: Option<u16>) -> u16 {
 async fn incoming_loop(
     mut incoming: TransactionReceiver,
     mut watchdog: mpsc::Receiver<oneshot::Sender<()>>,
-    shared: Arc<Shared>,
+    daemon: Arc<Daemon>,
 ) {
     loop {
         tokio::select! {
             tx = incoming.recv() => match tx {
-                Some(tx) => dispatch(tx, Instant::now(), &shared),
+                Some(tx) => dispatch(tx, Instant::now(), &daemon),
                 None => return,
             },
             Some(probe) = watchdog.recv() => {
@@ -228,15 +161,15 @@ fn has_to_tag(tx: &Transaction) -> bool {
         .is_some()
 }
 
-fn dispatch(mut tx: Transaction, received: Instant, shared: &Arc<Shared>) {
+fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {
     let method = tx.original.method;
     let in_dialog = has_to_tag(&tx);
     match (&method, in_dialog) {
         (Method::Invite, false) => {
-            tokio::spawn(call_task::run(tx, received, shared.clone()));
+            tokio::spawn(call::run(tx, received, daemon.clone()));
         }
         (Method::Ack, _) => {} // ACK for a transaction the stack already closed
-        (_, true) => match shared.dialogs.match_dialog(&tx) {
+        (_, true) => match daemon.dialogs.match_dialog(&tx) {
             Some(Dialog::Invite(dialog))
                 if method == Method::Invite
                     && matches!(dialog.state(), DialogState::WaitAck(..)) =>
@@ -328,87 +261,5 @@ fn spawn_started(task: impl std::future::Future<Output = ()> + Send + 'static) {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if task.as_mut().poll(&mut cx).is_pending() {
         tokio::spawn(task);
-    }
-}
-
-pub fn allow_header() -> Header {
-    let list: Vec<String> = ALLOWED.iter().map(|m| m.to_string()).collect();
-    Header::Allow(list.join(", ").into())
-}
-
-/// Answers a transaction with a final status in its own task and counts the refusal.
-pub fn reply(mut tx: Transaction, code: StatusCode, headers: Vec<Header>, reason: &'static str) {
-    metrics::counter!(SIP_MESSAGES_REJECTED_TOTAL, "reason" => reason).increment(1);
-    tokio::spawn(async move {
-        if let Err(e) = tx.reply_with(code, headers, None).await {
-            warn!(error = %e, "could not send SIP response");
-        }
-    });
-}
-
-/// Our Contact for a transaction, on the transport it arrived on.
-pub fn contact_for(shared: &Shared, tx: &Transaction) -> Option<rsipstack::sip::Uri> {
-    let tcp = tx
-        .connection
-        .as_ref()
-        .is_some_and(|c| c.transport() == Transport::Tcp);
-    let (addr, suffix) = if tcp {
-        (shared.contact_tcp?, ";transport=tcp")
-    } else {
-        (shared.contact_udp.or(shared.contact_tcp)?, "")
-    };
-    let host = match addr.ip() {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        IpAddr::V4(v4) => v4.to_string(),
-    };
-    rsipstack::sip::Uri::try_from(format!("sip:ivrd@{host}:{}{suffix}", addr.port()).as_str()).ok()
-}
-
-/// Admission control: a slot among `max_calls`, or an overflow slot, or none.
-pub enum Slot {
-    Normal,
-    Overflow,
-}
-
-pub struct Admission {
-    shared: Arc<Shared>,
-    pub slot: Slot,
-}
-
-impl Admission {
-    pub fn try_admit(shared: &Arc<Shared>, has_overflow_node: bool) -> Option<Admission> {
-        let limits = &shared.limits;
-        let take = |counter: &AtomicUsize, max: usize| {
-            counter
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max).then_some(n + 1)
-                })
-                .is_ok()
-        };
-        if take(&shared.calls, limits.max_calls) {
-            return Some(Admission {
-                shared: shared.clone(),
-                slot: Slot::Normal,
-            });
-        }
-        let answer_overflow =
-            limits.overflow == crate::config::Overflow::Answer && has_overflow_node;
-        if answer_overflow && take(&shared.overflow_calls, limits.max_overflow_calls) {
-            return Some(Admission {
-                shared: shared.clone(),
-                slot: Slot::Overflow,
-            });
-        }
-        None
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let counter = match self.slot {
-            Slot::Normal => &self.shared.calls,
-            Slot::Overflow => &self.shared.overflow_calls,
-        };
-        counter.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -3,7 +3,7 @@
 //! dropped and counted, and valid messages rsipstack would misread are repaired before it
 //! parses them. See `crate::sip::guard`.
 
-use super::sip_endpoint::ALLOWED;
+use super::reply::ALLOWED;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
 use crate::sip::guard::{forbidden, inspect, too_large, Policy, Verdict};
 use crate::sip::shield::{Decision, Request, Shield};
@@ -127,7 +127,7 @@ impl GuardedUdp {
     }
 }
 
-/// The shield's decision on a parsed message (requests only; responses pass). Shared by
+/// The shield's decision on a parsed message (requests only; responses pass). Daemon by
 /// the UDP socket and the TCP framer.
 pub(super) fn shield_decision(
     shield: &Mutex<Shield>,

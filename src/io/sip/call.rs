@@ -1,15 +1,18 @@
 //! One tokio task per call: it owns the call's state machine, its RTP socket and its
 //! dialog events, and does only I/O — every decision is the pure [`Call`]'s.
 
-use super::call_host::{Alarm, CallHost, NewCall, RtpMedia, Signal};
-use super::sip_endpoint::{allow_header, contact_for, reply, Admission, Shared, Slot};
+use super::reply::{allow_header, contact_for, contact_for_dialog, reply, respond, respond_sdp};
 use crate::call::{CallInput, Outcome};
-use crate::flow::runner::TransferContext;
+use crate::io::call::alarm::Alarm;
+use crate::io::call::host::{CallHost, NewCall, Signal};
+use crate::io::daemon::Daemon;
+use crate::io::media::rtp::RtpMedia;
 use crate::media::dtmf::parse_info;
 use crate::media::g711::Codec;
 use crate::media::rtp::parse as parse_rtp;
 use crate::metrics as m;
 use crate::sip::context;
+use crate::sip::context::TransferContext;
 use crate::sip::sdp::{self, LocalAudio, Negotiated, RemoteAudio, SdpError};
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -31,21 +34,21 @@ const REINVITE_ACK_GRACE_MS: u32 = 20;
 
 /// Entry point for a new INVITE (no To tag). Refusals are answered here; accepted calls
 /// run until they end.
-pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
+pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
     let call_id = tx
         .original
         .call_id_header()
         .map(|c| c.value().to_string())
         .unwrap_or_default();
     let dialled = tx.original.uri.user().unwrap_or_default().to_string();
-    let flow = shared.flows.load().route(&dialled);
+    let flow = daemon.flows.load().route(&dialled);
     let span = info_span!("call", call_id = %call_id, flow = %flow.name);
     async move {
         debug!(dialled = %dialled, from = ?tx.original.from_header().map(|f| f.value().to_string()).ok(), "INVITE");
-        if shared.draining.load(std::sync::atomic::Ordering::Acquire) {
+        if daemon.draining.load(std::sync::atomic::Ordering::Acquire) {
             info!("call refused: shutting down");
             m_calls_total("rejected_draining");
-            let retry = Header::RetryAfter(shared.limits.retry_after_s.to_string().into());
+            let retry = Header::RetryAfter(daemon.limits.retry_after_s.to_string().into());
             reply(tx, StatusCode::ServiceUnavailable, vec![retry], "draining");
             return;
         }
@@ -58,15 +61,15 @@ pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
                 return;
             }
         };
-        let Some(admission) = Admission::try_admit(&shared, flow.overflow.is_some()) else {
+        let Some(admission) = daemon.admit(flow.overflow.is_some()) else {
             info!("call refused: at capacity");
             m_calls_total("rejected_capacity");
             metrics::counter!(m::LIMITS_HIT_TOTAL, "limit" => "calls").increment(1);
-            let retry = Header::RetryAfter(shared.limits.retry_after_s.to_string().into());
+            let retry = Header::RetryAfter(daemon.limits.retry_after_s.to_string().into());
             reply(tx, StatusCode::ServiceUnavailable, vec![retry], "capacity");
             return;
         };
-        let socket = match shared.rtp_ports.bind() {
+        let socket = match daemon.rtp_ports.bind() {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no RTP port");
@@ -75,9 +78,9 @@ pub async fn run(tx: Transaction, received: Instant, shared: Arc<Shared>) {
                 return;
             }
         };
-        let overflow = matches!(admission.slot, Slot::Overflow);
+        let overflow = admission.overflow;
         metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
-        let outcome = CallTask::start(tx, received, shared, flow, offer, socket, overflow).await;
+        let outcome = CallTask::start(tx, received, daemon, flow, offer, socket, overflow).await;
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         m_calls_total(outcome);
         info!(outcome, "call ended");
@@ -172,15 +175,15 @@ impl CallTask {
     async fn start(
         mut tx: Transaction,
         received: Instant,
-        shared: Arc<Shared>,
+        daemon: Arc<Daemon>,
         flow: Arc<crate::flow::Flow>,
         offer: Option<RemoteAudio>,
         socket: std::net::UdpSocket,
         overflow: bool,
     ) -> &'static str {
-        let (state_tx, state_rx) = shared.dialogs.new_dialog_state_channel();
-        let contact = contact_for(&shared, &tx);
-        let dialog = match shared
+        let (state_tx, state_rx) = daemon.dialogs.new_dialog_state_channel();
+        let contact = contact_for(&daemon, &tx);
+        let dialog = match daemon
             .dialogs
             .get_or_create_server_invite(&tx, state_tx, None, contact)
         {
@@ -222,19 +225,19 @@ impl CallTask {
             received,
         };
         let local = LocalAudio {
-            ip: shared.media_ip,
+            ip: daemon.media_ip,
             port,
             session_id: rand::random::<u32>() as u64,
             version: 1,
         };
-        let (host, events_rx) = CallHost::new(shared, new);
+        let (host, events_rx) = CallHost::new(daemon, new);
         let rtp = RtpMedia::new(
             codec,
             media.as_ref().map(|n| n.payload_type).unwrap_or(0),
             media.as_ref().and_then(|n| n.telephone_event),
             "sip",
         )
-        .limit_rate(host.shared.max_rtp_pps);
+        .limit_rate(host.daemon.max_rtp_pps);
         let mut task = CallTask {
             host,
             dialog: dialog.clone(),
@@ -264,7 +267,7 @@ impl CallTask {
         if !task.host.call.is_acked() && outcome != Some(Outcome::Abandoned) {
             invite_tx.abort();
         }
-        task.host.shared.dialogs.remove_dialog(&task.dialog.id());
+        task.host.daemon.dialogs.remove_dialog(&task.dialog.id());
         outcome.unwrap_or(Outcome::Failed).as_str()
     }
 
@@ -275,14 +278,15 @@ impl CallTask {
     ) -> Outcome {
         let mut buf = vec![0u8; 2048];
         let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
-        let shutdown = self.host.shared.shutdown.clone();
+        let shutdown = self.host.daemon.shutdown.clone();
         loop {
             frame_alarm.set(self.rtp.next_deadline());
             call_alarm.set_by(self.host.call.poll_timeout());
             tokio::select! {
                 _ = frame_alarm.ring() => {
-                    self.drain_rtp(&mut buf);
-                    self.send_frames(Instant::now());
+                    let now = Instant::now();
+                    self.drain_rtp(now, &mut buf);
+                    self.send_frames(now);
                 }
                 _ = call_alarm.ring() => self.host.call.handle_timeout(Instant::now()),
                 state = states.recv() => match state {
@@ -352,7 +356,7 @@ impl CallTask {
             .into_iter()
             .map(|(k, v)| Header::Other(k.into(), v))
             .collect();
-        if let Some(c) = contact_for_dialog(&self.host.shared) {
+        if let Some(c) = contact_for_dialog(&self.host.daemon) {
             headers.push(Header::ReferredBy(format!("<{c}>").into()));
         }
         info!(target = %target, "transferring");
@@ -551,7 +555,7 @@ impl CallTask {
         self.media = Some(neg);
     }
 
-    fn on_rtp(&mut self, packet: &[u8], from: SocketAddr) {
+    fn on_rtp(&mut self, now: Instant, packet: &[u8], from: SocketAddr) {
         let Ok(p) = parse_rtp(packet) else {
             metrics::counter!(m::SIP_MESSAGES_REJECTED_TOTAL, "reason" => "bad_rtp").increment(1);
             return;
@@ -559,8 +563,8 @@ impl CallTask {
         if self.latched.is_none() {
             self.latched = Some(from);
         }
-        let speech = self.host.shared.asr.is_some();
-        self.rtp.on_packet(&p, &mut self.host.call, speech);
+        let speech = self.host.daemon.asr.is_some();
+        self.rtp.on_packet(now, &p, &mut self.host.call, speech);
     }
 
     /// Takes what the caller sent since the last frame. Reading on the frame clock instead
@@ -568,10 +572,10 @@ impl CallTask {
     /// which is what keeps the outgoing frames on time; a key press or the start of speech
     /// is seen at most one frame (20 ms) later. At most `MAX_READ_PER_FRAME` packets are
     /// read per frame: a flood beyond that is left to the kernel's socket buffer to drop.
-    fn drain_rtp(&mut self, buf: &mut [u8]) {
+    fn drain_rtp(&mut self, now: Instant, buf: &mut [u8]) {
         for _ in 0..MAX_READ_PER_FRAME {
             match self.socket.recv_from(buf) {
-                Ok((n, from)) => self.on_rtp(&buf[..n], from),
+                Ok((n, from)) => self.on_rtp(now, &buf[..n], from),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 // ICMP errors reported on the socket (port unreachable): nothing to read.
                 Err(_) => continue,
@@ -593,36 +597,6 @@ impl CallTask {
             }
         }
     }
-}
-
-fn contact_for_dialog(shared: &Shared) -> Option<String> {
-    shared
-        .contact_udp
-        .or(shared.contact_tcp)
-        .map(|a| format!("sip:ivrd@{a}"))
-}
-
-async fn respond(
-    handle: &TransactionHandle,
-    code: StatusCode,
-    headers: Option<Vec<Header>>,
-    body: Option<Vec<u8>>,
-) {
-    if handle.respond(code, headers, body).await.is_err() {
-        debug!("in-dialog transaction already gone");
-    }
-}
-
-/// 200 OK with our SDP.
-async fn respond_sdp(handle: &TransactionHandle, sdp: String) {
-    let ct = Header::ContentType("application/sdp".into());
-    respond(
-        handle,
-        StatusCode::OK,
-        Some(vec![ct]),
-        Some(sdp.into_bytes()),
-    )
-    .await;
 }
 
 /// The status code of a REFER NOTIFY's sipfrag body (`SIP/2.0 200 OK`), if it is one.

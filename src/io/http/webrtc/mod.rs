@@ -20,15 +20,15 @@ mod call;
 mod events;
 mod peer;
 
-use super::admin::AdminState;
-use super::call_host::NewCall;
-use super::sip_endpoint::{Admission, Shared, Slot};
+use super::error::ApiError;
 use crate::config::WebrtcConfig;
+use crate::io::call::host::NewCall;
+use crate::io::daemon::Daemon;
 use crate::media::g711::Codec;
 use crate::metrics as m;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -48,13 +48,13 @@ use tracing::{info_span, warn, Instrument};
 /// How long an ended call's events stay readable (a page reading them late still gets the end).
 const LINGER: Duration = Duration::from_secs(60);
 
-const PAGE_HTML: &str = include_str!("../../../web/phone.html");
-const PAGE_JS: &str = include_str!("../../../web/phone.js");
+const PAGE_HTML: &str = include_str!("../../../../web/phone.html");
+const PAGE_JS: &str = include_str!("../../../../web/phone.js");
 
 /// The test phone's state: its settings and the browser calls it knows about.
 pub struct Phone {
     config: WebrtcConfig,
-    shared: Arc<Shared>,
+    daemon: Arc<Daemon>,
     calls: Mutex<HashMap<String, Arc<PhoneCall>>>,
 }
 
@@ -67,10 +67,10 @@ pub struct PhoneCall {
 }
 
 impl Phone {
-    pub fn new(config: WebrtcConfig, shared: Arc<Shared>) -> Arc<Phone> {
+    pub fn new(config: WebrtcConfig, daemon: Arc<Daemon>) -> Arc<Phone> {
         Arc::new(Phone {
             config,
-            shared,
+            daemon,
             calls: Mutex::new(HashMap::new()),
         })
     }
@@ -87,50 +87,36 @@ impl Phone {
     }
 }
 
-/// Errors of the phone's API, as JSON `{"error": ...}` like the rest of the admin API.
-#[derive(Debug)]
-struct PhoneError(StatusCode, String);
-
-impl IntoResponse for PhoneError {
-    fn into_response(self) -> Response {
-        let mut r = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
-        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        r
-    }
-}
-
-impl From<PeerError> for PhoneError {
+impl From<PeerError> for ApiError {
     fn from(e: PeerError) -> Self {
-        let code = match e {
-            PeerError::BadOffer(_) | PeerError::NoPcmu => StatusCode::BAD_REQUEST,
-            PeerError::Bind { .. } | PeerError::Gathering(_) => StatusCode::SERVICE_UNAVAILABLE,
-            PeerError::Webrtc(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        PhoneError(code, e.to_string())
+        let message = e.to_string();
+        match e {
+            PeerError::BadOffer(_) | PeerError::NoPcmu => ApiError::BadRequest(message),
+            PeerError::Bind { .. } | PeerError::Gathering(_) => ApiError::Unavailable(message),
+            PeerError::Webrtc(_) => ApiError::Internal(message),
+        }
     }
 }
 
-fn phone(st: &AdminState) -> Result<&Arc<Phone>, PhoneError> {
-    st.phone.as_ref().ok_or_else(|| {
-        PhoneError(
-            StatusCode::NOT_FOUND,
-            "the WebRTC test phone is off (webrtc.enabled: false)".into(),
-        )
+/// The routes' state: the phone, or `None` when `webrtc.enabled` is off (its routes then
+/// answer 404 saying so).
+pub type PhoneState = Option<Arc<Phone>>;
+
+fn phone(st: &PhoneState) -> Result<&Arc<Phone>, ApiError> {
+    st.as_ref().ok_or_else(|| {
+        ApiError::NotFound("the WebRTC test phone is off (webrtc.enabled: false)".into())
     })
 }
 
 /// The page; it needs no token to load, only to call.
-pub fn page_routes() -> Router<AdminState> {
+pub fn page_routes() -> Router<PhoneState> {
     Router::new()
         .route("/phone", get(page_html))
         .route("/phone.js", get(page_js))
 }
 
 /// The phone's API; the admin router puts it behind the bearer token.
-pub fn api_routes() -> Router<AdminState> {
+pub fn api_routes() -> Router<PhoneState> {
     Router::new()
         .route("/api/webrtc/flows", get(list_flows))
         .route("/api/webrtc/calls", post(start_call))
@@ -138,8 +124,8 @@ pub fn api_routes() -> Router<AdminState> {
         .route("/api/webrtc/calls/{id}", delete(hang_up))
 }
 
-fn static_page(st: &AdminState, content_type: &'static str, body: &'static str) -> Response {
-    if st.phone.is_none() {
+fn static_page(st: &PhoneState, content_type: &'static str, body: &'static str) -> Response {
+    if st.is_none() {
         return (
             StatusCode::NOT_FOUND,
             "the WebRTC test phone is off (webrtc.enabled: false)\n",
@@ -163,11 +149,11 @@ fn static_page(st: &AdminState, content_type: &'static str, body: &'static str) 
         .into_response()
 }
 
-async fn page_html(State(st): State<AdminState>) -> Response {
+async fn page_html(State(st): State<PhoneState>) -> Response {
     static_page(&st, "text/html; charset=utf-8", PAGE_HTML)
 }
 
-async fn page_js(State(st): State<AdminState>) -> Response {
+async fn page_js(State(st): State<PhoneState>) -> Response {
     static_page(&st, "text/javascript; charset=utf-8", PAGE_JS)
 }
 
@@ -177,9 +163,9 @@ struct FlowChoice {
     default: bool,
 }
 
-async fn list_flows(State(st): State<AdminState>) -> Result<Json<Vec<FlowChoice>>, PhoneError> {
+async fn list_flows(State(st): State<PhoneState>) -> Result<Json<Vec<FlowChoice>>, ApiError> {
     let phone = phone(&st)?;
-    let flows = phone.shared.flows.load();
+    let flows = phone.daemon.flows.load();
     Ok(Json(
         flows
             .flows
@@ -213,40 +199,35 @@ struct CallAnswer {
 
 /// Offer in, answer out: the call rings while the connection is set up and answers as a SIP
 /// call would (within the ring budget, after `min_ring_ms`).
-async fn start_call(State(st): State<AdminState>, body: Bytes) -> Result<Response, PhoneError> {
+async fn start_call(State(st): State<PhoneState>, body: Bytes) -> Result<Response, ApiError> {
     let received = Instant::now();
     let phone = phone(&st)?.clone();
     let req: CallRequest = serde_json::from_slice(&body).map_err(|e| {
-        PhoneError(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body (want {{\"flow\": NAME, \"sdp\": OFFER}}): {e}"),
-        )
+        ApiError::BadRequest(format!(
+            "invalid JSON body (want {{\"flow\": NAME, \"sdp\": OFFER}}): {e}"
+        ))
     })?;
-    let shared = phone.shared.clone();
-    if shared.draining.load(Ordering::Acquire) {
+    let daemon = phone.daemon.clone();
+    if daemon.draining.load(Ordering::Acquire) {
         metrics::counter!(m::CALLS_TOTAL, "outcome" => "rejected_draining", "transport" => "webrtc").increment(1);
-        return Err(PhoneError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down: no new calls".into(),
-        ));
+        return Err(ApiError::Unavailable("shutting down: no new calls".into()));
     }
     let flow = {
-        let flows = shared.flows.load();
+        let flows = daemon.flows.load();
         match &req.flow {
             None => flows.default.clone(),
             Some(name) => flows.flows.get(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = flows.flows.keys().map(String::as_str).collect();
-                PhoneError(
-                    StatusCode::NOT_FOUND,
-                    format!("no flow named '{name}' (flows: {})", known.join(", ")),
-                )
+                ApiError::NotFound(format!(
+                    "no flow named '{name}' (flows: {})",
+                    known.join(", ")
+                ))
             })?,
         }
     };
-    let Some(admission) = Admission::try_admit(&shared, flow.overflow.is_some()) else {
+    let Some(admission) = daemon.admit(flow.overflow.is_some()) else {
         metrics::counter!(m::CALLS_TOTAL, "outcome" => "rejected_capacity", "transport" => "webrtc").increment(1);
-        return Err(PhoneError(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(ApiError::Unavailable(
             "at capacity (limits.max_calls)".into(),
         ));
     };
@@ -270,12 +251,12 @@ async fn start_call(State(st): State<AdminState>, body: Bytes) -> Result<Respons
         transport: "webrtc".into(),
         caller: format!("webrtc:{call_id}"),
         flow,
-        overflow: matches!(admission.slot, Slot::Overflow),
+        overflow: admission.overflow,
         codec: Codec::Pcmu,
         received,
     };
     let start = call::Start {
-        shared,
+        daemon,
         new,
         peer,
         page,
@@ -285,12 +266,9 @@ async fn start_call(State(st): State<AdminState>, body: Bytes) -> Result<Respons
     };
     tokio::spawn(call::run(start).instrument(span));
     // If this request goes away first, the call sees the channel close and ends (abandoned).
-    let Answered { sdp, answer_ms } = answered.await.map_err(|_| {
-        PhoneError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the call ended before it was answered".into(),
-        )
-    })?;
+    let Answered { sdp, answer_ms } = answered
+        .await
+        .map_err(|_| ApiError::Unavailable("the call ended before it was answered".into()))?;
     let body = CallAnswer {
         call_id,
         flow: flow_name,
@@ -300,18 +278,17 @@ async fn start_call(State(st): State<AdminState>, body: Bytes) -> Result<Respons
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-fn unknown_call(id: &str) -> PhoneError {
-    PhoneError(
-        StatusCode::NOT_FOUND,
-        format!("no browser call '{id}' (ended calls are kept for {LINGER:?})"),
-    )
+fn unknown_call(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no browser call '{id}' (ended calls are kept for {LINGER:?})"
+    ))
 }
 
 /// The call's events from its start, then as they happen, until it has ended.
 async fn call_events(
-    State(st): State<AdminState>,
+    State(st): State<PhoneState>,
     Path(id): Path<String>,
-) -> Result<Response, PhoneError> {
+) -> Result<Response, ApiError> {
     let call = phone(&st)?.get(&id).ok_or_else(|| unknown_call(&id))?;
     let rx = call.events.subscribe();
     let stream =
@@ -343,9 +320,9 @@ async fn call_events(
 
 /// Hang-up from the page; idempotent (a call that already ended answers the same).
 async fn hang_up(
-    State(st): State<AdminState>,
+    State(st): State<PhoneState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, PhoneError> {
+) -> Result<StatusCode, ApiError> {
     let call = phone(&st)?.get(&id).ok_or_else(|| unknown_call(&id))?;
     call.hangup.cancel();
     Ok(StatusCode::NO_CONTENT)

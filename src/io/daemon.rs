@@ -1,0 +1,137 @@
+//! The daemon's context: what every call, the SIP endpoint, the HTTP side and the service
+//! loop share (flows, outages, store, call registry, speech, SIP dialogs and addresses), and
+//! admission: a call runs only while it holds a permit.
+
+use super::media::ports::RtpPorts;
+use super::outages::OutageBoard;
+use super::registry::CallRegistry;
+use crate::asr::whisper::AsrPool;
+use crate::config::{AnswerConfig, LimitsConfig, Overflow};
+use crate::flow::FlowSet;
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Reloads flows (and prompts) from disk; Err carries every problem found.
+pub type ReloadFn = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// What the daemon's parts share; built once when the SIP endpoint starts.
+pub struct Daemon {
+    pub answer: AnswerConfig,
+    pub limits: LimitsConfig,
+    pub flows: Arc<ArcSwap<FlowSet>>,
+    pub dialogs: Arc<DialogLayer>,
+    pub rtp_ports: RtpPorts,
+    /// Address written in our SDP (c= line).
+    pub media_ip: IpAddr,
+    /// Contact addresses per transport.
+    pub contact_udp: Option<SocketAddr>,
+    pub contact_tcp: Option<SocketAddr>,
+    /// Cancelled to end the calls in progress (with BYE) at the end of a drain.
+    pub shutdown: CancellationToken,
+    pub outages: Arc<OutageBoard>,
+    pub store: Arc<Store>,
+    pub registry: Arc<CallRegistry>,
+    /// Set on SIGTERM: new INVITEs get 503 while calls in progress finish.
+    pub draining: AtomicBool,
+    /// Watchdog probes answered by the dispatcher loop (proves it is not stuck).
+    pub watchdog: mpsc::Sender<oneshot::Sender<()>>,
+    /// The Whisper worker pool, when speech is configured.
+    pub asr: Option<AsrPool>,
+    /// `media.rtp_timeout_s` and `media.max_rtp_packets_per_s`.
+    pub rtp_timeout_s: u64,
+    pub max_rtp_pps: u32,
+    admission: Slots,
+}
+
+/// The call slots: `limits.max_calls` normal ones and `limits.max_overflow_calls` for calls
+/// answered by a flow's overflow node.
+struct Slots {
+    normal: Arc<Semaphore>,
+    overflow: Arc<Semaphore>,
+    answer_overflow: bool,
+}
+
+/// A call's slot; the slot is free again when this is dropped.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    /// The call holds an overflow slot: it goes to its flow's overflow node.
+    pub overflow: bool,
+}
+
+/// What [`Daemon::new`] takes besides the SIP endpoint's own state.
+pub struct Services {
+    pub flows: Arc<ArcSwap<FlowSet>>,
+    pub outages: Arc<OutageBoard>,
+    pub store: Arc<Store>,
+    pub registry: Arc<CallRegistry>,
+    pub asr: Option<AsrPool>,
+}
+
+/// The SIP endpoint's part of the context.
+pub struct SipContext {
+    pub dialogs: Arc<DialogLayer>,
+    pub contact_udp: Option<SocketAddr>,
+    pub contact_tcp: Option<SocketAddr>,
+    pub watchdog: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl Daemon {
+    pub fn new(
+        cfg: &crate::config::Config,
+        services: Services,
+        sip: SipContext,
+        shutdown: CancellationToken,
+    ) -> Daemon {
+        let limits = cfg.limits.clone();
+        Daemon {
+            answer: cfg.answer.clone(),
+            admission: Slots {
+                normal: Arc::new(Semaphore::new(limits.max_calls)),
+                overflow: Arc::new(Semaphore::new(limits.max_overflow_calls)),
+                answer_overflow: limits.overflow == Overflow::Answer,
+            },
+            limits,
+            flows: services.flows,
+            outages: services.outages,
+            store: services.store,
+            registry: services.registry,
+            asr: services.asr,
+            dialogs: sip.dialogs,
+            contact_udp: sip.contact_udp,
+            contact_tcp: sip.contact_tcp,
+            watchdog: sip.watchdog,
+            rtp_ports: RtpPorts::new(cfg.media.rtp_ip, cfg.media.rtp_ports),
+            media_ip: cfg.media.public_ip.unwrap_or(cfg.media.rtp_ip),
+            shutdown,
+            draining: AtomicBool::new(false),
+            rtp_timeout_s: cfg.media.rtp_timeout_s,
+            max_rtp_pps: cfg.media.max_rtp_packets_per_s,
+        }
+    }
+
+    /// A slot for a new call: a normal one while any is free, else an overflow one when
+    /// the flow has an overflow node and `limits.overflow` answers; `None` means refuse.
+    pub fn admit(&self, has_overflow_node: bool) -> Option<Admission> {
+        let slots = &self.admission;
+        if let Ok(permit) = slots.normal.clone().try_acquire_owned() {
+            return Some(Admission {
+                _permit: permit,
+                overflow: false,
+            });
+        }
+        if !(slots.answer_overflow && has_overflow_node) {
+            return None;
+        }
+        let permit = slots.overflow.clone().try_acquire_owned().ok()?;
+        Some(Admission {
+            _permit: permit,
+            overflow: true,
+        })
+    }
+}

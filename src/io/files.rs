@@ -1,0 +1,100 @@
+//! Reading what the cores compile: the flow files of the flows directory and the prompt
+//! catalogue over the sounds directory (WAV files, each loaded once and shared by every
+//! flow and call that uses it).
+
+use crate::flow::{is_flow_file, FlowDir, PromptSource};
+use crate::media::prompt::{Prompt, PromptError};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Reads every flow file of `dir`; a directory that cannot be listed is the error.
+pub fn read_flow_dir(dir: &Path) -> Result<FlowDir, std::io::Error> {
+    let files = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_flow_file(p))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| e.to_string());
+            (p, text)
+        })
+        .collect();
+    Ok(FlowDir {
+        dir: dir.to_path_buf(),
+        files,
+    })
+}
+
+/// The prompt catalogue over a sounds directory.
+pub struct SoundLibrary {
+    dir: PathBuf,
+    cache: HashMap<String, Arc<Prompt>>,
+}
+
+impl SoundLibrary {
+    pub fn new(dir: &Path) -> Self {
+        SoundLibrary {
+            dir: dir.to_path_buf(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// `greeting` -> `DIR/greeting.wav`; `menus/main.wav` -> `DIR/menus/main.wav`.
+    /// Names may not leave the sounds directory.
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, String> {
+        let rel = Path::new(name);
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(
+                "prompt names are relative to the sounds directory and may not contain '..'".into(),
+            );
+        }
+        let file = if name.ends_with(".wav") {
+            rel.to_path_buf()
+        } else {
+            PathBuf::from(format!("{name}.wav"))
+        };
+        Ok(self.dir.join(file))
+    }
+
+    /// Prompts loaded so far.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+impl PromptSource for SoundLibrary {
+    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String> {
+        if let Some(p) = self.cache.get(name) {
+            return Ok(p.clone());
+        }
+        let path = self.path_of(name)?;
+        let origin = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|error| {
+            PromptError::Open {
+                origin: origin.clone(),
+                error,
+            }
+            .to_string()
+        })?;
+        let prompt =
+            Arc::new(Prompt::from_wav_bytes(name, &bytes, &origin).map_err(|e| e.to_string())?);
+        self.cache.insert(name.to_string(), prompt.clone());
+        Ok(prompt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_prompt_names_its_file() {
+        let mut lib = SoundLibrary::new(Path::new("/nonexistent/sounds"));
+        let m = lib.prompt("x").unwrap_err();
+        assert!(
+            m.starts_with("/nonexistent/sounds/x.wav: cannot open: No such file"),
+            "{m}"
+        );
+        let m = lib.prompt("../etc/passwd").unwrap_err();
+        assert!(m.contains("may not contain '..'"), "{m}");
+    }
+}

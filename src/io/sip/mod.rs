@@ -1,0 +1,9 @@
+//! SIP on the wire: the rsipstack endpoint and its guards (every UDP datagram and TCP
+//! message is inspected before the stack parses it), the loop that routes new transactions,
+//! and the per-call SIP driver that carries out what the call and its dialog decide.
+
+pub mod call;
+pub mod endpoint;
+pub mod reply;
+mod tcp_guard;
+mod udp_guard;

@@ -1,0 +1,276 @@
+//! Start-up and the commands that share its loading: config, flows and models are loaded
+//! and checked the same way by `ivrd check`, the daemon's start and its reloads.
+
+use super::daemon::{ReloadFn, Services};
+use super::files::{read_flow_dir, SoundLibrary};
+use super::registry::CallRegistry;
+use super::{http, outages, service, sip};
+use crate::asr::embed::{EmbedError, Embedder, TextEmbedder};
+use crate::config::{Config, LoadedConfig};
+use crate::diag::Diagnostics;
+use crate::flow::{compile_dir, FlowSet};
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Loads prompts and compiles every flow; the same path serves `ivrd check`, start-up and
+/// reload. With an embedder, menus' examples are embedded here (blocking: ~10 ms a phrase).
+pub fn load_flows(
+    cfg: &LoadedConfig,
+    embedder: Option<&dyn TextEmbedder>,
+) -> Result<(FlowSet, usize), Diagnostics> {
+    let mut sounds = SoundLibrary::new(&cfg.sounds_dir);
+    let dir = read_flow_dir(&cfg.flows_dir).map_err(|e| {
+        Diagnostics(vec![crate::diag::Diagnostic::new(
+            &cfg.flows_dir,
+            format!("cannot read flows directory: {e}"),
+        )])
+    })?;
+    let flows = compile_dir(
+        &dir,
+        &cfg.config.flows.default,
+        &cfg.config.flows.routes,
+        &cfg.path,
+        &mut sounds,
+        embedder,
+    )?;
+    Ok((flows, sounds.len()))
+}
+
+/// Loads the sentence-embedding model named by `asr.embedder` (none without it).
+pub fn load_embedder(cfg: &LoadedConfig) -> Result<Option<Arc<Embedder>>, EmbedError> {
+    let Some(dir) = cfg
+        .asr_embedder
+        .as_ref()
+        .filter(|_| cfg.config.asr.is_some())
+    else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let embedder = Embedder::load(dir)?;
+    info!(model = %dir.display(), load_ms = started.elapsed().as_millis() as u64, "sentence embeddings ready");
+    Ok(Some(Arc::new(embedder)))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] Diagnostics),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("SIP stack: {0}")]
+    Sip(String),
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// A start-up task (model loading, opening the store) died.
+    #[error("start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("{0}")]
+    Tts(#[from] outages::tts::TtsError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("outages: {0}")]
+    Outages(#[from] outages::BoardError),
+    #[error(
+        "speech: {0}. Build the model with scripts/fetch-model.sh, or remove `asr:` for keys only"
+    )]
+    Asr(#[from] crate::asr::whisper::AsrError),
+    #[error("speech: {0}. Remove `asr.embedder` (or set it to ~) to route by words only")]
+    Embed(#[from] EmbedError),
+    #[error("{0}")]
+    Token(#[from] http::auth::TokenError),
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
+    let signals = service::Signals::install().map_err(RunError::Signals)?;
+    let embedder = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || load_embedder(&cfg)).await??
+    };
+    let flows_embedder = embedder.clone().map(|e| e as Arc<dyn TextEmbedder>);
+    let (flows, prompts) = load_flows(&cfg, flows_embedder.as_deref())?;
+    info!(
+        flows = flows.flows.len(),
+        prompts,
+        default = %flows.default.name,
+        "flows compiled"
+    );
+    let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
+    let shutdown = CancellationToken::new();
+    let flows = Arc::new(ArcSwap::from_pointee(flows));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    // A missing TTS engine is a start-up error, not something a caller finds out.
+    let tts = match &cfg.config.tts {
+        Some(t) => Some(Arc::new(
+            outages::tts::Tts::start(&t.program, &t.voice, t.speed).await?,
+        )),
+        None => None,
+    };
+    let store = Arc::new(open_store(&cfg.state_dir).await?);
+    info!(db = %store.path().display(), "state");
+    let board = outages::OutageBoard::open(store.clone(), tts, &cfg.sounds_dir).await?;
+    if let Some(file) = &cfg.outages_file {
+        outages::sync_file(&board, file).await;
+    }
+    outages::spawn_watchers(board.clone(), cfg.outages_file.clone(), shutdown.clone());
+    let registry = Arc::new(CallRegistry::default());
+    let asr = match (&cfg.config.asr, &cfg.asr_model) {
+        (Some(settings), Some(model)) => {
+            Some(start_asr(settings, model, flows_embedder.clone()).await?)
+        }
+        _ => None,
+    };
+
+    let services = Services {
+        flows: flows.clone(),
+        outages: board.clone(),
+        store: store.clone(),
+        registry: registry.clone(),
+        asr,
+    };
+    let calls_stop = CancellationToken::new();
+    let sip = sip::endpoint::start(&cfg.config, services, calls_stop).await?;
+    let metrics_addr = match cfg.config.metrics.listen {
+        Some(addr) => Some(http::metrics::start(addr, metrics, shutdown.clone()).await?),
+        None => None,
+    };
+    let reload = reloader(cfg.clone(), flows.clone(), flows_embedder.clone());
+    let admin_addr = match cfg.config.admin.listen {
+        Some(addr) => {
+            let token = http::auth::load_or_create_token(&cfg.token_file)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind {
+                    what: "admin API",
+                    addr,
+                    source,
+                })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            let state = http::admin::AdminState {
+                board: board.clone(),
+                store: store.clone(),
+                calls: registry.clone(),
+                ready: ready.clone(),
+                reload: reload.clone(),
+                alertmanager: Arc::new(cfg.config.alertmanager.clone()),
+            };
+            // The WebRTC test phone (`/phone`, `/api/webrtc/...`), when enabled.
+            let phone =
+                cfg.config.webrtc.enabled.then(|| {
+                    http::webrtc::Phone::new(cfg.config.webrtc.clone(), sip.daemon.clone())
+                });
+            let app = http::router(state, phone, token.into());
+            tokio::spawn(http::serve(listener, app, shutdown.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    ready.store(true, Ordering::Release);
+    let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or("off".into());
+    // One line on stdout that scripts and tests wait for.
+    println!(
+        "ivrd ready sip_udp={} sip_tcp={} metrics={} admin={}",
+        show(sip.udp),
+        show(sip.tcp),
+        show(metrics_addr),
+        show(admin_addr)
+    );
+    info!(sip_udp = %show(sip.udp), sip_tcp = %show(sip.tcp), metrics = %show(metrics_addr), admin = %show(admin_addr), "ivrd ready");
+    service::notify(&[sd_notify::NotifyState::Ready]);
+    service::spawn_watchdog(sip.daemon.clone());
+
+    let drain = std::time::Duration::from_secs(cfg.config.limits.drain_timeout_s);
+    service::run_until_stopped(signals, sip.daemon.clone(), reload, drain, ready.clone()).await;
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Loads the Whisper model and starts its worker threads (before READY=1: a call must
+/// never find the recogniser still loading).
+async fn start_asr(
+    settings: &crate::config::AsrSettings,
+    model: &std::path::Path,
+    embedder: Option<Arc<dyn TextEmbedder>>,
+) -> Result<crate::asr::whisper::AsrPool, RunError> {
+    let mut cfg = crate::asr::whisper::AsrConfig::new(model);
+    cfg.embedder = embedder;
+    cfg.workers = settings.workers;
+    cfg.threads_per_worker = settings.threads_per_worker;
+    cfg.queue = settings.queue;
+    let started = std::time::Instant::now();
+    let pool =
+        tokio::task::spawn_blocking(move || crate::asr::whisper::AsrPool::start(&cfg)).await??;
+    info!(model = %model.display(), load_ms = started.elapsed().as_millis() as u64, "speech recognition ready");
+    Ok(pool)
+}
+
+async fn open_store(dir: &std::path::Path) -> Result<Store, RunError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await?
+        .map_err(RunError::from)
+}
+
+/// Reload: re-reads the config file's flows and prompts; swaps them in only if all compile.
+fn reloader(
+    cfg: LoadedConfig,
+    flows: Arc<ArcSwap<FlowSet>>,
+    embedder: Option<Arc<dyn TextEmbedder>>,
+) -> ReloadFn {
+    Arc::new(move || {
+        let fresh = Config::load(&cfg.path).map_err(|e| e.to_string())?;
+        let (set, prompts) = load_flows(&fresh, embedder.as_deref()).map_err(|e| e.to_string())?;
+        let summary = format!("{} flows, {prompts} prompts", set.flows.len());
+        flows.store(Arc::new(set));
+        Ok(summary)
+    })
+}
+
+/// Validates a config and its flows without starting anything (`ivrd check`).
+pub fn check(cfg: &LoadedConfig) -> Result<String, Diagnostics> {
+    let embedder = load_embedder(cfg)
+        .map_err(|e| Diagnostics(vec![crate::diag::Diagnostic::new(&cfg.path, e.to_string())]))?;
+    let embedder = embedder.map(|e| e as Arc<dyn TextEmbedder>);
+    let (flows, prompts) = load_flows(cfg, embedder.as_deref())?;
+    let mut summary = format!(
+        "{}: ok ({} flow{}, {prompts} prompt{})",
+        cfg.path.display(),
+        flows.flows.len(),
+        if flows.flows.len() == 1 { "" } else { "s" },
+        if prompts == 1 { "" } else { "s" }
+    );
+    for f in flows.flows.values() {
+        if f.overflow.is_none() && cfg.config.limits.overflow == crate::config::Overflow::Answer {
+            summary.push_str(&format!(
+                "\nnote: flow '{}' has no overflow node: calls beyond limits.max_calls get 503",
+                f.name
+            ));
+        }
+    }
+    Ok(summary)
+}
+
+/// Loads the config from a path or the default locations.
+pub fn load_config(path: Option<&std::path::Path>) -> Result<LoadedConfig, Diagnostics> {
+    match path.map(|p| p.to_path_buf()).or_else(Config::default_path) {
+        Some(p) => Config::load(&p),
+        None => Err(Diagnostics(vec![crate::diag::Diagnostic::new(
+            std::path::Path::new("ivrd.yaml"),
+            format!(
+                "no config file: pass --config FILE or create one of {}",
+                crate::config::DEFAULT_CONFIG_PATHS.join(", ")
+            ),
+        )])),
+    }
+}
