@@ -1,8 +1,10 @@
-//! SIP around rsipstack: SDP offer/answer, transfer context headers, URI checks and the
-//! pre-parse guard that answers malformed requests with 400. Pure code; the endpoint that
-//! moves bytes lives in `crate::io`.
+//! SIP around rsipstack: the dialog's rules (INVITE checks, re-INVITE/491, hold, late offer,
+//! REFER after the ACK), SDP offer/answer, transfer context headers, URI checks, the shield
+//! and the pre-parse guard that answers malformed requests with 400. Pure code; the
+//! endpoint that moves bytes lives in `crate::io::sip`.
 
 pub mod context;
+pub mod dialog;
 pub mod guard;
 pub mod sdp;
 pub mod shield;

@@ -13,7 +13,11 @@ use crate::media::rtp::parse as parse_rtp;
 use crate::metrics as m;
 use crate::sip::context;
 use crate::sip::context::TransferContext;
-use crate::sip::sdp::{self, LocalAudio, Negotiated, RemoteAudio, SdpError};
+use crate::sip::dialog::{
+    check_invite, late_answer, refer_progress, reoffer, DialogRules, Held, InviteView,
+    RefusalHeader, ReinviteVerdict, Reoffer,
+};
+use crate::sip::sdp::{self, LocalAudio, Negotiated, RemoteAudio};
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
@@ -28,9 +32,6 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// The most RTP packets a call reads per 20 ms frame (3,200 a second: far beyond any
 /// phone, well past `media.max_rtp_packets_per_s`, which counts what is over its cap).
 const MAX_READ_PER_FRAME: usize = 64;
-
-/// How long (ms) a second re-INVITE waits for the first one's ACK before getting 491.
-const REINVITE_ACK_GRACE_MS: u32 = 20;
 
 /// Entry point for a new INVITE (no To tag). Refusals are answered here; accepted calls
 /// run until they end.
@@ -52,12 +53,23 @@ pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
             reply(tx, StatusCode::ServiceUnavailable, vec![retry], "draining");
             return;
         }
-        let offer = match check_invite(&tx.original) {
+        let (require, content_type) = (
+            tx.original.header_value("Require"),
+            tx.original.header_value("Content-Type"),
+        );
+        let view = InviteView {
+            require: require.as_deref(),
+            content_type: content_type.as_deref(),
+            body: &tx.original.body,
+        };
+        let offer = match check_invite(&view) {
             Ok(o) => o,
             Err(refusal) => {
-                info!(code = u16::from(refusal.code.clone()), reason = refusal.reason, "call refused");
+                info!(code = refusal.status, reason = refusal.reason, "call refused");
                 m_calls_total(refusal.reason);
-                reply(tx, refusal.code, refusal.headers, refusal.reason);
+                let code = StatusCode::from(refusal.status);
+                let headers = refusal.header.into_iter().map(refusal_header).collect();
+                reply(tx, code, headers, refusal.reason);
                 return;
             }
         };
@@ -94,64 +106,12 @@ fn m_calls_total(outcome: &'static str) {
     metrics::counter!(m::CALLS_TOTAL, "outcome" => outcome, "transport" => "sip").increment(1);
 }
 
-struct Refusal {
-    code: StatusCode,
-    headers: Vec<Header>,
-    reason: &'static str,
-}
-
-/// Checks an initial INVITE before anything is allocated: extensions we do not support,
-/// the body's type, and an SDP offer we can answer. `Ok(None)` is a late offer.
-fn check_invite(req: &Request) -> Result<Option<RemoteAudio>, Refusal> {
-    let refuse = |code, headers, reason| {
-        Err(Refusal {
-            code,
-            headers,
-            reason,
-        })
-    };
-    if let Some(required) = req.header_value("Require") {
-        // We implement no option tags (RFC 3261 §8.2.2.3).
-        return refuse(
-            StatusCode::BadExtension,
-            vec![Header::Unsupported(required.into())],
-            "rejected_bad_extension",
-        );
+fn refusal_header(h: RefusalHeader) -> Header {
+    match h {
+        RefusalHeader::Unsupported(tags) => Header::Unsupported(tags.into()),
+        RefusalHeader::Accept(types) => Header::Accept(types.into()),
+        RefusalHeader::Warning(w) => Header::Warning(w.into()),
     }
-    if req.body.is_empty() {
-        return Ok(None);
-    }
-    let content_type = req.header_value("Content-Type").unwrap_or_default();
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if !media_type.eq_ignore_ascii_case("application/sdp") {
-        return refuse(
-            StatusCode::UnsupportedMediaType,
-            vec![Header::Accept("application/sdp".into())],
-            "rejected_media_type",
-        );
-    }
-    match sdp::parse(&req.body).and_then(|o| sdp::negotiate(&o).map(|_| o)) {
-        Ok(o) => Ok(Some(o)),
-        Err(SdpError::Malformed(why)) => refuse(
-            StatusCode::BadRequest,
-            vec![warning(&format!("bad SDP: {why}"))],
-            "rejected_bad_sdp",
-        ),
-        Err(e) => refuse(
-            StatusCode::NotAcceptableHere,
-            vec![warning(&e.to_string())],
-            "rejected_codec",
-        ),
-    }
-}
-
-fn warning(text: &str) -> Header {
-    let clean: String = text
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"')
-        .take(200)
-        .collect();
-    Header::Warning(format!("399 ivrd \"{clean}\"").into())
 }
 
 struct CallTask {
@@ -164,11 +124,10 @@ struct CallTask {
     rtp: RtpMedia,
     /// Where the caller's RTP comes from (symmetric RTP, RFC 4961); wins over the SDP address.
     latched: Option<SocketAddr>,
-    /// A transfer asked for before the ACK arrived; sent once the dialog is confirmed.
-    pending_refer: Option<(String, TransferContext)>,
-    /// CSeq of a re-INVITE we answered whose ACK has not come yet: its offer/answer is
-    /// still open, and a second one meanwhile gets 491 Request Pending (RFC 3261 §14.2).
-    reinvite_open: Option<u32>,
+    /// The dialog's rules: transfers held for the ACK, overlapping re-INVITEs, BYE timing.
+    rules: DialogRules,
+    /// A re-INVITE waiting for the previous one's ACK (see `DialogRules::on_reinvite`).
+    held: Option<(Request, TransactionHandle)>,
 }
 
 impl CallTask {
@@ -247,8 +206,8 @@ impl CallTask {
             media,
             rtp,
             latched: None,
-            pending_refer: None,
-            reinvite_open: None,
+            rules: DialogRules::default(),
+            held: None,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -278,10 +237,12 @@ impl CallTask {
     ) -> Outcome {
         let mut buf = vec![0u8; 2048];
         let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
+        let mut dialog_alarm = Alarm::default();
         let shutdown = self.host.daemon.shutdown.clone();
         loop {
             frame_alarm.set(self.rtp.next_deadline());
             call_alarm.set_by(self.host.call.poll_timeout());
+            dialog_alarm.set(self.rules.poll_timeout());
             tokio::select! {
                 _ = frame_alarm.ring() => {
                     let now = Instant::now();
@@ -289,6 +250,11 @@ impl CallTask {
                     self.send_frames(now);
                 }
                 _ = call_alarm.ring() => self.host.call.handle_timeout(Instant::now()),
+                _ = dialog_alarm.ring() => {
+                    if let Some(Held::Pending) = self.rules.handle_timeout(Instant::now()) {
+                        self.settle_held(Held::Pending).await;
+                    }
+                }
                 state = states.recv() => match state {
                     Some(s) => self.on_dialog_state(s).await,
                     None => self.host.call.handle(Instant::now(), CallInput::PeerHangup),
@@ -314,18 +280,17 @@ impl CallTask {
                 }
                 Signal::Answer => self.answer(now),
                 Signal::Refer { target, context } => {
-                    if self.host.call.is_acked() {
+                    if let Some((target, context)) = self.rules.transfer(target, context) {
                         self.send_refer(target, context);
-                    } else {
-                        self.pending_refer = Some((target, context));
                     }
                 }
                 Signal::Hangup => {
                     let d = self.dialog.clone();
+                    let at = self.rules.bye_at(now);
                     tokio::spawn(async move {
-                        // Let responses already queued (e.g. the 200 for the NOTIFY that
-                        // ended a transfer) leave before the BYE.
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        if at > now {
+                            tokio::time::sleep_until(at.into()).await;
+                        }
                         if let Err(e) = d.bye().await {
                             debug!(error = %e, "BYE");
                         }
@@ -387,15 +352,20 @@ impl CallTask {
     async fn on_dialog_state(&mut self, state: DialogState) {
         let now = Instant::now();
         match state {
-            // Confirmed comes again after every mid-dialog request; only the first is the ACK.
-            DialogState::Confirmed(..) if !self.host.call.is_acked() => {
+            // Confirmed comes again after every re-INVITE's ACK.
+            DialogState::Confirmed(..) if self.rules.is_acked() => {
+                if let Some(held) = self.rules.on_reinvite_ack(self.last_ack_cseq()) {
+                    self.settle_held(held).await;
+                }
+            }
+            DialogState::Confirmed(..) => {
                 if self.offer.is_none() && !self.take_late_answer() {
                     self.host.call.handle(now, CallInput::Abort);
                     return;
                 }
                 self.host.answer_confirmed();
                 self.host.call.handle(now, CallInput::Acked);
-                if let Some((t, c)) = self.pending_refer.take() {
+                if let Some((t, c)) = self.rules.on_initial_ack() {
                     self.send_refer(t, c);
                 }
             }
@@ -411,13 +381,13 @@ impl CallTask {
                 let ct = req.header_value("Content-Type").unwrap_or_default();
                 match parse_info(&ct, &req.body) {
                     Some(key) => {
-                        respond(&handle, StatusCode::OK, None, None).await;
+                        self.respond(&handle, StatusCode::OK, None, None).await;
                         self.host.call.handle(now, CallInput::Dtmf(key));
                     }
                     None => {
                         let accept =
                             Header::Accept("application/dtmf-relay, application/dtmf".into());
-                        respond(
+                        self.respond(
                             &handle,
                             StatusCode::UnsupportedMediaType,
                             Some(vec![accept]),
@@ -428,31 +398,34 @@ impl CallTask {
                 }
             }
             DialogState::Notify(_, req, handle) => {
-                respond(&handle, StatusCode::OK, None, None).await;
+                self.respond(&handle, StatusCode::OK, None, None).await;
                 if let Some(code) = refer_notify_status(&req) {
                     debug!(code, "transfer progress");
                     self.host.call.handle(now, CallInput::ReferNotify(code));
                 }
             }
             DialogState::Updated(_, req, handle) => {
-                let is_invite = req.method == rsipstack::sip::Method::Invite;
-                if is_invite && self.reinvite_still_open().await {
-                    info!("re-INVITE while another is still open: 491");
-                    respond(&handle, StatusCode::RequestPending, None, None).await;
-                    return;
+                if req.method != rsipstack::sip::Method::Invite {
+                    return self.on_reoffer(&req, &handle).await;
                 }
-                self.on_reoffer(&req, &handle).await;
-                if is_invite {
-                    self.reinvite_open = req.cseq_header().ok().and_then(|c| c.seq().ok());
+                match self.rules.on_reinvite(now, self.last_ack_cseq()) {
+                    ReinviteVerdict::Accept => self.on_reinvite(&req, &handle).await,
+                    ReinviteVerdict::Hold => self.held = Some((req, handle)),
+                    ReinviteVerdict::Pending => {
+                        info!("re-INVITE while another is still open: 491");
+                        self.respond(&handle, StatusCode::RequestPending, None, None)
+                            .await;
+                    }
                 }
             }
             DialogState::Options(_, _, handle) => {
-                respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None).await
+                self.respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None)
+                    .await
             }
             DialogState::Refer(_, _, handle)
             | DialogState::Message(_, _, handle)
             | DialogState::Publish(_, _, handle) => {
-                respond(
+                self.respond(
                     &handle,
                     StatusCode::MethodNotAllowed,
                     Some(vec![allow_header()]),
@@ -464,33 +437,44 @@ impl CallTask {
         }
     }
 
-    /// Whether the last re-INVITE we answered still waits for its ACK. An ACK sent just
-    /// before this re-INVITE may already have arrived, queued for the earlier re-INVITE's
-    /// transaction task that has not run yet; it gets a few milliseconds to land before the
-    /// answer is 491 (only ever spent on overlapping re-INVITEs).
-    async fn reinvite_still_open(&mut self) -> bool {
-        for _ in 0..REINVITE_ACK_GRACE_MS {
-            if !self.reinvite_unacked() {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        self.reinvite_unacked()
-    }
-
-    fn reinvite_unacked(&mut self) -> bool {
-        let Some(open) = self.reinvite_open else {
-            return false;
-        };
-        let acked = self
-            .dialog
+    /// The CSeq of the latest ACK the dialog has seen.
+    fn last_ack_cseq(&self) -> Option<u32> {
+        self.dialog
             .last_remote_ack()
             .and_then(|ack| ack.cseq_header().ok().and_then(|c| c.seq().ok()))
-            .is_some_and(|seq| seq >= open);
-        if acked {
-            self.reinvite_open = None;
+    }
+
+    /// Answers the held re-INVITE as the dialog's rules decided.
+    async fn settle_held(&mut self, held: Held) {
+        let Some((req, handle)) = self.held.take() else {
+            return;
+        };
+        match held {
+            Held::Accept => self.on_reinvite(&req, &handle).await,
+            Held::Pending => {
+                info!("re-INVITE while another is still open: 491");
+                self.respond(&handle, StatusCode::RequestPending, None, None)
+                    .await;
+            }
         }
-        !acked
+    }
+
+    async fn on_reinvite(&mut self, req: &Request, handle: &TransactionHandle) {
+        self.on_reoffer(req, handle).await;
+        self.rules
+            .reinvite_answered(req.cseq_header().ok().and_then(|c| c.seq().ok()));
+    }
+
+    /// Answers an in-dialog request (and notes when, for the BYE that may follow).
+    async fn respond(
+        &mut self,
+        handle: &TransactionHandle,
+        code: StatusCode,
+        headers: Option<Vec<Header>>,
+        body: Option<Vec<u8>>,
+    ) {
+        respond(handle, code, headers, body).await;
+        self.rules.responded(Instant::now());
     }
 
     /// Late offer: our offer went in the 200, the answer comes in the ACK.
@@ -498,9 +482,10 @@ impl CallTask {
         let Some(ack) = self.dialog.last_remote_ack() else {
             return false;
         };
-        match sdp::parse(&ack.body).and_then(|a| sdp::accept_answer(&a).map(|n| (a, n))) {
+        match late_answer(&ack.body) {
             Ok((answer, neg)) => {
-                self.apply_media(neg);
+                let hold = !neg.local_direction.sends();
+                self.apply_media(neg, hold);
                 self.offer = Some(answer);
                 true
             }
@@ -513,30 +498,31 @@ impl CallTask {
 
     /// re-INVITE or UPDATE: hold, unhold, a new address or codec.
     async fn on_reoffer(&mut self, req: &Request, handle: &TransactionHandle) {
-        if req.body.is_empty() {
-            // An offerless re-INVITE asks for our offer; the current session stays as it is.
-            self.local.version += 1;
-            respond_sdp(handle, sdp::offer(&self.local)).await;
-            return;
-        }
-        let parsed = sdp::parse(&req.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n)));
-        match parsed {
-            Ok((offer, neg)) => {
+        match reoffer(&req.body) {
+            Reoffer::OfferWanted => {
+                // An offerless re-INVITE asks for our offer; the current session stays.
                 self.local.version += 1;
-                respond_sdp(handle, sdp::answer(&self.local, &offer, &neg)).await;
+                respond_sdp(handle, sdp::offer(&self.local)).await;
+                self.rules.responded(Instant::now());
+            }
+            Reoffer::Answer { offer, media, hold } => {
+                self.local.version += 1;
+                respond_sdp(handle, sdp::answer(&self.local, &offer, &media)).await;
+                self.rules.responded(Instant::now());
                 info!(
-                    direction = neg.local_direction.attribute(),
+                    direction = media.local_direction.attribute(),
                     "session modified"
                 );
                 self.latched = None;
-                self.apply_media(neg);
+                self.apply_media(media, hold);
                 self.offer = Some(offer);
             }
-            Err(e) => {
-                respond(
+            Reoffer::Refuse(warning) => {
+                let warning = Header::Warning(warning.into());
+                self.respond(
                     handle,
                     StatusCode::NotAcceptableHere,
-                    Some(vec![warning(&e.to_string())]),
+                    Some(vec![warning]),
                     None,
                 )
                 .await;
@@ -544,14 +530,11 @@ impl CallTask {
         }
     }
 
-    fn apply_media(&mut self, neg: Negotiated) {
+    fn apply_media(&mut self, neg: Negotiated, hold: bool) {
         self.host.call.set_codec(neg.codec);
         self.rtp
             .set_negotiated(neg.codec, neg.payload_type, neg.telephone_event);
-        self.host.call.handle(
-            Instant::now(),
-            CallInput::Hold(!neg.local_direction.sends()),
-        );
+        self.host.call.handle(Instant::now(), CallInput::Hold(hold));
         self.media = Some(neg);
     }
 
@@ -599,19 +582,14 @@ impl CallTask {
     }
 }
 
-/// The status code of a REFER NOTIFY's sipfrag body (`SIP/2.0 200 OK`), if it is one.
+/// The status code a REFER NOTIFY reports (its sipfrag body), if it is one.
 fn refer_notify_status(req: &Request) -> Option<u16> {
     let event = req.headers().iter().find_map(|h| {
         let s = h.to_string();
         let (name, value) = s.split_once(':')?;
         let name = name.trim();
-        (name.eq_ignore_ascii_case("event") || name == "o")
-            .then(|| value.trim().to_ascii_lowercase())
+        // `o` is Event's compact form (RFC 6665 §8.2.1).
+        (name.eq_ignore_ascii_case("event") || name == "o").then(|| value.trim().to_string())
     })?;
-    if !event.starts_with("refer") {
-        return None;
-    }
-    let body = std::str::from_utf8(&req.body).ok()?;
-    let line = body.lines().find(|l| l.starts_with("SIP/2.0"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    refer_progress(&event, &req.body)
 }
