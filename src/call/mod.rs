@@ -1,9 +1,10 @@
 //! One call as a state machine: ringing and answering within the ring budget, running the
 //! flow, playing its prompts, transfers (REFER and its NOTIFY outcome) and the end.
 //!
-//! Pure, in the str0m/quinn-proto style: the driver feeds [`CallInput`]s and the current
-//! time, fires [`Call::handle_timeout`] at [`Call::poll_timeout`], pulls one 20 ms audio
-//! frame per tick with [`Call::next_frame`], and carries out each [`CallOutput`].
+//! Pure, in the str0m/quinn-proto style: the driver feeds every event as one [`CallInput`]
+//! with the current time (`CallInput::Timeout` once [`Call::poll_timeout`] has come), pulls
+//! one 20 ms audio frame per tick with [`Call::next_frame`], and carries out each
+//! [`CallOutput`]. The call's own deadlines live in one timer table.
 
 use crate::asr::matcher::Heard;
 use crate::asr::vad::{EndpointConfig, Endpointer, VadEvent};
@@ -13,6 +14,7 @@ use crate::flow::runner::{
 use crate::flow::Flow;
 use crate::media::g711::Codec;
 use crate::media::playout::{PlayId, Playout};
+use crate::outage::OutageSet;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +37,21 @@ pub struct CallSettings {
     pub rtp_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum CallInput {
+/// Everything that happens to a call. `Audio` borrows the caller's samples for the moment
+/// it is handled; inputs sent between tasks are `CallInput<'static>`.
+#[derive(Debug, Clone)]
+pub enum CallInput<'a> {
+    /// The deadline given by [`Call::poll_timeout`] has come.
+    Timeout,
+    /// Caller media arrived (any RTP packet, keys included).
+    MediaSeen,
+    /// 20 ms of the caller's audio (8 kHz PCM), for the endpointer while the flow listens:
+    /// speech starting is barge-in, a finished utterance goes out to be transcribed.
+    Audio(&'a [i16]),
+    /// The outages in force now (the flow announces those that concern this caller).
+    Outages(Arc<OutageSet>),
+    /// A new codec after a re-negotiation.
+    Codec(Codec),
     /// The ACK for our 200 OK arrived.
     Acked,
     Dtmf(char),
@@ -149,7 +164,7 @@ pub enum CallOutput {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Ringing { answer_at: Instant },
+    Ringing,
     Answered,
     Ended,
 }
@@ -157,11 +172,50 @@ enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transfer {
     Idle,
-    /// REFER sent, waiting for its response or a NOTIFY, until the deadline.
+    /// REFER sent, waiting for its response or a NOTIFY (until `Timer::TransferReply`).
     Pending {
-        deadline: Instant,
         accepted: bool,
     },
+}
+
+/// The call's own deadlines (the flow keeps its own, merged in `poll_timeout`).
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// The answer is due (min_ring passed, or the ring budget about to be spent).
+    Answer = 0,
+    /// A transfer's outcome must be known by then.
+    TransferReply = 1,
+    /// No media since `rtp_timeout`: the call has gone silent.
+    MediaSilence = 2,
+}
+
+/// One slot per [`Timer`].
+#[derive(Debug, Default)]
+struct TimerTable([Option<Instant>; 3]);
+
+impl TimerTable {
+    fn set(&mut self, timer: Timer, at: Option<Instant>) {
+        self.0[timer as usize] = at;
+    }
+
+    fn get(&self, timer: Timer) -> Option<Instant> {
+        self.0[timer as usize]
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// Whether `timer` has expired at `now`; an expired timer is cleared.
+    fn expired(&mut self, timer: Timer, now: Instant) -> bool {
+        match self.get(timer) {
+            Some(at) if now >= at => {
+                self.set(timer, None);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 pub struct Call {
@@ -175,6 +229,7 @@ pub struct Call {
     acked: bool,
     held: bool,
     transfer: Transfer,
+    timers: TimerTable,
     outputs: VecDeque<CallOutput>,
     /// The caller's speech endpointer, when speech is on.
     vad: Option<Endpointer>,
@@ -191,10 +246,13 @@ impl Call {
     pub fn new(invite_at: Instant, flow: Arc<Flow>, settings: CallSettings) -> Self {
         // Answering when the ring budget is spent at the latest, however min_ring is set.
         let answer_at = invite_at + settings.min_ring.min(settings.ring_budget);
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Answer, Some(answer_at));
         let mut call = Call {
             playout: Playout::new(settings.codec),
             settings,
-            phase: Phase::Ringing { answer_at },
+            phase: Phase::Ringing,
+            timers,
             flow: FlowRunner::new(flow),
             batch_end: None,
             next_play_id: 1,
@@ -211,7 +269,7 @@ impl Call {
             call.vad = Some(Endpointer::new(EndpointConfig::default()));
         }
         call.outputs.push_back(CallOutput::Ringing);
-        call.handle_timeout(invite_at);
+        call.handle(invite_at, CallInput::Timeout);
         call
     }
 
@@ -228,72 +286,63 @@ impl Call {
         &self.flow.flow().name
     }
 
-    /// The outages in force now (the flow announces those that concern this caller).
-    pub fn set_outages(&mut self, outages: Arc<crate::outage::OutageSet>) {
-        self.flow.set_outages(outages);
-    }
-
-    pub fn set_codec(&mut self, codec: Codec) {
-        self.settings.codec = codec;
-        self.playout.set_codec(codec);
-    }
-
     pub fn poll_output(&mut self) -> Option<CallOutput> {
         self.outputs.pop_front()
     }
 
+    /// When to feed `CallInput::Timeout` next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = match (self.phase, self.transfer) {
-            (Phase::Ringing { answer_at }, _) => Some(answer_at),
-            (Phase::Answered, Transfer::Pending { deadline, .. }) => Some(deadline),
-            _ => None,
-        };
-        let own = match (own, self.media_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let flow = match self.phase {
             Phase::Answered => self.flow.poll_timeout(),
             _ => None,
         };
-        match (own, flow) {
+        match (self.timers.next(), flow) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn on_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::Ringing { answer_at } if now >= answer_at => {
+            Phase::Ringing if self.timers.expired(Timer::Answer, now) => {
                 self.phase = Phase::Answered;
                 self.last_media = Some(now);
+                self.arm_media_silence();
                 self.outputs.push_back(CallOutput::Answer);
                 self.flow.start(now, self.settings.overflow);
-                self.drain_flow(now);
             }
             Phase::Answered => {
-                if self.media_deadline().is_some_and(|d| now >= d) {
+                if self.timers.expired(Timer::MediaSilence, now) {
                     self.end(Outcome::RtpTimeout, true);
                     return;
                 }
-                if let Transfer::Pending { deadline, .. } = self.transfer {
-                    if now >= deadline {
-                        self.transfer = Transfer::Idle;
-                        self.flow.handle(now, FlowInput::TransferFailed);
-                    }
+                if self.timers.expired(Timer::TransferReply, now) {
+                    self.transfer = Transfer::Idle;
+                    self.flow.handle(now, FlowInput::TransferFailed);
                 }
                 self.flow.handle_timeout(now);
-                self.drain_flow(now);
             }
             _ => {}
         }
     }
 
-    pub fn handle(&mut self, now: Instant, input: CallInput) {
+    pub fn handle(&mut self, now: Instant, input: CallInput<'_>) {
         if self.phase == Phase::Ended {
             return;
         }
         match input {
+            CallInput::Timeout => self.on_timeout(now),
+            CallInput::MediaSeen => {
+                self.last_media = Some(now);
+                self.arm_media_silence();
+                return;
+            }
+            CallInput::Audio(pcm) => return self.on_audio(now, pcm),
+            CallInput::Outages(outages) => self.flow.set_outages(outages),
+            CallInput::Codec(codec) => {
+                self.settings.codec = codec;
+                self.playout.set_codec(codec);
+            }
             CallInput::Acked => self.acked = true,
             CallInput::Dtmf(d) => {
                 self.outputs.push_back(CallOutput::Dtmf(d));
@@ -303,7 +352,7 @@ impl Call {
             }
             CallInput::PeerHangup => {
                 let outcome = match self.phase {
-                    Phase::Ringing { .. } => Outcome::Abandoned,
+                    Phase::Ringing => Outcome::Abandoned,
                     _ if self.transfer_pending_accepted() => Outcome::Transferred,
                     _ => Outcome::CallerHangup,
                 };
@@ -338,16 +387,14 @@ impl Call {
                 self.held = h;
                 // Coming off hold: the caller's media gets the full time to resume.
                 self.last_media = Some(now);
+                self.arm_media_silence();
             }
             CallInput::ReferAnswered(code) => {
-                if let Transfer::Pending { deadline, .. } = self.transfer {
+                if let Transfer::Pending { .. } = self.transfer {
                     if (200..300).contains(&code) {
-                        self.transfer = Transfer::Pending {
-                            deadline,
-                            accepted: true,
-                        };
+                        self.transfer = Transfer::Pending { accepted: true };
                     } else if code >= 300 {
-                        self.transfer = Transfer::Idle;
+                        self.transfer_settled();
                         self.flow.handle(now, FlowInput::TransferFailed);
                     }
                 }
@@ -356,10 +403,10 @@ impl Call {
                 // A NOTIFY can overtake the REFER's 202; it settles the transfer either way.
                 if let Transfer::Pending { .. } = self.transfer {
                     if (200..300).contains(&code) {
-                        self.transfer = Transfer::Idle;
+                        self.transfer_settled();
                         self.flow.handle(now, FlowInput::TransferSucceeded);
                     } else if code >= 300 {
-                        self.transfer = Transfer::Idle;
+                        self.transfer_settled();
                         self.flow.handle(now, FlowInput::TransferFailed);
                     }
                 }
@@ -381,9 +428,7 @@ impl Call {
         }
     }
 
-    /// 20 ms of the caller's audio (8 kHz PCM). Runs the endpointer while the flow listens:
-    /// speech starting is barge-in, a finished utterance goes out to be transcribed.
-    pub fn on_audio(&mut self, now: Instant, pcm: &[i16]) {
+    fn on_audio(&mut self, now: Instant, pcm: &[i16]) {
         if self.phase != Phase::Answered {
             return;
         }
@@ -420,17 +465,18 @@ impl Call {
         }
     }
 
-    /// The caller's media arrived now (any RTP packet, keys included).
-    pub fn media_seen(&mut self, now: Instant) {
-        self.last_media = Some(now);
-    }
-
-    /// When the call ends for lack of media, if it can.
-    fn media_deadline(&self) -> Option<Instant> {
-        match (self.phase, self.settings.rtp_timeout, self.last_media) {
+    /// Sets when the call ends for lack of media, if it can (answered, not on hold).
+    fn arm_media_silence(&mut self) {
+        let at = match (self.phase, self.settings.rtp_timeout, self.last_media) {
             (Phase::Answered, Some(t), Some(last)) if !self.held => Some(last + t),
             _ => None,
-        }
+        };
+        self.timers.set(Timer::MediaSilence, at);
+    }
+
+    fn transfer_settled(&mut self) {
+        self.transfer = Transfer::Idle;
+        self.timers.set(Timer::TransferReply, None);
     }
 
     fn transfer_pending_accepted(&self) -> bool {
@@ -461,10 +507,9 @@ impl Call {
                     self.batch_end = None;
                 }
                 FlowOutput::Transfer { target, context } => {
-                    self.transfer = Transfer::Pending {
-                        deadline: now + TRANSFER_TIMEOUT,
-                        accepted: false,
-                    };
+                    self.transfer = Transfer::Pending { accepted: false };
+                    self.timers
+                        .set(Timer::TransferReply, Some(now + TRANSFER_TIMEOUT));
                     self.outputs
                         .push_back(CallOutput::Refer { target, context });
                 }
@@ -504,6 +549,7 @@ impl Call {
         }
         let answered = self.phase == Phase::Answered;
         self.phase = Phase::Ended;
+        self.timers = TimerTable::default();
         self.playout.stop();
         if send_bye && answered {
             self.outputs.push_back(CallOutput::Hangup);
@@ -572,9 +618,9 @@ mod tests {
         let mut c = Call::new(t0, Arc::new(good_flow()), settings(1000));
         assert_eq!(kinds(&mut c), ["ringing"]);
         assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(1000)));
-        c.handle_timeout(t0 + Duration::from_millis(999));
+        c.handle(t0 + Duration::from_millis(999), CallInput::Timeout);
         assert_eq!(kinds(&mut c), Vec::<String>::new());
-        c.handle_timeout(t0 + Duration::from_millis(1000));
+        c.handle(t0 + Duration::from_millis(1000), CallInput::Timeout);
         assert_eq!(kinds(&mut c), ["answer"]);
     }
 
@@ -634,7 +680,7 @@ mod tests {
         c.handle(now, CallInput::ReferAnswered(202));
         let deadline = c.poll_timeout().unwrap();
         assert_eq!(deadline, now + TRANSFER_TIMEOUT);
-        c.handle_timeout(deadline);
+        c.handle(deadline, CallInput::Timeout);
         assert!(c.batch_end.is_some(), "transfer_failed prompt is playing");
     }
 
@@ -679,15 +725,15 @@ mod tests {
         s.rtp_timeout = Some(Duration::from_secs(30));
         let mut c = Call::new(t0, Arc::new(good_flow()), s);
         kinds(&mut c);
-        c.media_seen(t0 + Duration::from_secs(10));
+        c.handle(t0 + Duration::from_secs(10), CallInput::MediaSeen);
         assert!(c.poll_timeout().unwrap() <= t0 + Duration::from_secs(40));
         c.handle(t0 + Duration::from_secs(11), CallInput::Hold(true));
         // On hold the caller may well send nothing: no media deadline.
-        assert!(c.media_deadline().is_none());
+        assert!(c.timers.get(Timer::MediaSilence).is_none());
         c.handle(t0 + Duration::from_secs(100), CallInput::Hold(false));
-        c.handle_timeout(t0 + Duration::from_secs(129));
+        c.handle(t0 + Duration::from_secs(129), CallInput::Timeout);
         assert!(!c.is_ended());
-        c.handle_timeout(t0 + Duration::from_secs(130));
+        c.handle(t0 + Duration::from_secs(130), CallInput::Timeout);
         assert_eq!(kinds(&mut c), ["bye", "ended:rtp_timeout"]);
     }
 }

@@ -52,7 +52,7 @@ pub struct CallHost {
     pub daemon: Arc<Daemon>,
     pub call: Call,
     /// Results of helper tasks (REFER responses, transcripts) come back through here.
-    pub events: mpsc::Sender<CallInput>,
+    pub events: mpsc::Sender<CallInput<'static>>,
     outages: Arc<OutageSet>,
     registered: Registered,
     caller: String,
@@ -67,7 +67,10 @@ pub struct CallHost {
 }
 
 impl CallHost {
-    pub fn new(daemon: Arc<Daemon>, new: NewCall) -> (CallHost, mpsc::Receiver<CallInput>) {
+    pub fn new(
+        daemon: Arc<Daemon>,
+        new: NewCall,
+    ) -> (CallHost, mpsc::Receiver<CallInput<'static>>) {
         let settings = CallSettings {
             ring_budget: daemon.answer.ring_budget(),
             min_ring: daemon.answer.min_ring(),
@@ -87,7 +90,7 @@ impl CallHost {
         });
         let outages = daemon.outages.current();
         let mut call = Call::new(new.received, new.flow, settings);
-        call.set_outages(outages.clone());
+        call.handle(new.received, CallInput::Outages(outages.clone()));
         let (events, events_rx) = mpsc::channel(8);
         (
             CallHost {
@@ -114,10 +117,10 @@ impl CallHost {
     }
 
     /// Hands the call the current outage set when it changed.
-    pub fn sync_outages(&mut self) {
+    pub fn sync_outages(&mut self, now: Instant) {
         let current = self.daemon.outages.current();
         if !Arc::ptr_eq(&current, &self.outages) {
-            self.call.set_outages(current.clone());
+            self.call.handle(now, CallInput::Outages(current.clone()));
             self.outages = current;
         }
     }

@@ -97,10 +97,10 @@ impl RtpMedia {
             return;
         }
         self.received.increment(1);
-        call.media_seen(now);
+        call.handle(now, CallInput::MediaSeen);
         match incoming {
             Incoming::Key(key) => call.handle(now, CallInput::Dtmf(key)),
-            Incoming::Audio(pcm) => call.on_audio(now, pcm),
+            Incoming::Audio(pcm) => call.handle(now, CallInput::Audio(pcm)),
             Incoming::Media | Incoming::OverRate { .. } => {}
         }
     }

@@ -233,7 +233,7 @@ impl CallTask {
     async fn run(
         &mut self,
         mut states: rsipstack::dialog::dialog::DialogStateReceiver,
-        mut events: mpsc::Receiver<CallInput>,
+        mut events: mpsc::Receiver<CallInput<'static>>,
     ) -> Outcome {
         let mut buf = vec![0u8; 2048];
         let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
@@ -249,7 +249,7 @@ impl CallTask {
                     self.drain_rtp(now, &mut buf);
                     self.send_frames(now);
                 }
-                _ = call_alarm.ring() => self.host.call.handle_timeout(Instant::now()),
+                _ = call_alarm.ring() => self.host.call.handle(Instant::now(), CallInput::Timeout),
                 _ = dialog_alarm.ring() => {
                     if let Some(Held::Pending) = self.rules.handle_timeout(Instant::now()) {
                         self.settle_held(Held::Pending).await;
@@ -262,8 +262,9 @@ impl CallTask {
                 Some(ev) = events.recv() => self.host.call.handle(Instant::now(), ev),
                 _ = shutdown.cancelled() => self.host.call.handle(Instant::now(), CallInput::Shutdown),
             }
-            self.host.sync_outages();
-            if let Some(outcome) = self.carry_out(Instant::now()) {
+            let now = Instant::now();
+            self.host.sync_outages(now);
+            if let Some(outcome) = self.carry_out(now) {
                 return outcome;
             }
         }
@@ -531,10 +532,11 @@ impl CallTask {
     }
 
     fn apply_media(&mut self, neg: Negotiated, hold: bool) {
-        self.host.call.set_codec(neg.codec);
+        let now = Instant::now();
+        self.host.call.handle(now, CallInput::Codec(neg.codec));
         self.rtp
             .set_negotiated(neg.codec, neg.payload_type, neg.telephone_event);
-        self.host.call.handle(Instant::now(), CallInput::Hold(hold));
+        self.host.call.handle(now, CallInput::Hold(hold));
         self.media = Some(neg);
     }
 

@@ -150,7 +150,7 @@ struct BrowserCall {
 impl BrowserCall {
     /// Runs the call until it ends; the peer connection is closed and every helper task
     /// stopped before this returns.
-    async fn run(&mut self, mut events: mpsc::Receiver<CallInput>) -> Outcome {
+    async fn run(&mut self, mut events: mpsc::Receiver<CallInput<'static>>) -> Outcome {
         let page = self.page.clone();
         self.host.set_tap(Box::new(move |out| {
             if let Some(e) = PageEvent::from_output(out) {
@@ -170,7 +170,7 @@ impl BrowserCall {
             let watchdog = self.watchdog();
             tokio::select! {
                 _ = frame_alarm.ring() => self.send_frames(Instant::now()).await,
-                _ = call_alarm.ring() => self.host.call.handle_timeout(Instant::now()),
+                _ = call_alarm.ring() => self.host.call.handle(Instant::now(), CallInput::Timeout),
                 _ = sleep_until(Some(watchdog)) => {
                     if self.connected.is_some() {
                         self.peer_gone(EndReason::MediaTimeout);
@@ -208,8 +208,9 @@ impl BrowserCall {
                     self.host.call.handle(Instant::now(), CallInput::Shutdown);
                 }
             }
-            self.host.sync_outages();
-            outcome = self.carry_out(Instant::now());
+            let now = Instant::now();
+            self.host.sync_outages(now);
+            outcome = self.carry_out(now);
         }
         self.peer.close().await;
         readers.shutdown().await;
