@@ -1,0 +1,479 @@
+//! The flow interpreter for one call. Pure: events and the current time go in, actions
+//! come out of [`FlowRunner::poll_output`]; the current state's deadline is exposed through
+//! [`FlowRunner::poll_timeout`] and fired with [`FlowRunner::handle_timeout`].
+//!
+//! Each state carries what only it needs (a menu's retry counts, the deadline it waits
+//! for); what the whole call builds up (path, intent, outages heard, failures in a row)
+//! is its [`Record`]. The steps live in `steps` (entering nodes, playing, announcing
+//! outages, escalating, transferring), `keys` (key presses and menu failures) and
+//! `speech` (what the caller said, and the confirmation turn).
+//!
+//! Customer-service rules it encodes: known outages are announced right after the greeting
+//! (and scoped ones as soon as the caller's choice concerns them), before any menu or
+//! transfer, once per call; a key press stops a prompt and is kept for the next menu
+//! (callers who know the menu never wait); the escalation key reaches a person from any
+//! node; repeated failed inputs escalate on their own; every transfer carries what the
+//! caller already did and heard, so nobody has to ask again.
+
+mod keys;
+mod speech;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+use super::{Flow, Menu, NodeId, NodeKind};
+use crate::asr::matcher::{Heard, Matcher};
+use crate::asr::vad::EndpointConfig;
+use crate::media::prompt::Prompt;
+use crate::outage::OutageSet;
+pub use crate::sip::context::{EscalationReason, TransferContext};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Node visits kept for the transfer context (oldest dropped first).
+const MAX_PATH: usize = 32;
+
+/// Node changes allowed in one step without waiting for the caller; more means a loop
+/// the compiler could not see, and the call is ended rather than spinning.
+const MAX_HOPS_PER_STEP: usize = 64;
+
+/// Keys kept while prompts play (type-ahead).
+const MAX_TYPEAHEAD: usize = 16;
+
+/// How long a caller has to press 1 after an outage's callback offer.
+pub const OUTAGE_CHOICE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowInput {
+    /// The prompts of the last `Play` have all been played.
+    PlaybackDone,
+    Dtmf(char),
+    /// The transfer was accepted and completed (final NOTIFY 2xx).
+    TransferSucceeded,
+    /// The transfer was refused or failed (REFER rejected, NOTIFY >= 300, timeout).
+    TransferFailed,
+    /// The caller started speaking (long enough to count): barge-in for menu prompts.
+    SpeechStarted,
+    /// What the caller said: the transcript, with the decoder's scores of the listening
+    /// matcher's closed set and the transcript's embedding when they were computed.
+    Transcript(Heard),
+    /// The utterance held no usable speech (noise, a cough, a known hallucination).
+    SpeechUnusable,
+    /// Speech recognition is overloaded: the caller is asked to use keys.
+    SpeechBusy,
+}
+
+/// What the flow listens for now, for the call's endpointer and the recogniser.
+#[derive(Clone)]
+pub struct Listening {
+    pub matcher: Arc<Matcher>,
+    pub endpoint: EndpointConfig,
+}
+
+/// How a transcript was used, the `result` label of `ivrd_asr_results_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpeechOutcome {
+    Match,
+    NoMatch,
+    LowConfidence,
+    NoSpeech,
+    Overload,
+    Escalation,
+    /// An unsure match: the caller is asked "Did you mean ...?".
+    Confirm,
+    /// The caller said yes (or pressed 1) to the confirmation question.
+    Confirmed,
+    /// The caller said no (or pressed another key).
+    Rejected,
+}
+
+impl SpeechOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeechOutcome::Match => "match",
+            SpeechOutcome::NoMatch => "no_match",
+            SpeechOutcome::LowConfidence => "low_confidence",
+            SpeechOutcome::NoSpeech => "no_speech",
+            SpeechOutcome::Overload => "overload",
+            SpeechOutcome::Escalation => "escalation",
+            SpeechOutcome::Confirm => "confirm",
+            SpeechOutcome::Confirmed => "confirmed",
+            SpeechOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// Why the flow ended the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEnd {
+    /// A hangup node was reached (or a callback was taken).
+    Hangup,
+    /// The caller was transferred.
+    Transferred,
+    /// The flow could not go on (runaway loop, escalation failed with nowhere to go).
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub enum FlowOutput {
+    /// Play these prompts in order, after anything already queued has been stopped.
+    Play {
+        prompts: Vec<Arc<Prompt>>,
+        bargein: bool,
+    },
+    /// Stop what is playing now (barge-in); no `PlaybackDone` follows for it.
+    StopPlayback,
+    /// Transfer the caller (REFER); answer with `TransferSucceeded` or `TransferFailed`.
+    Transfer {
+        target: String,
+        context: TransferContext,
+    },
+    /// A menu choice was made.
+    Intent { node: String, intent: String },
+    /// The call is being escalated to a person.
+    Escalated(EscalationReason),
+    /// The escalation transfer failed (target unreachable or refusing).
+    EscalationFailed,
+    /// An outage announcement starts now.
+    OutageAnnounced(String),
+    /// A transcript was used this way.
+    Speech(SpeechOutcome),
+    /// The confidence of the best intent for a transcript heard in a menu.
+    SpeechConfidence(f32),
+    /// The caller asked to be called back; `reason` is `outage:ID` or the callback node.
+    CallbackRequested { reason: String },
+    /// The node the flow is now in (for logs and live views).
+    Entered(String),
+    /// End the call.
+    End(FlowEnd),
+}
+
+/// What a state waits for until its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    NoInput,
+    InterDigit,
+    /// The caller is speaking or being transcribed; if no result comes, treat as no input.
+    Speech,
+    /// No answer to a confirmation question.
+    Confirm,
+}
+
+/// A state's deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    at: Instant,
+    why: Timer,
+}
+
+/// Confidence a "yes" needs to count as one; anything else is a no.
+pub const YES_NO_CONFIDENCE: f32 = 0.6;
+
+/// Longest wait for a transcript after speech started (endpointing plus recognition).
+const SPEECH_RESULT_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Ways a menu input can fail; each has its own retry count and reprompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NoInput,
+    NoMatch,
+    LowConfidence,
+}
+
+/// One visit of a menu node: its retry counts and whether speech is off. Each entry into
+/// the node starts a new visit with the counts at zero; reprompts keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MenuVisit {
+    node: NodeId,
+    no_input: u32,
+    no_match: u32,
+    low_confidence: u32,
+    /// Speech recognition said it is overloaded here: keys only until the next node.
+    speech_off: bool,
+}
+
+impl MenuVisit {
+    fn new(node: NodeId) -> Self {
+        MenuVisit {
+            node,
+            no_input: 0,
+            no_match: 0,
+            low_confidence: 0,
+            speech_off: false,
+        }
+    }
+}
+
+/// What happens when the current prompts finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterPlay {
+    Goto(NodeId),
+    Collect(MenuVisit),
+    Transfer {
+        node: NodeId,
+    },
+    Escalate,
+    Hangup,
+    /// Outage messages played; `callback` names the outage whose callback was offered.
+    Announced {
+        resume: NodeId,
+        callback: Option<String>,
+    },
+    /// A callback node's offer played.
+    CallbackOffered(NodeId),
+    /// A confirmation question ("Did you mean billing?") played.
+    Confirm {
+        menu: MenuVisit,
+        intent: usize,
+    },
+}
+
+/// A yes/no question waiting for key 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Choice {
+    OutageCallback { resume: NodeId, outage: String },
+    CallbackNode(NodeId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    Playing {
+        after: AfterPlay,
+        bargein: bool,
+    },
+    /// A menu waiting for keys or speech.
+    Collecting {
+        menu: MenuVisit,
+        wait: Option<Wait>,
+    },
+    /// Waiting for yes/no to "Did you mean <intent>?" in a menu.
+    Confirming {
+        menu: MenuVisit,
+        intent: usize,
+        wait: Option<Wait>,
+    },
+    /// Waiting for key 1 until `until`.
+    Choosing {
+        choice: Choice,
+        until: Instant,
+    },
+    /// Waiting for a transfer's outcome; `None` node means the escalation target.
+    Transferring {
+        node: Option<NodeId>,
+    },
+    Ended,
+}
+
+/// What the call has done so far: what a transfer tells the agent, and what deciding the
+/// next step needs (outages heard, failed inputs in a row, whether the greeting is over).
+#[derive(Debug, Default)]
+struct Record {
+    path: Vec<NodeId>,
+    intent: Option<String>,
+    /// Intent just chosen: outages scoped to it are announced before its node.
+    scope_hint: Option<String>,
+    last_input: Option<String>,
+    transcript: Option<String>,
+    /// Consecutive failed inputs, across menus (for automatic escalation).
+    failures: u32,
+    escalation: Option<EscalationReason>,
+    heard: Vec<String>,
+    /// Whether any node has been entered yet (the first one is the greeting).
+    entered_any: bool,
+}
+
+pub struct FlowRunner {
+    flow: Arc<Flow>,
+    state: State,
+    record: Record,
+    /// Keys pressed and not yet consumed by a menu.
+    digits: String,
+    /// Type-ahead put aside while an outage is announced (keys then answer the announcement).
+    saved_digits: Option<String>,
+    outages: Arc<OutageSet>,
+    outputs: VecDeque<FlowOutput>,
+    hops: usize,
+}
+
+impl fmt::Debug for FlowRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowRunner")
+            .field("flow", &self.flow.name)
+            .field("state", &self.state)
+            .field("digits", &self.digits)
+            .finish()
+    }
+}
+
+impl FlowRunner {
+    pub fn new(flow: Arc<Flow>) -> Self {
+        FlowRunner {
+            flow,
+            state: State::NotStarted,
+            record: Record::default(),
+            digits: String::new(),
+            saved_digits: None,
+            outages: Arc::new(OutageSet::default()),
+            outputs: VecDeque::new(),
+            hops: 0,
+        }
+    }
+
+    pub fn flow(&self) -> &Arc<Flow> {
+        &self.flow
+    }
+
+    /// The outages in force now; the caller hears those that concern them, once each.
+    pub fn set_outages(&mut self, outages: Arc<OutageSet>) {
+        self.outages = outages;
+    }
+
+    /// Outage ids this caller has heard.
+    pub fn heard(&self) -> &[String] {
+        &self.record.heard
+    }
+
+    /// Starts at the flow's start node, or its overflow node for calls beyond capacity.
+    pub fn start(&mut self, now: Instant, overflow: bool) {
+        if self.state != State::NotStarted {
+            return;
+        }
+        let node = match (overflow, self.flow.overflow) {
+            (true, Some(n)) => n,
+            _ => self.flow.start,
+        };
+        self.hops = 0;
+        self.enter(now, node);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// Node names visited so far.
+    pub fn path(&self) -> Vec<String> {
+        self.record
+            .path
+            .iter()
+            .map(|&id| self.flow.node(id).name.clone())
+            .collect()
+    }
+
+    pub fn poll_output(&mut self) -> Option<FlowOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The current state's deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Collecting { wait, .. } | State::Confirming { wait, .. } => wait.map(|w| w.at),
+            State::Choosing { until, .. } => Some(until),
+            _ => None,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_none_or(|at| now < at) {
+            return;
+        }
+        self.hops = 0;
+        match self.state.clone() {
+            State::Collecting {
+                menu,
+                wait: Some(wait),
+            } => match wait.why {
+                Timer::InterDigit => {
+                    // The caller stopped typing: an exact choice wins, anything else is no match.
+                    let exact = self
+                        .menu(menu.node)
+                        .intents
+                        .iter()
+                        .position(|i| i.dtmf.as_deref() == Some(self.digits.as_str()));
+                    match exact {
+                        Some(i) => self.choose(now, menu.node, i),
+                        None => self.failed_input(now, menu, Failure::NoMatch),
+                    }
+                }
+                Timer::NoInput | Timer::Speech | Timer::Confirm => {
+                    self.failed_input(now, menu, Failure::NoInput)
+                }
+            },
+            State::Confirming { menu, .. } => self.failed_input(now, menu, Failure::NoInput),
+            State::Choosing { choice, .. } => self.decline(now, choice),
+            _ => {}
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, input: FlowInput) {
+        self.hops = 0;
+        match input {
+            FlowInput::PlaybackDone => {
+                if let State::Playing { after, .. } = self.state.clone() {
+                    self.after_play(now, after);
+                }
+            }
+            FlowInput::Dtmf(key) => self.on_key(now, key),
+            FlowInput::SpeechStarted => self.on_speech_started(now),
+            FlowInput::Transcript(heard) => self.on_transcript(now, heard),
+            FlowInput::SpeechUnusable => self.on_speech_unusable(now),
+            FlowInput::SpeechBusy => self.on_speech_busy(now),
+            FlowInput::TransferSucceeded => {
+                if let State::Transferring { .. } = self.state {
+                    self.end(FlowEnd::Transferred);
+                }
+            }
+            FlowInput::TransferFailed => self.on_transfer_failed(now),
+        }
+    }
+
+    /// What to listen for now: the menu's intents (while its prompt plays or it waits for
+    /// input) or just the escalation phrases; None when nothing can be said.
+    pub fn listening(&self) -> Option<Listening> {
+        if let State::Confirming { menu, .. }
+        | State::Playing {
+            after: AfterPlay::Confirm { menu, .. },
+            ..
+        } = &self.state
+        {
+            let speech = self.menu(menu.node).speech.as_ref()?;
+            let confirmation = speech.confirmation.as_ref()?;
+            return Some(Listening {
+                matcher: confirmation.matcher.clone(),
+                endpoint: speech.endpoint,
+            });
+        }
+        let menu = match &self.state {
+            State::Collecting { menu, .. }
+            | State::Playing {
+                after: AfterPlay::Collect(menu),
+                ..
+            } => Some(*menu),
+            State::NotStarted | State::Ended | State::Transferring { .. } => return None,
+            _ => None,
+        };
+        if let Some(speech) = menu
+            .filter(|m| !m.speech_off)
+            .and_then(|m| self.menu(m.node).speech.as_ref())
+        {
+            return Some(Listening {
+                matcher: speech.matcher.clone(),
+                endpoint: speech.endpoint,
+            });
+        }
+        let esc = self.flow.escalation.as_ref()?;
+        esc.matcher.as_ref().map(|m| Listening {
+            matcher: m.clone(),
+            endpoint: self.flow.endpoint,
+        })
+    }
+
+    fn menu(&self, node: NodeId) -> &Menu {
+        match &self.flow.node(node).kind {
+            NodeKind::Menu(m) => m,
+            _ => unreachable!("collecting only happens in menu nodes"),
+        }
+    }
+}
