@@ -1,7 +1,8 @@
 //! The daemon's configuration file (YAML). Every field has a default, unknown fields are
 //! rejected, and validation reports every problem at once with the file and line.
 
-use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
+use crate::diag::source_map::SourceMap;
+use crate::diag::{yaml_diagnostic, yaml_diagnostic_from, Diagnostic, Diagnostics};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -572,12 +573,11 @@ impl Config {
         Self::parse(path, &text)
     }
 
+    /// Parses and checks a config. Every problem is reported at once: type errors in each
+    /// top-level section (each parsed on its own, so one does not hide the next) together
+    /// with the checks of the values, each at its line.
     pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, Diagnostics> {
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| Diagnostics(vec![yaml_diagnostic(path, &e)]))?
-        };
+        let (config, mut errors) = parse_sections(path, text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let flows_dir = base.join(&config.flows.dir);
         let sounds_dir = base.join(config.sounds.clone().unwrap_or_else(|| "sounds".into()));
@@ -593,13 +593,13 @@ impl Config {
             Some(f) => base.join(f),
             None => state_dir.join("admin.token"),
         };
-        let mut errors = Vec::new();
-        let line_of = |key: &str| find_key_line(text, key);
+        let map = SourceMap::new(text);
+        let line_of = |key: &str| map.setting(key);
         let a = &config.answer;
         if a.ring_budget_ms < 100 || a.ring_budget_ms > 60_000 {
             errors.push(
                 Diagnostic::new(path, "answer.ring_budget_ms must be between 100 and 60000")
-                    .at(line_of("ring_budget_ms")),
+                    .at(line_of("answer.ring_budget_ms")),
             );
         }
         if a.min_ring_ms >= a.ring_budget_ms {
@@ -611,7 +611,7 @@ impl Config {
                         a.min_ring_ms, a.ring_budget_ms
                     ),
                 )
-                .at(line_of("min_ring_ms")),
+                .at(line_of("answer.min_ring_ms")),
             );
         }
         for (key, nets) in [
@@ -621,7 +621,8 @@ impl Config {
             for net in nets {
                 if let Err(e) = parse_net(net) {
                     errors.push(
-                        Diagnostic::new(path, format!("security.{key}: {e}")).at(line_of(key)),
+                        Diagnostic::new(path, format!("security.{key}: {e}"))
+                            .at(line_of(&format!("security.{key}"))),
                     );
                 }
             }
@@ -634,7 +635,7 @@ impl Config {
                     path,
                     "security.rate_per_source must be above 0 and burst_per_source at least 1",
                 )
-                .at(line_of("rate_per_source")),
+                .at(line_of("security.rate_per_source")),
             );
         }
         if !(1024..=65_535).contains(&sec.max_message_bytes) {
@@ -643,20 +644,20 @@ impl Config {
                     path,
                     "security.max_message_bytes must be between 1024 and 65535",
                 )
-                .at(line_of("max_message_bytes")),
+                .at(line_of("security.max_message_bytes")),
             );
         }
         if config.limits.max_calls == 0 {
             errors.push(
                 Diagnostic::new(path, "limits.max_calls must be at least 1")
-                    .at(line_of("max_calls")),
+                    .at(line_of("limits.max_calls")),
             );
         }
         if config.sip.udp.is_none() && config.sip.tcp.is_none() {
-            errors.push(Diagnostic::new(
-                path,
-                "sip: at least one of udp and tcp must be enabled",
-            ));
+            errors.push(
+                Diagnostic::new(path, "sip: at least one of udp and tcp must be enabled")
+                    .at(line_of("sip")),
+            );
         }
         let w = &config.webrtc;
         if w.ice_ip.is_unspecified() {
@@ -665,7 +666,7 @@ impl Config {
                     path,
                     "webrtc.ice_ip must be a concrete address (the wildcard leaves loopback out)",
                 )
-                .at(line_of("ice_ip")),
+                .at(line_of("webrtc.ice_ip")),
             );
         }
         if !(1000..=120_000).contains(&w.connect_timeout_ms) {
@@ -674,7 +675,7 @@ impl Config {
                     path,
                     "webrtc.connect_timeout_ms must be between 1000 and 120000",
                 )
-                .at(line_of("connect_timeout_ms")),
+                .at(line_of("webrtc.connect_timeout_ms")),
             );
         }
         if !(200..=60_000).contains(&w.disconnect_timeout_ms) {
@@ -683,7 +684,7 @@ impl Config {
                     path,
                     "webrtc.disconnect_timeout_ms must be between 200 and 60000",
                 )
-                .at(line_of("disconnect_timeout_ms")),
+                .at(line_of("webrtc.disconnect_timeout_ms")),
             );
         }
         let level = &config.log.level;
@@ -697,10 +698,10 @@ impl Config {
                     path,
                     "log.level: use ASCII target=level directives, without {field} filters",
                 )
-                .at(line_of("level")),
+                .at(line_of("log.level")),
             );
         } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
-            errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("level")));
+            errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("log.level")));
         }
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -719,123 +720,39 @@ impl Config {
     }
 }
 
-/// First line (1-based) where `key:` appears as a YAML key. Good enough to point an admin
-/// at a scalar setting; serde_yaml does not keep positions for values.
-pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let t = l.trim_start();
-            t.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with(':'))
-        })
-        .map(|i| i + 1)
+/// Deserializes a config section by section: each top-level block is parsed on its own
+/// (lines offset to the file's), and the blocks that parse make the config the value checks
+/// run on (a broken section counts as its defaults there). A YAML syntax error stops
+/// everything: without a tree there is nothing to split.
+fn parse_sections(path: &Path, text: &str) -> Result<(Config, Vec<Diagnostic>), Diagnostics> {
+    if text.trim().is_empty() {
+        return Ok((Config::default(), Vec::new()));
+    }
+    let whole = |e: serde_yaml::Error| Diagnostics(vec![yaml_diagnostic(path, &e)]);
+    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(whole)?;
+    let map = SourceMap::new(text);
+    let Some(blocks) = map.top_blocks() else {
+        // Not plain block style (a flow mapping, a document list): one error at a time.
+        return Ok((serde_yaml::from_str(text).map_err(whole)?, Vec::new()));
+    };
+    let mut errors = Vec::new();
+    let mut good = String::new();
+    for (_, first_line, block) in &blocks {
+        match serde_yaml::from_str::<Config>(block) {
+            Ok(_) => {
+                good.push_str(block);
+                good.push('\n');
+            }
+            Err(e) => errors.push(yaml_diagnostic_from(path, &e, *first_line)),
+        }
+    }
+    let config = if good.trim().is_empty() {
+        Config::default()
+    } else {
+        serde_yaml::from_str(&good).map_err(whole)?
+    };
+    Ok((config, errors))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_filters_that_break_tracing_subscriber_are_refused() {
-        // Found by fuzzing (config_yaml), both inside tracing-subscriber's EnvFilter:
-        // - its directive parser slices the untrimmed directive with indices of the
-        //   trimmed one and panics inside a multi-byte character (" a\u{a0}=trace");
-        // - field filter values become regexes: the fuzzer's took 43 s to compile, this
-        //   one over 3 minutes (debug build).
-        let bomb = format!(
-            "x[{{=D{}.{}*{}}}]=info",
-            "D".repeat(40),
-            ".".repeat(60),
-            ".".repeat(40)
-        );
-        for level in [
-            "info, a\\u00a0=trace",
-            " a\\u00a0=trace",
-            "ivrd[{call_id=x}]=debug",
-            &bomb,
-        ] {
-            let text = format!("log:\n  level: \"{level}\"\n");
-            let e = Config::parse(Path::new("c.yaml"), &text).unwrap_err();
-            assert!(e.to_string().contains("log.level"), "{level}: {e}");
-        }
-        assert!(Config::parse(
-            Path::new("c.yaml"),
-            "log:\n  level: ivrd=debug,rsipstack=warn\n"
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn empty_file_gives_defaults_on_loopback() {
-        let c = Config::parse(Path::new("/etc/ivrd/ivrd.yaml"), "").unwrap();
-        assert_eq!(
-            c.config.sip.udp.unwrap().ip(),
-            IpAddr::from(Ipv4Addr::LOCALHOST)
-        );
-        assert_eq!(c.config.answer.ring_budget_ms, 4000);
-        assert_eq!(c.flows_dir, PathBuf::from("/etc/ivrd/flows"));
-        assert_eq!(c.sounds_dir, PathBuf::from("/etc/ivrd/sounds"));
-    }
-
-    #[test]
-    fn unknown_field_is_rejected_with_line() {
-        let e = Config::parse(
-            Path::new("c.yaml"),
-            "answer:\n  ring_budget_ms: 3000\n  rings: 2\n",
-        )
-        .unwrap_err();
-        assert_eq!(e.0.len(), 1);
-        assert_eq!(e.0[0].line, Some(3));
-        assert!(e.0[0].message.contains("rings"), "{}", e);
-    }
-
-    #[test]
-    fn every_semantic_error_is_reported() {
-        let text = "answer:\n  ring_budget_ms: 50\n  min_ring_ms: 60\nlimits:\n  max_calls: 0\n";
-        let e = Config::parse(Path::new("c.yaml"), text).unwrap_err();
-        assert_eq!(e.0.len(), 3, "{e}");
-        assert_eq!(e.0[0].line, Some(2));
-        assert_eq!(e.0[1].line, Some(3));
-        assert_eq!(e.0[2].line, Some(5));
-    }
-
-    #[test]
-    fn webrtc_defaults_and_errors() {
-        let c = Config::parse(Path::new("c.yaml"), "")
-            .unwrap()
-            .config
-            .webrtc;
-        assert!(c.enabled);
-        assert_eq!(c.ice_ip, IpAddr::from(Ipv4Addr::LOCALHOST));
-        assert_eq!(c.ports, PortRange::Ephemeral);
-        assert_eq!(c.transfers, WebrtcTransfers::End);
-        let text =
-            "webrtc:\n  ice_ip: 0.0.0.0\n  ports: \"40000-40100\"\n  disconnect_timeout_ms: 10\n";
-        let e = Config::parse(Path::new("c.yaml"), text).unwrap_err();
-        assert_eq!(e.0.len(), 2, "{e}");
-        assert_eq!(e.0[0].line, Some(2));
-        assert_eq!(e.0[1].line, Some(4));
-        let ok =
-            "webrtc:\n  nat_1to1_ips: [203.0.113.7]\n  transfers: fail\n  ports: \"40000-40100\"\n";
-        let c = Config::parse(Path::new("c.yaml"), ok)
-            .unwrap()
-            .config
-            .webrtc;
-        assert_eq!(c.transfers, WebrtcTransfers::Fail);
-        assert_eq!(c.ports, PortRange::Range(40000, 40100));
-        assert_eq!(c.nat_1to1_ips, [IpAddr::from([203, 0, 113, 7])]);
-    }
-
-    #[test]
-    fn port_ranges() {
-        assert_eq!("0".parse::<PortRange>(), Ok(PortRange::Ephemeral));
-        assert_eq!(
-            "2000-2100".parse::<PortRange>(),
-            Ok(PortRange::Range(2000, 2100))
-        );
-        assert!("2100-2000".parse::<PortRange>().is_err());
-        assert!("x".parse::<PortRange>().is_err());
-        let c = Config::parse(Path::new("c.yaml"), "media:\n  rtp_ports: 0\n").unwrap();
-        assert_eq!(c.config.media.rtp_ports, PortRange::Ephemeral);
-    }
-}
+mod tests;

@@ -5,7 +5,6 @@
 pub mod compile;
 pub mod runner;
 pub mod schema;
-mod source_map;
 
 use crate::asr::matcher::Matcher;
 use crate::asr::vad::EndpointConfig;

@@ -1,5 +1,8 @@
 //! Diagnostics for admin-written files (config, flows): each names the file, the line where
 //! it can be found, and the flow node it concerns, so `ivrd check` output can be acted on.
+//! `source_map` finds those lines in the YAML text after serde has thrown positions away.
+
+pub mod source_map;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -74,4 +77,11 @@ pub fn yaml_diagnostic(file: &Path, err: &serde_yaml::Error) -> Diagnostic {
         _ => text,
     };
     Diagnostic::new(file, message).at(err.location().map(|l| l.line()))
+}
+
+/// A serde_yaml error from a part of a file that starts at line `first_line` (1-based).
+pub fn yaml_diagnostic_from(file: &Path, err: &serde_yaml::Error, first_line: usize) -> Diagnostic {
+    let mut d = yaml_diagnostic(file, err);
+    d.line = d.line.map(|l| l + first_line - 1);
+    d
 }

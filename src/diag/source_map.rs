@@ -1,5 +1,5 @@
-//! Finds the line of a node or a field in a flow file's text, so that semantic errors
-//! (found after serde has thrown positions away) can still point at a line.
+//! Finds the line of a node or a field in a flow file's or the config's text, so that
+//! semantic errors (found after serde has thrown positions away) can still point at a line.
 //! It understands the block and inline styles flows are written in; when it cannot find
 //! something it says so (None) rather than guess.
 
@@ -101,6 +101,37 @@ impl<'a> SourceMap<'a> {
     pub fn top_field(&self, top: &str, field: &str) -> Option<usize> {
         let line = self.top(top)? - 1;
         self.field_in_block(line, field)
+    }
+
+    /// 1-based line of a setting by its dotted path: `answer.min_ring_ms` is `min_ring_ms`
+    /// inside the top-level `answer` block, never a key of the same name elsewhere.
+    pub fn setting(&self, path: &str) -> Option<usize> {
+        match path.split_once('.') {
+            Some((top, field)) => self.top_field(top, field.rsplit('.').next().unwrap_or(field)),
+            None => self.top(path),
+        }
+    }
+
+    /// The top-level blocks in order: each key, its first line (1-based) and its text.
+    /// `None` when the text is not all block-style top-level keys (then it cannot be split).
+    pub fn top_blocks(&self) -> Option<Vec<(&'a str, usize, String)>> {
+        let mut blocks = Vec::new();
+        let mut i = 0;
+        while i < self.lines.len() {
+            let l = self.lines[i];
+            if !is_content(l) || l.trim_start().starts_with("---") {
+                i += 1;
+                continue;
+            }
+            if indent(l) != 0 || l.starts_with('-') || l.starts_with('{') {
+                return None;
+            }
+            let key = key_of(l)?;
+            let (s, e) = self.block(i);
+            blocks.push((key, s + 1, self.lines[s..e].join("\n")));
+            i = e;
+        }
+        Some(blocks)
     }
 
     fn field_in_block(&self, line: usize, field: &str) -> Option<usize> {
