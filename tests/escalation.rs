@@ -41,12 +41,6 @@ fn prompt(daemon: &Daemon, name: &str) -> Vec<i16> {
     audio::load_8k(&daemon.opts.sounds_dir.join(format!("{name}.wav")))
 }
 
-fn prompt_len(daemon: &Daemon, name: &str) -> Duration {
-    let (rate, samples) =
-        audio::read_wav_pcm16(&daemon.opts.sounds_dir.join(format!("{name}.wav")));
-    Duration::from_secs_f64(samples.len() as f64 / f64::from(rate))
-}
-
 fn call(daemon: &Daemon, refer: ReferPolicy) -> Caller {
     let caller = Caller::new(
         daemon.sip_udp,
@@ -218,7 +212,8 @@ fn key_0_during_greeting_refers_to_supervisor_with_context() {
     let q = quick_daemon(QuickFlow::default());
     let d = &q.daemon;
     let caller = call(d, ReferPolicy::accept(200));
-    std::thread::sleep(Duration::from_millis(300));
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     let pressed = Instant::now();
     caller.send_dtmf("0", 100);
     let refer = wait_refer(&caller, Duration::from_secs(10));
@@ -239,10 +234,10 @@ fn key_0_during_greeting_refers_to_supervisor_with_context() {
     assert!(m.ncc >= 0.9, "to_supervisor not heard after the key: {m:?}");
     let waited = refer.at.duration_since(pressed);
     assert!(
-        waited >= prompt_len(d, "to_supervisor") - Duration::from_millis(300)
-            && waited < prompt_len(d, "to_supervisor") + Duration::from_secs(2),
+        waited >= d.prompt_len("to_supervisor") - Duration::from_millis(300)
+            && waited < d.prompt_len("to_supervisor") + Duration::from_secs(2),
         "REFER {waited:?} after the key; to_supervisor lasts {:?}",
-        prompt_len(d, "to_supervisor")
+        d.prompt_len("to_supervisor")
     );
     let greeting = prompt(d, flows::GREETING_PROMPT);
     let g = heard.find(&greeting);
@@ -262,14 +257,16 @@ fn key_0_again_during_the_lead_in_does_not_restart_the_escalation() {
     let q = quick_daemon(QuickFlow::default());
     let d = &q.daemon;
     let caller = call(d, ReferPolicy::accept(200));
-    std::thread::sleep(Duration::from_millis(300));
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     let first = Instant::now();
     caller.send_dtmf("0", 100);
-    std::thread::sleep(Duration::from_millis(1000));
+    // A second of the lead-in heard, then the key again.
+    caller.wait_audio(Some(first), Duration::from_millis(1000));
     caller.send_dtmf("0", 100);
     let refer = wait_refer(&caller, Duration::from_secs(10));
     let waited = refer.at.duration_since(first);
-    let lead_in = prompt_len(d, "to_supervisor");
+    let lead_in = d.prompt_len("to_supervisor");
     eprintln!("REFER {waited:?} after the first key; lead-in {lead_in:?}");
     assert!(
         waited < lead_in + Duration::from_millis(700),
@@ -299,11 +296,11 @@ fn key_0_during_menu_prompt_carries_outage_heard() {
     })
     .unwrap_or_else(|| panic!("call never reached the menu\n{}", caller.sip_trace()));
     let entered = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
+    caller.wait_audio(Some(entered), Duration::from_millis(500));
     caller.send_dtmf("0", 100);
     let refer = wait_refer(&caller, Duration::from_secs(10));
     assert!(
-        entered.elapsed() < prompt_len(d, flows::MENU_PROMPT) + prompt_len(d, "to_supervisor"),
+        entered.elapsed() < d.prompt_len(flows::MENU_PROMPT) + d.prompt_len("to_supervisor"),
         "sanity: the key was pressed during the menu prompt"
     );
     assert_escalation(
@@ -337,8 +334,12 @@ fn key_0_while_menu_collects_refers_to_supervisor() {
         (call_node(d).as_deref() == Some("menu")).then_some(())
     })
     .unwrap_or_else(|| panic!("call never reached the menu\n{}", caller.sip_trace()));
+    let entered = Instant::now();
     // Prompt over, 4 s no-input window open.
-    std::thread::sleep(prompt_len(d, flows::MENU_PROMPT) + Duration::from_millis(600));
+    caller.wait_audio(
+        Some(entered),
+        d.prompt_len(flows::MENU_PROMPT) + Duration::from_millis(600),
+    );
     let before = caller.heard();
     let menu = prompt(d, flows::MENU_PROMPT);
     let m = before.find(&menu);
@@ -376,7 +377,8 @@ fn no_match_then_no_input_escalates_with_reason_failures() {
     let d = &q.daemon;
     let caller = call(d, ReferPolicy::accept(200));
     let start = Instant::now();
-    std::thread::sleep(Duration::from_millis(300));
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("9", 100);
     let refer = wait_refer(&caller, Duration::from_secs(15));
     assert_escalation(
@@ -390,7 +392,7 @@ fn no_match_then_no_input_escalates_with_reason_failures() {
         },
     );
     // No match at once (type-ahead), then the prompt again and its 0.7 s timeout.
-    let min = prompt_len(d, flows::MENU_PROMPT) + Duration::from_millis(700);
+    let min = d.prompt_len(flows::MENU_PROMPT) + Duration::from_millis(700);
     let took = refer.at.duration_since(start);
     assert!(
         took >= min,
@@ -422,9 +424,9 @@ fn two_no_input_timeouts_escalate_with_reason_failures() {
             outage: None,
         },
     );
-    let prompts = prompt_len(d, flows::GREETING_PROMPT)
-        + prompt_len(d, flows::MENU_PROMPT) * 2
-        + prompt_len(d, "to_supervisor")
+    let prompts = d.prompt_len(flows::GREETING_PROMPT)
+        + d.prompt_len(flows::MENU_PROMPT) * 2
+        + d.prompt_len("to_supervisor")
         + Duration::from_millis(1400);
     let took = refer.at.duration_since(start);
     assert!(
@@ -456,7 +458,8 @@ fn supervisor_refusing_plays_unavailable_then_callback_offer_and_records_callbac
     let q = quick_daemon(QuickFlow::default());
     let d = &q.daemon;
     let caller = call(d, ReferPolicy::Reject(603));
-    std::thread::sleep(Duration::from_millis(300));
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("0", 100);
     let refer = wait_refer(&caller, Duration::from_secs(10));
     assert_escalation(
@@ -475,7 +478,7 @@ fn supervisor_refusing_plays_unavailable_then_callback_offer_and_records_callbac
     offer.truncate(8000 * 3 / 2);
     let need = Duration::from_secs_f64((unavailable.len() + offer.len()) as f64 / 8000.0)
         + Duration::from_millis(400);
-    std::thread::sleep(need.saturating_sub(refer.at.elapsed()));
+    caller.wait_audio(Some(refer.at), need);
     let heard = caller.heard().since(refer.at);
     let u = heard.find(&unavailable);
     let o = heard.find(&offer);

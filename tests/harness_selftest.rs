@@ -363,9 +363,11 @@ fn caller_round_trips_speech_and_dtmf_through_sipp_rtp_echo() {
     assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
     assert!(caller.time_to_status(200).unwrap() < Duration::from_secs(1));
     let speech_ms = sent.len() as u64 / 8;
-    std::thread::sleep(Duration::from_millis(speech_ms + 600));
+    // The echo of all our speech and a little more, then the key and its echo.
+    caller.wait_audio(None, Duration::from_millis(speech_ms + 600));
+    let pressed = std::time::Instant::now();
     caller.send_dtmf("5", 100);
-    std::thread::sleep(Duration::from_millis(500));
+    caller.wait_audio(Some(pressed), Duration::from_millis(500));
     let bye = caller.bye(Duration::from_secs(5));
     assert_eq!(bye.status(), Some(200));
 

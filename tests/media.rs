@@ -10,7 +10,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::audio;
-use support::caller::{AudioSource, Caller, CallerOpts, RtpPacket};
+use support::caller::{AudioSource, CallerOpts, RtpPacket};
 use support::Daemon;
 
 /// Serialises the tests of this file (each runs a daemon and measures timing).
@@ -18,13 +18,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn answered_call(daemon: &Daemon, opts: CallerOpts) -> Caller {
-    let caller = Caller::new(daemon.sip_udp, opts);
-    let ok = caller.invite(Duration::from_secs(10));
-    assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
-    caller
 }
 
 fn decode(packets: &[RtpPacket]) -> Vec<i16> {
@@ -41,7 +34,7 @@ fn decode(packets: &[RtpPacket]) -> Vec<i16> {
 fn greeting_audio_matches_reference_and_rtp_stream_is_well_formed_and_paced() {
     let _serial = serial();
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     let (audio_pt, _) = caller.negotiated().expect("negotiated codec");
     assert_eq!(audio_pt, 0, "PCMU offered first");
     // 10 s = 500 packets; allow a little slack for the end of the recording.
@@ -121,9 +114,7 @@ fn greeting_audio_matches_reference_and_rtp_stream_is_well_formed_and_paced() {
 fn pcma_offered_first_gets_pcma_audio() {
     let _serial = serial();
     let daemon = Daemon::start_default();
-    let caller = answered_call(
-        &daemon,
-        CallerOpts {
+    let caller = daemon.answered_call(CallerOpts {
             codecs: vec![8, 0],
             ..CallerOpts::default()
         },
@@ -149,9 +140,7 @@ fn pcma_offered_first_gets_pcma_audio() {
 fn symmetric_rtp_moves_to_the_callers_source_address() {
     let _serial = serial();
     let daemon = Daemon::start_default();
-    let caller = answered_call(
-        &daemon,
-        CallerOpts {
+    let caller = daemon.answered_call(CallerOpts {
             decoy_sdp_port: true,
             audio: AudioSource::Nothing,
             ..CallerOpts::default()
@@ -194,7 +183,7 @@ fn symmetric_rtp_moves_to_the_callers_source_address() {
 fn rtp_stops_after_bye() {
     let _serial = serial();
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     assert!(caller.wait_rtp(25, Duration::from_secs(3)));
     assert_eq!(caller.bye(Duration::from_secs(5)).status(), Some(200));
     std::thread::sleep(Duration::from_millis(200));

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::audio;
-use support::caller::{Caller, CallerOpts, Dir, SipEvent};
+use support::caller::{Caller, CallerOpts, SipEvent};
 use support::daemon::ivrd_bin;
 use support::flows::{self, QuickFlow};
 use support::sip::{header_uri, SipMessage};
@@ -44,27 +44,6 @@ fn quick_daemon(tune: impl FnOnce(&mut DaemonOpts)) -> Quick {
         daemon: Daemon::start(opts),
         _flows: flows,
     }
-}
-
-fn answered_call(daemon: &Daemon) -> Caller {
-    let caller = Caller::new(daemon.sip_udp, CallerOpts::default());
-    let ok = caller.invite(Duration::from_secs(10));
-    assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
-    caller
-}
-
-/// When the caller received the 200 OK to its INVITE.
-fn answered_at(caller: &Caller) -> Instant {
-    caller
-        .sip_log()
-        .iter()
-        .find(|e| {
-            e.dir == Dir::Received
-                && e.msg.status() == Some(200)
-                && e.msg.cseq().is_some_and(|(_, m)| m == "INVITE")
-        })
-        .map(|e| e.at)
-        .expect("200 OK to the INVITE in the log")
 }
 
 /// Starts an outage through the API; panics unless it is created (201).
@@ -99,8 +78,9 @@ fn announcements(daemon: &Daemon, id: &str) -> f64 {
 /// survives an outage announcement: type-ahead). Hangs up afterwards.
 #[track_caller]
 fn call_pressing(daemon: &Daemon, key: char) -> (Caller, SipEvent) {
-    let caller = answered_call(daemon);
-    std::thread::sleep(Duration::from_millis(300));
+    let caller = daemon.answered_call(CallerOpts::default());
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf(&key.to_string(), 100);
     let refer = caller
         .wait_request("REFER", 0, Duration::from_secs(20))
@@ -167,8 +147,8 @@ fn caller_hears_greeting_then_outage_then_menu_within_5s_of_answer() {
     let mut menu = audio::load_8k(&sounds.join("main_menu.wav"));
     menu.truncate(3 * 8000);
 
-    let caller = answered_call(&daemon);
-    let ok_at = answered_at(&caller);
+    let caller = daemon.answered_call(CallerOpts::default());
+    let ok_at = caller.answered_at();
     let want = secs(&greeting) + secs(&outage) + secs(&options) + secs(&menu) + 0.5;
     let enough = wait_for(Duration::from_secs_f64(want + 10.0), || {
         (caller.heard().seconds() >= want).then_some(())
@@ -288,7 +268,7 @@ fn key_during_announcement_skips_to_the_menu() {
             .sounds_dir
             .join(format!("{}.wav", flows::MENU_PROMPT)),
     );
-    let caller = answered_call(d);
+    let caller = d.answered_call(CallerOpts::default());
     assert_eq!(
         d.wait_metric(
             "ivrd_outage_announcements_total{outage=\"long-1\"}",
@@ -297,11 +277,13 @@ fn key_during_announcement_skips_to_the_menu() {
         ),
         Some(1.0)
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // 0.8 s into the announcement, the key that skips it.
+    let started = Instant::now();
+    caller.wait_audio(Some(started), Duration::from_millis(800));
     let pressed = Instant::now();
     caller.send_dtmf("5", 100);
     let want = secs(&menu) + 0.8;
-    std::thread::sleep(Duration::from_secs_f64(want));
+    caller.wait_audio(Some(pressed), Duration::from_secs_f64(want));
     let after = caller.heard().since(pressed);
     let m = after.find(&menu);
     eprintln!("menu after the skip key: {m:?}");
@@ -358,7 +340,7 @@ fn outage_callback_offer_key_1_records_callback_and_daemon_hangs_up() {
     );
     assert_eq!(d.api_json("/api/callbacks"), json!([]), "no callbacks yet");
 
-    let caller = answered_call(d);
+    let caller = d.answered_call(CallerOpts::default());
     assert_eq!(
         d.wait_metric(
             "ivrd_outage_announcements_total{outage=\"phones\"}",
@@ -370,7 +352,8 @@ fn outage_callback_offer_key_1_records_callback_and_daemon_hangs_up() {
     );
     // Let the message play, then answer the offer that follows it.
     let message = secs(&audio::tts_reference(text));
-    std::thread::sleep(Duration::from_secs_f64(message + 0.7));
+    let started = Instant::now();
+    caller.wait_audio(Some(started), Duration::from_secs_f64(message + 0.7));
     assert!(caller.bye_received().is_none(), "hung up too early");
     caller.send_dtmf("1", 100);
 

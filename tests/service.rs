@@ -60,13 +60,6 @@ fn start(tune: impl FnOnce(&mut DaemonOpts)) -> Setup {
     }
 }
 
-fn answered_call(daemon: &Daemon) -> Caller {
-    let caller = Caller::new(daemon.sip_udp, CallerOpts::default());
-    let ok = caller.invite(Duration::from_secs(10));
-    assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
-    caller
-}
-
 /// Presses 1 (billing) and returns the REFER's target URI (without URI headers).
 #[track_caller]
 fn press_1_refer_target(caller: &Caller) -> (SipEvent, String) {
@@ -283,7 +276,7 @@ fn sighup_reload_under_50_calls_drops_none_and_old_calls_keep_old_flow() {
     const LOAD: u32 = 50;
     let s = start(|_| {});
     let d = &s.daemon;
-    let old_call = answered_call(d);
+    let old_call = d.answered_call(CallerOpts::default());
 
     let target = d.sip_udp;
     let load = thread::spawn(move || {
@@ -321,7 +314,7 @@ fn sighup_reload_under_50_calls_drops_none_and_old_calls_keep_old_flow() {
         Some(f64::from(LOAD + 1)),
         "calls lost by the reload"
     );
-    let new_call = answered_call(d);
+    let new_call = d.answered_call(CallerOpts::default());
 
     let (_, old) = press_1_refer_target(&old_call);
     let (_, new) = press_1_refer_target(&new_call);
@@ -384,8 +377,9 @@ fn invalid_flow_reload_keeps_old_flow_and_reports_file_and_line() {
     );
     assert!(d.stderr().contains("nowhere"));
 
-    let caller = answered_call(d);
-    std::thread::sleep(Duration::from_millis(300));
+    let caller = d.answered_call(CallerOpts::default());
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     let (_, target) = press_1_refer_target(&caller);
     assert_eq!(target, OLD_TARGET, "the broken flow must not be used");
     let _ = caller.bye(SIP_WAIT);
@@ -412,8 +406,9 @@ fn invalid_flow_reload_keeps_old_flow_and_reports_file_and_line() {
     rewrite(&s.flow_file(), &flow_to(NEW_TARGET));
     let (status, body) = d.api("POST", "/api/reload", None);
     assert_eq!(status, 200, "{body}");
-    let caller = answered_call(d);
-    std::thread::sleep(Duration::from_millis(300));
+    let caller = d.answered_call(CallerOpts::default());
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     let (_, target) = press_1_refer_target(&caller);
     assert_eq!(target, NEW_TARGET);
     let _ = caller.bye(SIP_WAIT);
@@ -428,7 +423,7 @@ fn invalid_flow_reload_keeps_old_flow_and_reports_file_and_line() {
 #[test]
 fn sigterm_refuses_new_calls_lets_the_call_finish_then_exits_0() {
     let mut s = start(|o| o.drain_timeout_s = Some(30));
-    let caller = answered_call(&s.daemon);
+    let caller = s.daemon.answered_call(CallerOpts::default());
     assert!(caller.wait_rtp(10, SIP_WAIT), "no RTP before SIGTERM");
 
     let term_at = Instant::now();
@@ -470,8 +465,9 @@ fn sigterm_refuses_new_calls_lets_the_call_finish_then_exits_0() {
     // ...in-dialog requests still work (hold and resume)...
     assert_eq!(caller.reinvite("sendonly", SIP_WAIT).status(), Some(200));
     assert_eq!(caller.reinvite("sendrecv", SIP_WAIT).status(), Some(200));
+    // Off hold once its audio comes again.
+    caller.wait_audio(Some(Instant::now()), Duration::from_millis(100));
     // ...and it can still be transferred; then the daemon leaves it.
-    thread::sleep(Duration::from_millis(200));
     let (_, target) = press_1_refer_target(&caller);
     assert_eq!(target, OLD_TARGET);
     let bye = caller
@@ -503,7 +499,7 @@ fn sigterm_refuses_new_calls_lets_the_call_finish_then_exits_0() {
 fn readyz_is_503_while_draining() {
     let mut s = start(|o| o.drain_timeout_s = Some(30));
     let admin = s.daemon.admin();
-    let caller = answered_call(&s.daemon);
+    let caller = s.daemon.answered_call(CallerOpts::default());
     let get = |path: &str| support::daemon::http_get(admin, path, SIP_WAIT).map(|r| r.0);
     assert_eq!(get("/readyz"), Ok(200));
     s.daemon.signal("TERM");
@@ -522,7 +518,7 @@ fn readyz_is_503_while_draining() {
 #[test]
 fn second_sigterm_during_drain_exits_at_once() {
     let mut s = start(|o| o.drain_timeout_s = Some(300));
-    let caller = answered_call(&s.daemon);
+    let caller = s.daemon.answered_call(CallerOpts::default());
     s.daemon.signal("TERM");
     assert!(s.daemon.wait_for_log("draining", SIP_WAIT));
     thread::sleep(Duration::from_millis(200));
@@ -543,7 +539,7 @@ fn second_sigterm_during_drain_exits_at_once() {
 #[test]
 fn drain_timeout_ends_remaining_calls_with_bye_and_exits_0() {
     let mut s = start(|o| o.drain_timeout_s = Some(2));
-    let caller = answered_call(&s.daemon);
+    let caller = s.daemon.answered_call(CallerOpts::default());
     let term_at = Instant::now();
     s.daemon.signal("TERM");
     let bye = caller

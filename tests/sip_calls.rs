@@ -17,13 +17,6 @@ use support::{audio, token, Daemon, DaemonOpts};
 /// Generous bound for one SIP exchange on loopback.
 const SIP_WAIT: Duration = Duration::from_secs(5);
 
-/// Length of one of the daemon's prompts.
-fn prompt_len(daemon: &Daemon, name: &str) -> Duration {
-    let (rate, samples) =
-        audio::read_wav_pcm16(&daemon.opts.sounds_dir.join(format!("{name}.wav")));
-    Duration::from_secs_f64(samples.len() as f64 / f64::from(rate))
-}
-
 /// The REFER's headers as the contract describes them.
 #[track_caller]
 fn assert_refer(refer: &SipMessage, target_user: &str, node_path: &str, intent: Option<&str>) {
@@ -57,13 +50,6 @@ fn notify_responses(caller: &Caller) -> Vec<u16> {
         })
         .filter_map(|e| e.msg.status())
         .collect()
-}
-
-fn answered_call(daemon: &Daemon, opts: CallerOpts) -> Caller {
-    let caller = Caller::new(daemon.sip_udp, opts);
-    let ok = caller.invite(Duration::from_secs(10));
-    assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
-    caller
 }
 
 // ---------------------------------------------------------------------------------------
@@ -252,7 +238,7 @@ fn min_ring_delays_answer_but_stays_inside_ring_budget() {
         min_ring_ms: 1000,
         ..DaemonOpts::default()
     });
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     let t = caller.time_to_status(200).unwrap();
     assert!(
         t >= Duration::from_millis(1000) && t <= Duration::from_millis(4000),
@@ -263,9 +249,7 @@ fn min_ring_delays_answer_but_stays_inside_ring_budget() {
 #[test]
 fn late_offer_gets_offer_in_200_and_media_flows_after_answer_in_ack() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(
-        &daemon,
-        CallerOpts {
+    let caller = daemon.answered_call(CallerOpts {
             late_offer: true,
             ..CallerOpts::default()
         },
@@ -325,6 +309,7 @@ fn offer_without_g711_is_rejected_with_488() {
             .any(|e| e.dir == Dir::Sent && e.msg.method() == Some("ACK")),
         "the 488 is ACKed (and must not be retransmitted after that)"
     );
+    // Absence is what is tested: a retransmitted 488 would come within 1.5 s (T1 x 3).
     std::thread::sleep(Duration::from_millis(1500));
     let retrans = caller
         .sip_log()
@@ -343,7 +328,7 @@ fn offer_without_g711_is_rejected_with_488() {
 #[test]
 fn reinvite_hold_is_answered_recvonly_and_unhold_returns_to_sendrecv() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     assert!(caller.wait_rtp(10, Duration::from_secs(3)));
 
     let hold = caller.reinvite("sendonly", SIP_WAIT);
@@ -428,7 +413,7 @@ fn overflow_reject_answers_503_with_retry_after_beyond_max_calls() {
         overflow: "reject".into(),
         ..DaemonOpts::default()
     });
-    let first = answered_call(&daemon, CallerOpts::default());
+    let first = daemon.answered_call(CallerOpts::default());
     let second = Caller::new(daemon.sip_udp, CallerOpts::default());
     let resp = second.invite(Duration::from_secs(10));
     assert_eq!(resp.status(), Some(503), "{}", second.sip_trace());
@@ -449,14 +434,14 @@ fn overflow_answer_still_answers_beyond_max_calls_with_the_overflow_message() {
         overflow: "answer".into(),
         ..DaemonOpts::default()
     });
-    let _first = answered_call(&daemon, CallerOpts::default());
-    let second = answered_call(&daemon, CallerOpts::default());
+    let _first = daemon.answered_call(CallerOpts::default());
+    let second = daemon.answered_call(CallerOpts::default());
     let t = second.time_to_status(200).unwrap();
     assert!(
         t <= Duration::from_millis(daemon.opts.ring_budget_ms),
         "overflow call answered after {t:?}"
     );
-    let message = prompt_len(&daemon, "overflow");
+    let message = daemon.prompt_len("overflow");
     let packets = (message.as_millis() / 20) as usize + 50;
     assert!(
         second.wait_rtp(packets, message + Duration::from_secs(3)),
@@ -506,7 +491,7 @@ fn dtmf_1_from_pcap_during_greeting_transfers_to_billing_with_context_headers() 
     // REFER comes about one to_billing prompt after the ACK, not after greeting + menu.
     let ack = run.sent().find(|t| t.msg.method() == Some("ACK")).unwrap();
     let after = refer.at - ack.at;
-    let bound = prompt_len(&daemon, "to_billing").as_secs_f64() + 1.5;
+    let bound = daemon.prompt_len("to_billing").as_secs_f64() + 1.5;
     assert!(
         after < bound,
         "REFER {after:.2}s after ACK, expected < {bound:.2}s (barge-in/type-ahead)\n{}",
@@ -517,8 +502,9 @@ fn dtmf_1_from_pcap_during_greeting_transfers_to_billing_with_context_headers() 
 #[test]
 fn info_dtmf_2_transfers_to_support_and_daemon_hangs_up_after_notify_200() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
-    std::thread::sleep(Duration::from_millis(300));
+    let caller = daemon.answered_call(CallerOpts::default());
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     assert_eq!(caller.info_dtmf('2', SIP_WAIT).status(), Some(200));
     let refer = caller
         .wait_request("REFER", 0, Duration::from_secs(15))
@@ -549,8 +535,9 @@ fn info_dtmf_2_transfers_to_support_and_daemon_hangs_up_after_notify_200() {
 #[test]
 fn rfc4733_key_0_escalates_to_supervisor_from_the_greeting() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
-    std::thread::sleep(Duration::from_millis(300));
+    let caller = daemon.answered_call(CallerOpts::default());
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("0", 100);
     let refer = caller
         .wait_request("REFER", 0, Duration::from_secs(15))
@@ -573,11 +560,16 @@ fn rfc4733_key_0_escalates_to_supervisor_from_the_greeting() {
 #[test]
 fn key_3_plays_hours_and_returns_to_the_menu() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
-    std::thread::sleep(Duration::from_millis(300));
+    let caller = daemon.answered_call(CallerOpts::default());
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
+    let pressed = Instant::now();
     caller.send_dtmf("3", 100);
     // Let "hours" play out (a key would cut it), then choose billing from the menu.
-    std::thread::sleep(prompt_len(&daemon, "hours") + Duration::from_millis(800));
+    caller.wait_audio(
+        Some(pressed),
+        daemon.prompt_len("hours") + Duration::from_millis(800),
+    );
     assert!(
         caller.wait_request("REFER", 0, Duration::ZERO).is_none(),
         "key 3 must not transfer"
@@ -607,14 +599,13 @@ fn played_between(caller: &Caller, from: Instant, until: Instant) -> Vec<i16> {
 #[test]
 fn rejected_refer_plays_transfer_failed_and_returns_to_menu() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(
-        &daemon,
-        CallerOpts {
+    let caller = daemon.answered_call(CallerOpts {
             refer: ReferPolicy::Reject(603),
             ..CallerOpts::default()
         },
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("1", 100);
     let first = caller
         .wait_request("REFER", 0, Duration::from_secs(15))
@@ -625,8 +616,9 @@ fn rejected_refer_plays_transfer_failed_and_returns_to_menu() {
         "greet,main_menu,billing",
         Some("billing"),
     );
-    let failed_len = prompt_len(&daemon, "transfer_failed");
-    std::thread::sleep(failed_len + Duration::from_secs(1));
+    let failed_len = daemon.prompt_len("transfer_failed");
+    // The whole "transfer failed" prompt and a second more: no BYE meanwhile.
+    caller.wait_audio(Some(first.at), failed_len + Duration::from_secs(1));
     assert!(
         caller.bye_received().is_none(),
         "daemon hung up after a refused transfer\n{}",
@@ -657,14 +649,13 @@ fn rejected_refer_plays_transfer_failed_and_returns_to_menu() {
 #[test]
 fn notify_486_after_202_returns_to_menu() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(
-        &daemon,
-        CallerOpts {
+    let caller = daemon.answered_call(CallerOpts {
             refer: ReferPolicy::accept(486),
             ..CallerOpts::default()
         },
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // 300 ms into the greeting.
+    caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("2", 100);
     let first: SipEvent = caller
         .wait_request("REFER", 0, Duration::from_secs(15))
@@ -675,7 +666,10 @@ fn notify_486_after_202_returns_to_menu() {
         "greet,main_menu,support",
         Some("support"),
     );
-    std::thread::sleep(prompt_len(&daemon, "transfer_failed") + Duration::from_secs(1));
+    caller.wait_audio(
+        Some(first.at),
+        daemon.prompt_len("transfer_failed") + Duration::from_secs(1),
+    );
     assert!(
         caller.bye_received().is_none(),
         "daemon hung up after a failed transfer\n{}",
@@ -751,7 +745,7 @@ fn slow_no_ack_200_is_retransmitted_then_call_ends_with_bye() {
 #[test]
 fn slow_no_input_twice_escalates_to_supervisor() {
     let daemon = Daemon::start_default();
-    let caller = answered_call(&daemon, CallerOpts::default());
+    let caller = daemon.answered_call(CallerOpts::default());
     let answered = Instant::now();
     let refer = caller
         .wait_request("REFER", 0, Duration::from_secs(75))
@@ -762,8 +756,8 @@ fn slow_no_input_twice_escalates_to_supervisor() {
         "Refer-To {to}"
     );
     let waited = refer.at.duration_since(answered);
-    let min = prompt_len(&daemon, "greeting")
-        + prompt_len(&daemon, "main_menu") * 2
+    let min = daemon.prompt_len("greeting")
+        + daemon.prompt_len("main_menu") * 2
         + Duration::from_secs(12);
     assert!(
         waited >= min - Duration::from_secs(1),

@@ -365,8 +365,13 @@ fn browser_hears_the_greeting_and_the_keypad_takes_the_branch() {
 
     // The greeting is over once the menu starts; everything until then is in the recording.
     wait_node(&browser, "main_menu", Duration::from_secs(10));
-    // Its last frame left ivrd just now; let it through the network and the jitter buffer.
-    std::thread::sleep(Duration::from_millis(300));
+    // Its last frame left ivrd just now; it is recorded once 300 ms more have come through
+    // the network and the jitter buffer.
+    let at_menu = recorded(&browser).len();
+    support::wait_for(Duration::from_secs(5), || {
+        (recorded(&browser).len() >= at_menu + 2400).then_some(())
+    })
+    .expect("the browser stopped recording");
     let heard = recorded(&browser);
     write_wav(&dir.join("heard.wav"), &heard);
     let stats = browser.js_async(

@@ -715,6 +715,46 @@ impl Caller {
         lock(&self.decoy_in).clone()
     }
 
+    /// Waits until `audio` worth of the daemon's RTP (20 ms a packet) has arrived since
+    /// `since` (since the call began for `None`): its prompt is that far in, or, once the
+    /// prompt is over, that much of the silence ivrd keeps sending has passed. Tests wait on
+    /// this, not on a sleep, before a key "during" a prompt. Panics with the SIP trace when
+    /// the audio stops coming.
+    #[track_caller]
+    pub fn wait_audio(&self, since: Option<Instant>, audio: Duration) {
+        let want = (audio.as_millis() / 20) as usize;
+        let arrived = || {
+            let packets = lock(&self.rtp_in);
+            match since {
+                None => packets.len(),
+                Some(t) => packets.len() - packets.partition_point(|p| p.at < t),
+            }
+        };
+        if wait_for(audio + Duration::from_secs(10), || (arrived() >= want).then_some(())).is_none()
+        {
+            panic!(
+                "{} ms of audio expected, {} packets came\n{}",
+                audio.as_millis(),
+                arrived(),
+                self.sip_trace()
+            );
+        }
+    }
+
+    /// When the 200 OK that answered our INVITE arrived.
+    #[track_caller]
+    pub fn answered_at(&self) -> Instant {
+        self.sip_log()
+            .iter()
+            .find(|e| {
+                e.dir == Dir::Received
+                    && e.msg.status() == Some(200)
+                    && e.msg.cseq().is_some_and(|(_, m)| m == "INVITE")
+            })
+            .map(|e| e.at)
+            .unwrap_or_else(|| panic!("no 200 OK to the INVITE\n{}", self.sip_trace()))
+    }
+
     /// Waits until at least `n` packets arrived on the main socket.
     pub fn wait_rtp(&self, n: usize, timeout: Duration) -> bool {
         wait_for(timeout, || (lock(&self.rtp_in).len() >= n).then_some(())).is_some()

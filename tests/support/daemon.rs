@@ -332,6 +332,22 @@ fn spawn(config_path: &Path, opts: &DaemonOpts) -> Spawned {
 }
 
 impl Daemon {
+    /// A call from the test caller that this daemon has answered (200 OK).
+    #[track_caller]
+    pub fn answered_call(&self, opts: super::caller::CallerOpts) -> super::caller::Caller {
+        let caller = super::caller::Caller::new(self.sip_udp, opts);
+        let ok = caller.invite(Duration::from_secs(10));
+        assert_eq!(ok.status(), Some(200), "{}", caller.sip_trace());
+        caller
+    }
+
+    /// The length of one of this daemon's prompts.
+    pub fn prompt_len(&self, name: &str) -> Duration {
+        let (rate, samples) =
+            super::audio::read_wav_pcm16(&self.opts.sounds_dir.join(format!("{name}.wav")));
+        Duration::from_secs_f64(samples.len() as f64 / f64::from(rate))
+    }
+
     /// Writes a config from `opts` into a fresh temp dir, starts `ivrd run --config` and
     /// waits (at most [`READY_TIMEOUT`]) for the ready line. Panics, with the daemon's
     /// stderr, if it exits or stays silent.

