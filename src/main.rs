@@ -241,7 +241,8 @@ fn outage(c: &ivrd::cli::Client, command: OutageCommand) -> Result<String, ivrd:
                 expires_at,
                 callback,
             };
-            spec.validate().map_err(CliError::Setup)?;
+            spec.validate()
+                .map_err(|e| CliError::Setup(e.to_string()))?;
             let o = c.start(&spec)?;
             Ok(format!(
                 "started: {}",

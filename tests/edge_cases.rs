@@ -594,10 +594,9 @@ fn assert_about_rtp_timeout(after: Duration, what: &str) {
 fn call_whose_rtp_never_arrives_is_ended_after_the_rtp_timeout() {
     let daemon = rtp_timeout_daemon();
     let caller = daemon.answered_call(CallerOpts {
-            audio: AudioSource::Nothing,
-            ..CallerOpts::default()
-        },
-    );
+        audio: AudioSource::Nothing,
+        ..CallerOpts::default()
+    });
     let after = daemon_bye_after(&caller, caller.answered_at(), Duration::from_secs(10));
     assert_about_rtp_timeout(after, "the answer");
     assert_no_calls_active(&daemon);

@@ -115,10 +115,9 @@ fn pcma_offered_first_gets_pcma_audio() {
     let _serial = serial();
     let daemon = Daemon::start_default();
     let caller = daemon.answered_call(CallerOpts {
-            codecs: vec![8, 0],
-            ..CallerOpts::default()
-        },
-    );
+        codecs: vec![8, 0],
+        ..CallerOpts::default()
+    });
     assert_eq!(
         caller.negotiated().map(|n| n.0),
         Some(8),
@@ -141,11 +140,10 @@ fn symmetric_rtp_moves_to_the_callers_source_address() {
     let _serial = serial();
     let daemon = Daemon::start_default();
     let caller = daemon.answered_call(CallerOpts {
-            decoy_sdp_port: true,
-            audio: AudioSource::Nothing,
-            ..CallerOpts::default()
-        },
-    );
+        decoy_sdp_port: true,
+        audio: AudioSource::Nothing,
+        ..CallerOpts::default()
+    });
     let to_sdp = support::wait_for(Duration::from_secs(3), || {
         (caller.decoy_rtp().len() >= 10).then_some(())
     });

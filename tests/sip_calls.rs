@@ -250,10 +250,9 @@ fn min_ring_delays_answer_but_stays_inside_ring_budget() {
 fn late_offer_gets_offer_in_200_and_media_flows_after_answer_in_ack() {
     let daemon = Daemon::start_default();
     let caller = daemon.answered_call(CallerOpts {
-            late_offer: true,
-            ..CallerOpts::default()
-        },
-    );
+        late_offer: true,
+        ..CallerOpts::default()
+    });
     let ok = caller
         .sip_log()
         .into_iter()
@@ -600,10 +599,9 @@ fn played_between(caller: &Caller, from: Instant, until: Instant) -> Vec<i16> {
 fn rejected_refer_plays_transfer_failed_and_returns_to_menu() {
     let daemon = Daemon::start_default();
     let caller = daemon.answered_call(CallerOpts {
-            refer: ReferPolicy::Reject(603),
-            ..CallerOpts::default()
-        },
-    );
+        refer: ReferPolicy::Reject(603),
+        ..CallerOpts::default()
+    });
     // 300 ms into the greeting.
     caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("1", 100);
@@ -650,10 +648,9 @@ fn rejected_refer_plays_transfer_failed_and_returns_to_menu() {
 fn notify_486_after_202_returns_to_menu() {
     let daemon = Daemon::start_default();
     let caller = daemon.answered_call(CallerOpts {
-            refer: ReferPolicy::accept(486),
-            ..CallerOpts::default()
-        },
-    );
+        refer: ReferPolicy::accept(486),
+        ..CallerOpts::default()
+    });
     // 300 ms into the greeting.
     caller.wait_audio(None, Duration::from_millis(300));
     caller.send_dtmf("2", 100);

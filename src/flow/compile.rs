@@ -12,7 +12,7 @@ use crate::asr::matcher::{collisions, Candidate, Matcher};
 use crate::asr::vad::EndpointConfig;
 use crate::diag::source_map::SourceMap;
 use crate::diag::{yaml_diagnostic, Diagnostic, Diagnostics};
-use crate::media::prompt::Prompt;
+use crate::media::prompt::{Prompt, PromptError};
 use crate::sip::uri::validate_transfer_target;
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -23,7 +23,7 @@ use std::time::Duration;
 /// Where compiled flows get their audio: the prompt catalogue. The daemon's is the sounds
 /// directory (read by `io`); tests use an in-memory one.
 pub trait PromptSource {
-    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String>;
+    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, PromptError>;
 }
 
 /// Keys a caller can press.
@@ -280,7 +280,7 @@ impl Compiler<'_> {
         for name in p.names() {
             match self.prompts.prompt(name) {
                 Ok(pr) => out.push(pr),
-                Err(e) => report(self, name, e),
+                Err(e) => report(self, name, e.to_string()),
             }
         }
         out

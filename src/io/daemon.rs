@@ -7,18 +7,21 @@ use super::outages::OutageBoard;
 use super::registry::CallRegistry;
 use crate::asr::whisper::AsrPool;
 use crate::config::{AnswerConfig, LimitsConfig, Overflow};
+use crate::diag::Diagnostics;
 use crate::flow::FlowSet;
 use crate::store::Store;
 use arc_swap::ArcSwap;
 use rsipstack::dialog::dialog_layer::DialogLayer;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use std::sync::Mutex;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Reloads flows (and prompts) from disk; Err carries every problem found.
-pub type ReloadFn = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+/// Reloads flows (and prompts) from disk: a summary, or every problem found.
+pub type ReloadFn = Arc<dyn Fn() -> Result<String, Diagnostics> + Send + Sync>;
 
 /// What the daemon's parts share; built once when the SIP endpoint starts.
 pub struct Daemon {
@@ -46,7 +49,36 @@ pub struct Daemon {
     /// `media.rtp_timeout_s` and `media.max_rtp_packets_per_s`.
     pub rtp_timeout_s: u64,
     pub max_rtp_pps: u32,
+    /// Whether each call's 200 OK has been acknowledged, for a re-INVITE that comes first.
+    pub acks: Acks,
     admission: Slots,
+}
+
+/// Each call's "ACK arrived" flag by dialog id. The call's SIP driver sets it; the endpoint
+/// waits on it for a re-INVITE that arrives before the ACK it follows.
+#[derive(Default)]
+pub struct Acks(Mutex<HashMap<String, watch::Receiver<bool>>>);
+
+impl Acks {
+    /// Starts tracking a dialog; the driver sends `true` once the ACK is in.
+    pub fn track(&self, dialog: String) -> watch::Sender<bool> {
+        let (tx, rx) = watch::channel(false);
+        self.lock().insert(dialog, rx);
+        tx
+    }
+
+    pub fn forget(&self, dialog: &str) {
+        self.lock().remove(dialog);
+    }
+
+    /// The flag of a dialog, if it is tracked.
+    pub fn watch(&self, dialog: &str) -> Option<watch::Receiver<bool>> {
+        self.lock().get(dialog).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<bool>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The call slots: `limits.max_calls` normal ones and `limits.max_overflow_calls` for calls
@@ -112,6 +144,7 @@ impl Daemon {
             draining: AtomicBool::new(false),
             rtp_timeout_s: cfg.media.rtp_timeout_s,
             max_rtp_pps: cfg.media.max_rtp_packets_per_s,
+            acks: Acks::default(),
         }
     }
 

@@ -40,12 +40,12 @@ impl SoundLibrary {
 
     /// `greeting` -> `DIR/greeting.wav`; `menus/main.wav` -> `DIR/menus/main.wav`.
     /// Names may not leave the sounds directory.
-    pub fn path_of(&self, name: &str) -> Result<PathBuf, String> {
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, PromptError> {
         let rel = Path::new(name);
         if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(
-                "prompt names are relative to the sounds directory and may not contain '..'".into(),
-            );
+            return Err(PromptError::Name {
+                name: name.to_string(),
+            });
         }
         let file = if name.ends_with(".wav") {
             rel.to_path_buf()
@@ -62,21 +62,17 @@ impl SoundLibrary {
 }
 
 impl PromptSource for SoundLibrary {
-    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String> {
+    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, PromptError> {
         if let Some(p) = self.cache.get(name) {
             return Ok(p.clone());
         }
         let path = self.path_of(name)?;
         let origin = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|error| {
-            PromptError::Open {
-                origin: origin.clone(),
-                error,
-            }
-            .to_string()
+        let bytes = std::fs::read(&path).map_err(|error| PromptError::Open {
+            origin: origin.clone(),
+            error,
         })?;
-        let prompt =
-            Arc::new(Prompt::from_wav_bytes(name, &bytes, &origin).map_err(|e| e.to_string())?);
+        let prompt = Arc::new(Prompt::from_wav_bytes(name, &bytes, &origin)?);
         self.cache.insert(name.to_string(), prompt.clone());
         Ok(prompt)
     }
@@ -89,12 +85,12 @@ mod tests {
     #[test]
     fn a_missing_prompt_names_its_file() {
         let mut lib = SoundLibrary::new(Path::new("/nonexistent/sounds"));
-        let m = lib.prompt("x").unwrap_err();
+        let m = lib.prompt("x").unwrap_err().to_string();
         assert!(
             m.starts_with("/nonexistent/sounds/x.wav: cannot open: No such file"),
             "{m}"
         );
-        let m = lib.prompt("../etc/passwd").unwrap_err();
+        let m = lib.prompt("../etc/passwd").unwrap_err().to_string();
         assert!(m.contains("may not contain '..'"), "{m}");
     }
 }

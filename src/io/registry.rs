@@ -1,4 +1,5 @@
-//! Calls in progress, for the admin API's summary (no caller numbers here).
+//! Calls in progress, for the admin API's summary (no caller numbers here) and for the
+//! drain, which waits until the last one has gone.
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub struct CallInfo {
 pub struct CallRegistry {
     calls: Mutex<HashMap<u64, CallInfo>>,
     next: AtomicU64,
+    /// Woken whenever a call leaves.
+    left: tokio::sync::Notify,
 }
 
 /// Removes its call from the registry when dropped.
@@ -46,6 +49,17 @@ impl CallRegistry {
         self.lock().len()
     }
 
+    /// Completes once no call is in progress.
+    pub async fn emptied(&self) {
+        loop {
+            let left = self.left.notified();
+            if self.len() == 0 {
+                return;
+            }
+            left.await;
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<CallInfo> {
         let mut v: Vec<CallInfo> = self.lock().values().cloned().collect();
         v.sort_by(|a, b| {
@@ -68,5 +82,6 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.key);
+        self.registry.left.notify_waiters();
     }
 }

@@ -73,7 +73,7 @@ pub enum RunError {
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("metrics: {0}")]
-    Metrics(String),
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
     #[error("{0}")]
     Tts(#[from] outages::tts::TtsError),
     #[error("{0}")]
@@ -105,7 +105,7 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         default = %flows.default.name,
         "flows compiled"
     );
-    let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
+    let metrics = crate::metrics::install()?;
     let shutdown = CancellationToken::new();
     let flows = Arc::new(ArcSwap::from_pointee(flows));
     let ready = Arc::new(AtomicBool::new(false));
@@ -229,8 +229,8 @@ fn reloader(
     embedder: Option<Arc<dyn TextEmbedder>>,
 ) -> ReloadFn {
     Arc::new(move || {
-        let fresh = Config::load(&cfg.path).map_err(|e| e.to_string())?;
-        let (set, prompts) = load_flows(&fresh, embedder.as_deref()).map_err(|e| e.to_string())?;
+        let fresh = Config::load(&cfg.path)?;
+        let (set, prompts) = load_flows(&fresh, embedder.as_deref())?;
         let summary = format!("{} flows, {prompts} prompts", set.flows.len());
         flows.store(Arc::new(set));
         Ok(summary)

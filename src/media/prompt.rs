@@ -44,6 +44,11 @@ pub struct Prompt {
 /// synthesised audio, the prompt name) and says what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
+    #[error("{name}: prompt names are relative to the sounds directory and may not contain '..'")]
+    Name { name: String },
+    /// The catalogue has no prompt of this name (test catalogues, synthesised sets).
+    #[error("{origin}: no such prompt")]
+    Missing { origin: String },
     #[error("{origin}: cannot open: {error}")]
     Open { origin: String, error: io::Error },
     #[error("{origin}: cannot read: {error}")]

@@ -63,21 +63,16 @@ const NOTICE_BUCKETS: &[f64] = &[
 ];
 
 /// Installs the global recorder and returns the handle that renders the scrape text.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(CALL_ANSWER_SECONDS.into()), ANSWER_BUCKETS)
-        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(Matcher::Full(CALL_ANSWER_SECONDS.into()), ANSWER_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full(TIME_TO_OUTAGE_NOTICE_SECONDS.into()),
             NOTICE_BUCKETS,
-        )
-        .map_err(|e| e.to_string())?
-        .set_buckets_for_metric(Matcher::Full(ASR_SECONDS.into()), ASR_BUCKETS)
-        .map_err(|e| e.to_string())?
-        .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        )?
+        .set_buckets_for_metric(Matcher::Full(ASR_SECONDS.into()), ASR_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)?
+        .install_recorder()?;
     describe();
     Ok(handle)
 }

@@ -53,7 +53,7 @@ pub enum AlertError {
     Invalid {
         index: usize,
         id: String,
-        reason: String,
+        reason: super::SpecError,
     },
 }
 

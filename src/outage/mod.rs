@@ -102,7 +102,7 @@ impl Outage {
 
 impl OutageSpec {
     /// Checks a spec from any source; the message says what is wrong, for a 400 or a log line.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         if self.id.is_empty()
             || self.id.len() > 64
             || !self
@@ -110,22 +110,15 @@ impl OutageSpec {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(format!(
-                "id '{}' must be 1-64 letters, digits, '-', '_' or '.'",
-                self.id
-            ));
+            return Err(SpecError::Id(self.id.clone()));
         }
         match (&self.message, &self.prompt) {
-            (None, None) => {
-                return Err("an outage needs a 'message' (text) or a 'prompt' (file)".into())
-            }
-            (Some(_), Some(_)) => return Err("give either 'message' or 'prompt', not both".into()),
+            (None, None) => return Err(SpecError::NoAudio),
+            (Some(_), Some(_)) => return Err(SpecError::BothAudio),
             (Some(m), None) => {
                 let n = m.chars().count();
                 if m.trim().is_empty() || n > MAX_MESSAGE_CHARS {
-                    return Err(format!(
-                        "message must be 1-{MAX_MESSAGE_CHARS} characters (it has {n})"
-                    ));
+                    return Err(SpecError::MessageLength(n));
                 }
             }
             (None, Some(_)) => {}
@@ -136,15 +129,34 @@ impl OutageSpec {
                 .iter()
                 .any(|s| s.trim().is_empty() || s.len() > 64)
         {
-            return Err("scope must list 'all' or intent/service names".into());
+            return Err(SpecError::Scope);
         }
         if let (Some(s), Some(e)) = (self.starts_at, self.expires_at) {
             if e <= s {
-                return Err("expires_at must be after starts_at".into());
+                return Err(SpecError::EndsBeforeStart);
             }
         }
         Ok(())
     }
+}
+
+/// What is wrong with an outage as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("id '{0}' must be 1-64 letters, digits, '-', '_' or '.'")]
+    Id(String),
+    #[error("an outage needs a 'message' (text) or a 'prompt' (file)")]
+    NoAudio,
+    #[error("give either 'message' or 'prompt', not both")]
+    BothAudio,
+    #[error("message must be 1-{MAX_MESSAGE_CHARS} characters (it has {0})")]
+    MessageLength(usize),
+    #[error("scope must list 'all' or intent/service names")]
+    Scope,
+    #[error("expires_at must be after starts_at")]
+    EndsBeforeStart,
+    #[error("expires_at is in the past")]
+    Expired,
 }
 
 /// An outage ready to be announced: its audio is rendered.
@@ -233,10 +245,11 @@ pub(crate) mod tests {
         assert!(spec("bad id", &["all"])
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("id"));
         let mut s = spec("x", &["all"]);
         s.message = None;
-        assert!(s.validate().unwrap_err().contains("message"));
+        assert!(s.validate().unwrap_err().to_string().contains("message"));
         s.message = Some("a".repeat(MAX_MESSAGE_CHARS + 1));
         assert!(s.validate().is_err());
         let mut s = spec("x", &[]);
@@ -244,7 +257,7 @@ pub(crate) mod tests {
         s = spec("x", &["all"]);
         s.starts_at = Some(10);
         s.expires_at = Some(5);
-        assert!(s.validate().unwrap_err().contains("expires_at"));
+        assert!(s.validate().unwrap_err().to_string().contains("expires_at"));
     }
 
     #[test]

@@ -730,7 +730,10 @@ impl Caller {
                 Some(t) => packets.len() - packets.partition_point(|p| p.at < t),
             }
         };
-        if wait_for(audio + Duration::from_secs(10), || (arrived() >= want).then_some(())).is_none()
+        if wait_for(audio + Duration::from_secs(10), || {
+            (arrived() >= want).then_some(())
+        })
+        .is_none()
         {
             panic!(
                 "{} ms of audio expected, {} packets came\n{}",

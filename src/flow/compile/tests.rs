@@ -5,9 +5,11 @@ use super::*;
 /// Prompts made of silence; names containing "missing" do not exist.
 pub struct FakePrompts;
 impl PromptSource for FakePrompts {
-    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String> {
+    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, PromptError> {
         if name.contains("missing") {
-            return Err("sounds/missing.wav: No such file or directory".into());
+            return Err(PromptError::Missing {
+                origin: "sounds/missing.wav".into(),
+            });
         }
         Ok(Arc::new(
             Prompt::from_samples(name, &vec![0.0; 800], 8000).unwrap(),
@@ -31,16 +33,16 @@ outages:
 nodes:
   greet: {play: greeting, next: menu}
   menu:
-menu: main_menu
-intents:
-  billing: {dtmf: "1", goto: billing}
-  support: {dtmf: "2", goto: support}
-  hours: {dtmf: "3", goto: hours}
-  long: {dtmf: "42", goto: hours}
-  four: {dtmf: "4", goto: bye}
-no_input: {reprompt: no_input, max: 2}
-no_match: {reprompt: no_match, max: 1}
-on_failure: bye
+    menu: main_menu
+    intents:
+      billing: {dtmf: "1", goto: billing}
+      support: {dtmf: "2", goto: support}
+      hours: {dtmf: "3", goto: hours}
+      long: {dtmf: "42", goto: hours}
+      four: {dtmf: "4", goto: bye}
+    no_input: {reprompt: no_input, max: 2}
+    no_match: {reprompt: no_match, max: 1}
+    on_failure: bye
   hours: {play: hours, next: menu}
   billing: {transfer: "sip:billing@pbx.example.com", play: to_billing, on_fail: failed}
   support: {transfer: "sip:support@pbx.example.com", on_fail: failed}
@@ -75,12 +77,12 @@ flow: c
 start: menu
 nodes:
   menu:
-menu: main_menu
-min_confidence: 0.5
-intents:
-  billing: {dtmf: "1", phrases: [billing], confirm: confirm_billing, goto: bye}
-  support: {dtmf: "2", phrases: [technical support], goto: bye}
-confirmation: {min_confidence: 0.5}
+    menu: main_menu
+    min_confidence: 0.5
+    intents:
+      billing: {dtmf: "1", phrases: [billing], confirm: confirm_billing, goto: bye}
+      support: {dtmf: "2", phrases: [technical support], goto: bye}
+    confirmation: {min_confidence: 0.5}
   bye: {hangup: true}
 "#;
     let e = compile(Path::new("c.yaml"), text, &mut FakePrompts).unwrap_err();
@@ -90,9 +92,9 @@ confirmation: {min_confidence: 0.5}
         "{text}"
     );
     assert!(
-        text.contains("confirmation.min_confidence 0.5 must be at least 0 and below the menu's min_confidence 0.5"),
-        "{text}"
-    );
+            text.contains("confirmation.min_confidence 0.5 must be at least 0 and below the menu's min_confidence 0.5"),
+            "{text}"
+        );
     assert_eq!(e.0.len(), 2, "{text}");
 }
 
@@ -104,14 +106,14 @@ start: greet
 nodes:
   greet: {play: greeting, next: nowhere}
   menu:
-menu: missing_prompt
-intents:
-  a: {dtmf: "1", goto: greet}
-  b: {dtmf: "1", goto: greet}
-  c: {dtmf: "0", goto: greet}
+    menu: missing_prompt
+    intents:
+      a: {dtmf: "1", goto: greet}
+      b: {dtmf: "1", goto: greet}
+      c: {dtmf: "0", goto: greet}
   xfer:
-transfer: "not a uri"
-on_fail: greet
+    transfer: "not a uri"
+    on_fail: greet
   orphan: {play: greeting, next: greet}
 "#;
     let bad = bad.replace(

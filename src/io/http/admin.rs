@@ -185,7 +185,7 @@ async fn reload(
         }
         Err(errors) => {
             warn!(by = %who, "reload refused, the running flows stay: {errors}");
-            Err(ApiError::Unprocessable(errors))
+            Err(ApiError::Unprocessable(errors.to_string()))
         }
     }
 }

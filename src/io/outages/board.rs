@@ -8,7 +8,9 @@ use crate::io::files::SoundLibrary;
 use crate::media::prompt::Prompt;
 use crate::metrics as m;
 use crate::outage::alertmanager::Change;
-use crate::outage::{reconcile, Announcement, Outage, OutageMap, OutageSet, OutageSpec, Source};
+use crate::outage::{
+    reconcile, Announcement, Outage, OutageMap, OutageSet, OutageSpec, Source, SpecError,
+};
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use tracing::{error, info, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[from] SpecError),
     #[error("cannot render the outage message: {0}")]
     Render(String),
     #[error("no outage with id '{0}'")]
@@ -112,9 +114,9 @@ impl OutageBoard {
         source: Source,
         actor: &str,
     ) -> Result<(Outage, bool), BoardError> {
-        spec.validate().map_err(BoardError::Invalid)?;
+        spec.validate()?;
         if spec.expires_at.is_some_and(|e| e <= unix_now()) {
-            return Err(BoardError::Invalid("expires_at is in the past".into()));
+            return Err(SpecError::Expired.into());
         }
         let prompt = self.render(&spec).await?;
         let outage = Outage {
@@ -188,7 +190,7 @@ impl OutageBoard {
         let mut rendered = Vec::new();
         for change in &changes {
             if let Change::Start(spec) = change {
-                spec.validate().map_err(BoardError::Invalid)?;
+                spec.validate()?;
                 rendered.push((spec.clone(), self.render(spec).await?));
             }
         }
@@ -290,6 +292,6 @@ impl OutageBoard {
             SoundLibrary::new(&dir).prompt(&name)
         })
         .await?
-        .map_err(BoardError::Render)
+        .map_err(|e| BoardError::Render(e.to_string()))
     }
 }

@@ -6,7 +6,7 @@ use crate::io::daemon::{Daemon, ReloadFn};
 use sd_notify::NotifyState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -99,18 +99,16 @@ pub async fn run_until_stopped(
         drain_timeout_s = drain_timeout.as_secs(),
         "draining: new calls get 503"
     );
-    let deadline = Instant::now() + drain_timeout;
-    while daemon.registry.len() > 0 && Instant::now() < deadline {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = term.recv() => {
-                warn!("second SIGTERM: exiting now");
-                std::process::exit(0);
-            }
-            _ = int.recv() => {
-                warn!("second SIGINT: exiting now");
-                std::process::exit(0);
-            }
+    tokio::select! {
+        _ = daemon.registry.emptied() => {}
+        _ = tokio::time::sleep(drain_timeout) => {}
+        _ = term.recv() => {
+            warn!("second SIGTERM: exiting now");
+            std::process::exit(0);
+        }
+        _ = int.recv() => {
+            warn!("second SIGINT: exiting now");
+            std::process::exit(0);
         }
     }
     let left = daemon.registry.len();
@@ -122,10 +120,7 @@ pub async fn run_until_stopped(
     }
     // Calls hang up with BYE; give the BYEs a moment to leave before the stack stops.
     daemon.shutdown.cancel();
-    let until = Instant::now() + Duration::from_secs(3);
-    while daemon.registry.len() > 0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), daemon.registry.emptied()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     info!("stopped");
 }

@@ -128,6 +128,8 @@ struct CallTask {
     rules: DialogRules,
     /// A re-INVITE waiting for the previous one's ACK (see `DialogRules::on_reinvite`).
     held: Option<(Request, TransactionHandle)>,
+    /// Tells the endpoint the ACK is in (a re-INVITE that beat it waits for this).
+    acked: tokio::sync::watch::Sender<bool>,
 }
 
 impl CallTask {
@@ -197,6 +199,7 @@ impl CallTask {
             "sip",
         )
         .limit_rate(host.daemon.max_rtp_pps);
+        let host_acks = host.daemon.acks.track(dialog.id().to_string());
         let mut task = CallTask {
             host,
             dialog: dialog.clone(),
@@ -208,6 +211,7 @@ impl CallTask {
             latched: None,
             rules: DialogRules::default(),
             held: None,
+            acked: host_acks,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -227,6 +231,7 @@ impl CallTask {
             invite_tx.abort();
         }
         task.host.daemon.dialogs.remove_dialog(&task.dialog.id());
+        task.host.daemon.acks.forget(&task.dialog.id().to_string());
         outcome.unwrap_or(Outcome::Failed).as_str()
     }
 
@@ -366,6 +371,7 @@ impl CallTask {
                 }
                 self.host.answer_confirmed();
                 self.host.call.handle(now, CallInput::Acked);
+                self.acked.send_replace(true);
                 if let Some((t, c)) = self.rules.on_initial_ack() {
                     self.send_refer(t, c);
                 }

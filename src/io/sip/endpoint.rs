@@ -174,7 +174,8 @@ fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {
                 if method == Method::Invite
                     && matches!(dialog.state(), DialogState::WaitAck(..)) =>
             {
-                tokio::spawn(reinvite_before_ack(dialog, tx));
+                let acked = daemon.acks.watch(&dialog.id().to_string());
+                tokio::spawn(reinvite_before_ack(dialog, tx, acked));
             }
             Some(Dialog::Invite(mut dialog)) => spawn_started(async move {
                 if let Err(e) = dialog.handle(&mut tx).await {
@@ -226,15 +227,17 @@ fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {
 /// A re-INVITE on a dialog whose 200 OK is not yet acknowledged. The caller may well have
 /// sent the ACK just before it (hold right after answer); that ACK waits for the INVITE
 /// transaction's task, and a re-INVITE handled first would be taken for the initial INVITE
-/// and never answered. So it waits briefly for the ACK; if none comes, the answer is 491
-/// Request Pending, which tells the phone to try again shortly (RFC 3261 §14.1).
-async fn reinvite_before_ack(mut dialog: InviteDialog, mut tx: Transaction) {
+/// and never answered. So it waits for the call's driver to see the ACK, a short while at
+/// most; if none comes, the answer is 491 Request Pending, which tells the phone to try
+/// again shortly (RFC 3261 §14.1).
+async fn reinvite_before_ack(
+    mut dialog: InviteDialog,
+    mut tx: Transaction,
+    acked: Option<tokio::sync::watch::Receiver<bool>>,
+) {
     const ACK_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
-    let deadline = tokio::time::Instant::now() + ACK_GRACE;
-    while matches!(dialog.state(), DialogState::WaitAck(..))
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    if let Some(mut acked) = acked {
+        let _ = tokio::time::timeout(ACK_GRACE, acked.wait_for(|a| *a)).await;
     }
     if matches!(dialog.state(), DialogState::WaitAck(..)) {
         let _ = tx.reply(StatusCode::RequestPending).await;

@@ -5,16 +5,16 @@ use super::*;
 #[test]
 fn addresses() {
     for ok in [
-        "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com> ; tag = 98asjd8",
-        "caller<sip:caller@example.com>;tag=323",
-        "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
-        "token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\u{440}\";tag=_token~1'+`*%!-.",
-        "isbn:2983792873",
-        "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
-        "sip:+19725552222@gw1.example.net;unknownparam",
-    ] {
-        assert!(address(ok).is_ok(), "{ok}: {:?}", address(ok));
-    }
+            "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com> ; tag = 98asjd8",
+            "caller<sip:caller@example.com>;tag=323",
+            "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+            "token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\u{440}\";tag=_token~1'+`*%!-.",
+            "isbn:2983792873",
+            "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+            "sip:+19725552222@gw1.example.net;unknownparam",
+        ] {
+            assert!(address(ok).is_ok(), "{ok}: {:?}", address(ok));
+        }
     for bad in [
         "\"Mr. J. User <sip:j.user@example.com>",
         "\"Watson, Thomas\" < sip:t.watson@example.org >",
@@ -63,13 +63,13 @@ fn top_level_split_respects_quotes_and_brackets() {
 #[test]
 fn request_uris() {
     for ok in [
-        "sip:user;par=u%40example.net@example.com",
-        "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
-        "soap.beep://192.0.2.103:3002",
-        "sip:[2001:db8::1]:5060",
-    ] {
-        assert_eq!(request_uri(ok), Ok(()), "{ok}");
-    }
+            "sip:user;par=u%40example.net@example.com",
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+            "soap.beep://192.0.2.103:3002",
+            "sip:[2001:db8::1]:5060",
+        ] {
+            assert_eq!(request_uri(ok), Ok(()), "{ok}");
+        }
     for bad in [
         "<sip:user@example.com>",
         "sip:user@example.com?Route=%3Csip:example.com%3E",
