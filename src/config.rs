@@ -1,5 +1,9 @@
 //! The daemon's configuration file (YAML). Every field has a default, unknown fields are
 //! rejected, and validation reports every problem at once with the file and line.
+//!
+//! Longer than most files (~750 lines) on purpose: the whole schema is here, one documented
+//! struct per section with its defaults, so an admin's question "what does this setting
+//! do" has one place to look. The tests are in `config/tests.rs`.
 
 use crate::diag::source_map::SourceMap;
 use crate::diag::{yaml_diagnostic, yaml_diagnostic_from, Diagnostic, Diagnostics};

@@ -1,4 +1,6 @@
-//! `ivrd bench asr`: time and accuracy of the engine on the spoken corpus.
+//! `ivrd bench asr`: time and accuracy of the engine on the spoken corpus. (~830 lines: a
+//! command-line tool with its options, its corpus reader and its report tables; it decides
+//! nothing for the daemon.)
 //!
 //! Every corpus file goes through what a call does: 8 kHz audio with silence around it ->
 //! endpointer -> Whisper -> matcher, and the route is compared with the expected intent.

@@ -1,5 +1,9 @@
 //! One Whisper worker's state and the work done per utterance. Synchronous: the pool runs it
 //! on its own threads; tests and the benchmark call it directly.
+//!
+//! Longer than most files (~700 lines) because one utterance's path is one story: level
+//! checks, resampling, the decode with its prompt, the closed-set scoring pass and the
+//! transcript gates read best in order; the gates' rules themselves live in `gate.rs`.
 
 use super::gate::{self, Gate};
 use super::{AsrConfig, AsrError, AsrRequest, AsrResult};

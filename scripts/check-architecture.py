@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Finds import circles between ivrd's modules.
+"""Checks the two rules of ARCHITECTURE.md that code can break without a test noticing.
+
+1. The pure cores (src/call, flow, media, sip, outage) read no clock, use no tokio, files or
+   sockets outside `#[cfg(test)]` code: `Instant::now()`, `SystemTime::now()`, `tokio`,
+   `std::fs`, `File::open`, `UdpSocket`, `TcpStream`, `TcpListener` are reported.
+2. No import circles between ivrd's modules:
 
 Every `.rs` file under src/ is a module (`src/a/b.rs` and `src/a/b/mod.rs` are `a::b`).
 A file depends on the modules it names through `crate::`, `super::` or `self::` paths
@@ -7,7 +12,7 @@ A file depends on the modules it names through `crate::`, `super::` or `self::` 
 file inside a module on a sibling module is an edge between those siblings. A circle is a
 strongly connected component of more than one sibling. Prints each circle with one line
 that closes it and exits 1 if there are any.
-Usage: scripts/import-cycles.py [src]
+Usage: scripts/check-architecture.py [src]
 """
 import os
 import re
@@ -61,7 +66,28 @@ def targets(mod, text, is_dir_mod):
     return found
 
 
+PURE = ("call", "flow", "media", "sip", "outage")
+IMPURE = re.compile(r"Instant::now\(\)|SystemTime::now\(\)|\btokio\b|std::fs\b|File::open|UdpSocket|TcpStream|TcpListener")
+
+
+def impure_lines():
+    found = []
+    for d, _, names in os.walk(ROOT):
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, ROOT)
+            if not n.endswith(".rs") or n == "tests.rs" or rel.split(os.sep)[0] not in PURE:
+                continue
+            for i, line in enumerate(strip_tests(open(p, encoding="utf-8").read()).split("\n")):
+                if IMPURE.search(line):
+                    found.append(f"{rel}:{i + 1}: {line.strip()}")
+    return found
+
+
 def main():
+    impure = impure_lines()
+    for line in impure:
+        print("impure core:", line)
     files = {}
     for d, _, names in os.walk(ROOT):
         for n in names:
@@ -125,9 +151,9 @@ def main():
             for b in edges.get(a, ()):
                 if b in comp:
                     print("   ", witness[(a, b)])
-    if sccs:
+    if sccs or impure:
         sys.exit(1)
-    print(f"no import circles among {len(files)} modules")
+    print(f"pure cores pure; no import circles among {len(files)} modules")
 
 
 main()
