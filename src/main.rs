@@ -223,9 +223,10 @@ fn outage(c: &ivrd::cli::Client, command: OutageCommand) -> Result<String, ivrd:
                         .map_err(|e| CliError::Setup(format!("--expires-in '{d}': {e}")))?
                         .as_secs(),
                 ),
-                (None, Some(t)) => {
-                    Some(ivrd::outage::file::timestamp::parse(&t).map_err(CliError::Setup)?)
-                }
+                (None, Some(t)) => Some(
+                    ivrd::outage::file::timestamp::parse(&t)
+                        .map_err(|e| CliError::Setup(e.to_string()))?,
+                ),
                 (None, None) => None,
             };
             let spec = ivrd::outage::OutageSpec {

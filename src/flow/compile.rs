@@ -65,7 +65,7 @@ pub fn is_flow_file(path: &Path) -> bool {
 /// text, or why it could not be read.
 pub struct FlowDir {
     pub dir: PathBuf,
-    pub files: Vec<(PathBuf, Result<String, String>)>,
+    pub files: Vec<(PathBuf, Result<String, std::io::Error>)>,
 }
 
 /// Compiles every flow of a directory and resolves the config's routes.
@@ -81,7 +81,8 @@ pub fn compile_dir(
     let embedder = memo.as_ref().map(|m| m as &dyn TextEmbedder);
     let mut errors = Vec::new();
     let dir = flow_dir.dir.as_path();
-    let mut files: Vec<&(PathBuf, Result<String, String>)> = flow_dir.files.iter().collect();
+    let mut files: Vec<&(PathBuf, Result<String, std::io::Error>)> =
+        flow_dir.files.iter().collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut flows: IndexMap<String, Arc<Flow>> = IndexMap::new();
     for (file, text) in &files {

@@ -14,7 +14,7 @@ pub fn read_flow_dir(dir: &Path) -> Result<FlowDir, std::io::Error> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| is_flow_file(p))
         .map(|p| {
-            let text = std::fs::read_to_string(&p).map_err(|e| e.to_string());
+            let text = std::fs::read_to_string(&p);
             (p, text)
         })
         .collect();

@@ -77,13 +77,24 @@ pub mod timestamp {
         }
     }
 
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum TimeError {
+        #[error("'{time}' is not an RFC 3339 time: {reason}")]
+        NotRfc3339 { time: String, reason: String },
+        #[error("'{0}' is before 1970")]
+        BeforeEpoch(String),
+    }
+
     /// RFC 3339 (`2026-11-23T18:00:00Z`) to unix seconds.
-    pub fn parse(t: &str) -> Result<u64, String> {
+    pub fn parse(t: &str) -> Result<u64, TimeError> {
         humantime::parse_rfc3339_weak(t.trim())
-            .map_err(|e| format!("'{t}' is not an RFC 3339 time: {e}"))?
+            .map_err(|e| TimeError::NotRfc3339 {
+                time: t.to_string(),
+                reason: e.to_string(),
+            })?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
-            .map_err(|_| format!("'{t}' is before 1970"))
+            .map_err(|_| TimeError::BeforeEpoch(t.to_string()))
     }
 }
 

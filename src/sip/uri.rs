@@ -2,22 +2,39 @@
 
 use rsipstack::sip::{Scheme, Uri};
 
+/// Why a transfer target is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("empty SIP URI")]
+    Empty,
+    #[error("SIP URI longer than 256 characters")]
+    TooLong,
+    #[error("'{0}' is not a SIP URI (spaces, control characters or <> are not allowed)")]
+    BadCharacters(String),
+    #[error("'{0}' is not a valid tel: URI")]
+    BadTel(String),
+    #[error("'{0}' is not a SIP URI (it must start with sip:, sips: or tel:)")]
+    Scheme(String),
+    #[error("'{target}' is not a valid SIP URI: {reason}")]
+    Unparsable { target: String, reason: String },
+    #[error("'{0}' has no host")]
+    NoHost(String),
+}
+
 /// Checks a transfer target as written in a flow: a `sip:`/`sips:` URI with a host, or a
-/// `tel:` number. Returns a message fit for an admin when it is not.
-pub fn validate_transfer_target(target: &str) -> Result<(), String> {
+/// `tel:` number. The error is a message fit for an admin.
+pub fn validate_transfer_target(target: &str) -> Result<(), TargetError> {
     let t = target.trim();
     if t.is_empty() {
-        return Err("empty SIP URI".into());
+        return Err(TargetError::Empty);
     }
     if t.len() > 256 {
-        return Err("SIP URI longer than 256 characters".into());
+        return Err(TargetError::TooLong);
     }
     if t.chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
     {
-        return Err(format!(
-            "'{t}' is not a SIP URI (spaces, control characters or <> are not allowed)"
-        ));
+        return Err(TargetError::BadCharacters(t.to_string()));
     }
     if let Some(number) = t.strip_prefix("tel:") {
         let digits = number.split(';').next().unwrap_or("");
@@ -28,19 +45,20 @@ pub fn validate_transfer_target(target: &str) -> Result<(), String> {
         {
             return Ok(());
         }
-        return Err(format!("'{t}' is not a valid tel: URI"));
+        return Err(TargetError::BadTel(t.to_string()));
     }
     if !(t.starts_with("sip:") || t.starts_with("sips:")) {
-        return Err(format!(
-            "'{t}' is not a SIP URI (it must start with sip:, sips: or tel:)"
-        ));
+        return Err(TargetError::Scheme(t.to_string()));
     }
-    let uri = Uri::try_from(t).map_err(|e| format!("'{t}' is not a valid SIP URI: {e}"))?;
+    let uri = Uri::try_from(t).map_err(|e| TargetError::Unparsable {
+        target: t.to_string(),
+        reason: e.to_string(),
+    })?;
     if !matches!(uri.scheme, Some(Scheme::Sip) | Some(Scheme::Sips)) {
-        return Err(format!("'{t}' is not a SIP URI"));
+        return Err(TargetError::Scheme(t.to_string()));
     }
     if uri.host_with_port.host.to_string().is_empty() {
-        return Err(format!("'{t}' has no host"));
+        return Err(TargetError::NoHost(t.to_string()));
     }
     Ok(())
 }
