@@ -724,20 +724,26 @@ impl Config {
     }
 }
 
-/// Deserializes a config section by section: each top-level block is parsed on its own
-/// (lines offset to the file's), and the blocks that parse make the config the value checks
-/// run on (a broken section counts as its defaults there). A YAML syntax error stops
-/// everything: without a tree there is nothing to split.
+/// Deserializes a config. A file that parses whole is taken as it is (anchors may cross
+/// sections). One that does not is parsed again section by section, so that every section's
+/// type errors are found at once: each top-level block on its own (lines offset to the
+/// file's), and the blocks that parse make the config the value checks run on (a broken
+/// section counts as its defaults there). A YAML syntax error stops everything: without a
+/// tree there is nothing to split.
 fn parse_sections(path: &Path, text: &str) -> Result<(Config, Vec<Diagnostic>), Diagnostics> {
     if text.trim().is_empty() {
         return Ok((Config::default(), Vec::new()));
     }
     let whole = |e: serde_yaml::Error| Diagnostics(vec![yaml_diagnostic(path, &e)]);
+    let first_error = match serde_yaml::from_str::<Config>(text) {
+        Ok(config) => return Ok((config, Vec::new())),
+        Err(e) => e,
+    };
     serde_yaml::from_str::<serde_yaml::Value>(text).map_err(whole)?;
     let map = SourceMap::new(text);
     let Some(blocks) = map.top_blocks() else {
         // Not plain block style (a flow mapping, a document list): one error at a time.
-        return Ok((serde_yaml::from_str(text).map_err(whole)?, Vec::new()));
+        return Err(whole(first_error));
     };
     let mut errors = Vec::new();
     let mut good = String::new();
@@ -749,6 +755,11 @@ fn parse_sections(path: &Path, text: &str) -> Result<(Config, Vec<Diagnostic>), 
             }
             Err(e) => errors.push(yaml_diagnostic_from(path, &e, *first_line)),
         }
+    }
+    if errors.is_empty() {
+        // Each section parses alone but not together (an anchor used across sections, a
+        // key given twice): the whole file's own error says which.
+        return Err(whole(first_error));
     }
     let config = if good.trim().is_empty() {
         Config::default()

@@ -144,3 +144,15 @@ answer:
     assert_eq!(e.0.len(), 1, "{e}");
     assert_eq!(e.0[0].line, Some(6), "{e}");
 }
+
+#[test]
+fn anchors_may_cross_sections() {
+    let text = "\
+sip:
+  udp: &addr 127.0.0.1:5060
+admin:
+  listen: *addr
+";
+    let c = Config::parse(Path::new("c.yaml"), text).unwrap();
+    assert_eq!(c.config.admin.listen, c.config.sip.udp);
+}

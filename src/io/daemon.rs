@@ -124,8 +124,11 @@ impl Daemon {
         Daemon {
             answer: cfg.answer.clone(),
             admission: Slots {
-                normal: Arc::new(Semaphore::new(limits.max_calls)),
-                overflow: Arc::new(Semaphore::new(limits.max_overflow_calls)),
+                // A limit past what a semaphore counts is no limit at all.
+                normal: Arc::new(Semaphore::new(limits.max_calls.min(Semaphore::MAX_PERMITS))),
+                overflow: Arc::new(Semaphore::new(
+                    limits.max_overflow_calls.min(Semaphore::MAX_PERMITS),
+                )),
                 answer_overflow: limits.overflow == Overflow::Answer,
             },
             limits,

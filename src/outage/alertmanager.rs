@@ -88,6 +88,21 @@ pub fn changes(
         .collect()
 }
 
+/// What a batch amounts to when applied in order: for each outage id the last change wins
+/// (a firing alert then its resolution stops it; a resolution then a new firing starts it).
+/// Kept in the order of those last changes.
+pub fn net_effect(changes: &[Change]) -> Vec<Change> {
+    let mut seen = std::collections::HashSet::new();
+    let mut net: Vec<Change> = changes
+        .iter()
+        .rev()
+        .filter(|c| seen.insert(c.id().to_string()))
+        .cloned()
+        .collect();
+    net.reverse();
+    net
+}
+
 /// Maps an alert to an outage: id from the fingerprint (or alert name), scope from the
 /// configured label, message from the first configured annotation present. `None` when the
 /// alert has nothing to name it by.
@@ -211,6 +226,27 @@ mod tests {
             changes(&bad, &cfg, now),
             Err(AlertError::NoName { index: 1 })
         );
+    }
+
+    #[test]
+    fn within_a_batch_the_last_change_of_an_outage_wins() {
+        let cfg = AlertmanagerConfig::default();
+        let now = 1_700_000_000;
+        let hook = Webhook {
+            alerts: vec![
+                alert("firing", "a"),
+                alert("resolved", "b"),
+                alert("resolved", "a"),
+                alert("firing", "b"),
+                alert("firing", "c"),
+            ],
+        };
+        let net = net_effect(&changes(&hook, &cfg, now).unwrap());
+        let ids: Vec<(&str, bool)> = net
+            .iter()
+            .map(|c| (c.id(), matches!(c, Change::Start(_))))
+            .collect();
+        assert_eq!(ids, [("am-a", false), ("am-b", true), ("am-c", true)]);
     }
 
     #[test]

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 /// re-INVITE's transaction; its `Confirmed` event usually follows within a millisecond.
 pub const REINVITE_ACK_GRACE: Duration = Duration::from_millis(20);
 
-/// How long a BYE waits after our last in-dialog response, so that response (e.g. the 200
-/// for the NOTIFY that ended a transfer) leaves first: responses go out through the
-/// request's own transaction task, the BYE through a new one.
-pub const BYE_AFTER_RESPONSE: Duration = Duration::from_millis(20);
+/// How long a BYE waits once the call decided to hang up, so that responses queued just
+/// before it (the 200 OK to the INVITE, the 200 for the NOTIFY that ended a transfer) leave
+/// first: they go out through their request's own transaction task, the BYE through a new
+/// one.
+pub const BYE_DELAY: Duration = Duration::from_millis(20);
 
 /// Why an initial INVITE is refused, and the header that tells the caller what we need.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,8 +171,6 @@ pub struct DialogRules {
     held_until: Option<Instant>,
     /// A transfer asked for before the ACK; sent once the dialog is confirmed.
     pending_refer: Option<(String, TransferContext)>,
-    /// When we last answered an in-dialog request.
-    last_response: Option<Instant>,
 }
 
 impl DialogRules {
@@ -202,11 +201,15 @@ impl DialogRules {
 
     /// A re-INVITE arrived at `now`; `acked_cseq` is the CSeq of the latest ACK seen.
     pub fn on_reinvite(&mut self, now: Instant, acked_cseq: Option<u32>) -> ReinviteVerdict {
+        // One is already held: it goes first (settled by its ACK or its deadline), so this
+        // one overlaps it.
+        if self.held_until.is_some() {
+            return ReinviteVerdict::Pending;
+        }
         self.on_reinvite_ack(acked_cseq);
-        match (self.reinvite_open, self.held_until) {
-            (None, _) => ReinviteVerdict::Accept,
-            (Some(_), Some(_)) => ReinviteVerdict::Pending,
-            (Some(_), None) => {
+        match self.reinvite_open {
+            None => ReinviteVerdict::Accept,
+            Some(_) => {
                 self.held_until = Some(now + REINVITE_ACK_GRACE);
                 ReinviteVerdict::Hold
             }
@@ -216,11 +219,6 @@ impl DialogRules {
     /// We answered a re-INVITE with CSeq `cseq` (200 with SDP): its ACK is now awaited.
     pub fn reinvite_answered(&mut self, cseq: Option<u32>) {
         self.reinvite_open = cseq;
-    }
-
-    /// We answered an in-dialog request at `now`.
-    pub fn responded(&mut self, now: Instant) {
-        self.last_response = Some(now);
     }
 
     /// A transfer: sent now once the call is acknowledged, else kept for the ACK.
@@ -239,10 +237,7 @@ impl DialogRules {
 
     /// When the BYE asked for at `now` may leave.
     pub fn bye_at(&self, now: Instant) -> Instant {
-        match self.last_response {
-            Some(t) => now.max(t + BYE_AFTER_RESPONSE),
-            None => now,
-        }
+        now + BYE_DELAY
     }
 
     /// The held re-INVITE's deadline, if one is held.
@@ -250,8 +245,14 @@ impl DialogRules {
         self.held_until
     }
 
-    /// At its deadline a held re-INVITE whose ACK never came gets 491.
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<Held> {
+    /// At its deadline a held re-INVITE gets 491, unless the ACK it waited for is in by now
+    /// (`acked_cseq`: the latest ACK's CSeq, looked at once more).
+    pub fn handle_timeout(&mut self, now: Instant, acked_cseq: Option<u32>) -> Option<Held> {
+        if self.held_until.is_some_and(|t| now >= t) {
+            if let Some(held) = self.on_reinvite_ack(acked_cseq) {
+                return Some(held);
+            }
+        }
         match self.held_until {
             Some(t) if now >= t => {
                 self.held_until = None;
@@ -344,9 +345,9 @@ m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
         let mut d = DialogRules::default();
         d.reinvite_answered(Some(2));
         assert_eq!(d.on_reinvite(t0, None), ReinviteVerdict::Hold);
-        assert_eq!(d.handle_timeout(t0 + Duration::from_millis(19)), None);
+        assert_eq!(d.handle_timeout(t0 + Duration::from_millis(19), None), None);
         assert_eq!(
-            d.handle_timeout(t0 + REINVITE_ACK_GRACE),
+            d.handle_timeout(t0 + REINVITE_ACK_GRACE, Some(1)),
             Some(Held::Pending)
         );
         assert_eq!(
@@ -354,6 +355,30 @@ m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
             None,
             "an older ACK settles nothing"
         );
+    }
+
+    #[test]
+    fn an_ack_seen_only_at_the_deadline_still_lets_the_held_reinvite_through() {
+        let t0 = Instant::now();
+        let mut d = DialogRules::default();
+        d.reinvite_answered(Some(2));
+        assert_eq!(d.on_reinvite(t0, Some(1)), ReinviteVerdict::Hold);
+        assert_eq!(
+            d.handle_timeout(t0 + REINVITE_ACK_GRACE, Some(2)),
+            Some(Held::Accept)
+        );
+    }
+
+    #[test]
+    fn a_later_reinvite_never_overtakes_a_held_one() {
+        let t0 = Instant::now();
+        let mut d = DialogRules::default();
+        d.reinvite_answered(Some(2));
+        assert_eq!(d.on_reinvite(t0, Some(1)), ReinviteVerdict::Hold);
+        // The ACK is in (its event not yet handled) when the next re-INVITE comes: that one
+        // gets 491 and the held one is still settled by the event.
+        assert_eq!(d.on_reinvite(t0, Some(2)), ReinviteVerdict::Pending);
+        assert_eq!(d.on_reinvite_ack(Some(2)), Some(Held::Accept));
     }
 
     #[test]
@@ -389,18 +414,8 @@ m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
     }
 
     #[test]
-    fn a_bye_leaves_after_the_last_response() {
+    fn a_bye_leaves_after_the_responses_queued_before_it() {
         let t0 = Instant::now();
-        let mut d = DialogRules::default();
-        assert_eq!(d.bye_at(t0), t0, "nothing answered: at once");
-        d.responded(t0);
-        assert_eq!(
-            d.bye_at(t0 + Duration::from_millis(5)),
-            t0 + BYE_AFTER_RESPONSE
-        );
-        assert_eq!(
-            d.bye_at(t0 + Duration::from_secs(1)),
-            t0 + Duration::from_secs(1)
-        );
+        assert_eq!(DialogRules::default().bye_at(t0), t0 + BYE_DELAY);
     }
 }

@@ -41,7 +41,7 @@ impl RtpMedia {
     /// Caps incoming packets per second (`media.max_rtp_packets_per_s`).
     pub fn limit_rate(mut self, max_pps: u32) -> Self {
         self.session = self.session.limit_rate(max_pps);
-        self.max_pps = max_pps;
+        self.max_pps = max_pps.max(1);
         self
     }
 

@@ -7,7 +7,7 @@ use crate::io::clock::unix_now;
 use crate::io::files::SoundLibrary;
 use crate::media::prompt::Prompt;
 use crate::metrics as m;
-use crate::outage::alertmanager::Change;
+use crate::outage::alertmanager::{net_effect, Change};
 use crate::outage::{
     reconcile, Announcement, Outage, OutageMap, OutageSet, OutageSpec, Source, SpecError,
 };
@@ -178,24 +178,36 @@ impl OutageBoard {
         }
     }
 
-    /// Applies an Alertmanager batch whole or not at all: every outage it starts is
-    /// validated and rendered first, then all changes are stored in one transaction.
-    /// Returns the ids started and stopped.
+    /// Applies an Alertmanager batch whole or not at all, as if its alerts were applied in
+    /// order (`alertmanager::net_effect`): every outage it starts is validated and rendered
+    /// first, then all changes are stored in one transaction. Returns the ids of the firing
+    /// and the resolved alerts, in the batch's order.
     pub async fn apply_alerts(
         &self,
         changes: Vec<Change>,
         actor: &str,
     ) -> Result<(Vec<String>, Vec<String>), BoardError> {
         let now = unix_now();
-        let mut rendered = Vec::new();
+        let mut started = Vec::new();
+        let mut stopped = Vec::new();
         for change in &changes {
+            match change {
+                Change::Start(spec) => started.push(spec.id.clone()),
+                Change::Stop(id) => stopped.push(id.clone()),
+            }
+        }
+        let net = net_effect(&changes);
+        let mut rendered = Vec::new();
+        for change in &net {
             if let Change::Start(spec) = change {
                 spec.validate()?;
+                if spec.expires_at.is_some_and(|e| e <= now) {
+                    return Err(SpecError::Expired.into());
+                }
                 rendered.push((spec.clone(), self.render(spec).await?));
             }
         }
         let mut inner = self.inner.lock().await;
-        let (mut started, mut stopped) = (Vec::new(), Vec::new());
         let mut puts = Vec::new();
         for (spec, _) in &rendered {
             let action = if inner.outages.contains_key(&spec.id) {
@@ -211,7 +223,7 @@ impl OutageBoard {
             };
             puts.push((outage, action));
         }
-        let stops: Vec<String> = changes
+        let stops: Vec<String> = net
             .iter()
             .filter_map(|c| match c {
                 Change::Stop(id) => Some(id.clone()),
@@ -223,7 +235,6 @@ impl OutageBoard {
         tokio::task::spawn_blocking(move || store.apply_outages(&p, &st, &who, now)).await??;
         for ((outage, action), (_, prompt)) in puts.into_iter().zip(rendered) {
             info!(outage = %outage.spec.id, by = %actor, via = "alertmanager", scope = ?outage.spec.scope, "outage {action}");
-            started.push(outage.spec.id.clone());
             inner.rendered.insert(outage.spec.id.clone(), prompt);
             inner.outages.insert(outage.spec.id.clone(), outage);
         }
@@ -232,7 +243,6 @@ impl OutageBoard {
                 info!(outage = %id, by = %actor, "outage stopped");
             }
             inner.rendered.remove(&id);
-            stopped.push(id);
         }
         self.publish(&inner);
         Ok((started, stopped))

@@ -256,8 +256,9 @@ impl CallTask {
                 }
                 _ = call_alarm.ring() => self.host.call.handle(Instant::now(), CallInput::Timeout),
                 _ = dialog_alarm.ring() => {
-                    if let Some(Held::Pending) = self.rules.handle_timeout(Instant::now()) {
-                        self.settle_held(Held::Pending).await;
+                    let acked = self.last_ack_cseq();
+                    if let Some(held) = self.rules.handle_timeout(Instant::now(), acked) {
+                        self.settle_held(held).await;
                     }
                 }
                 state = states.recv() => match state {
@@ -294,9 +295,7 @@ impl CallTask {
                     let d = self.dialog.clone();
                     let at = self.rules.bye_at(now);
                     tokio::spawn(async move {
-                        if at > now {
-                            tokio::time::sleep_until(at.into()).await;
-                        }
+                        tokio::time::sleep_until(at.into()).await;
                         if let Err(e) = d.bye().await {
                             debug!(error = %e, "BYE");
                         }
@@ -388,13 +387,13 @@ impl CallTask {
                 let ct = req.header_value("Content-Type").unwrap_or_default();
                 match parse_info(&ct, &req.body) {
                     Some(key) => {
-                        self.respond(&handle, StatusCode::OK, None, None).await;
+                        respond(&handle, StatusCode::OK, None, None).await;
                         self.host.call.handle(now, CallInput::Dtmf(key));
                     }
                     None => {
                         let accept =
                             Header::Accept("application/dtmf-relay, application/dtmf".into());
-                        self.respond(
+                        respond(
                             &handle,
                             StatusCode::UnsupportedMediaType,
                             Some(vec![accept]),
@@ -405,7 +404,7 @@ impl CallTask {
                 }
             }
             DialogState::Notify(_, req, handle) => {
-                self.respond(&handle, StatusCode::OK, None, None).await;
+                respond(&handle, StatusCode::OK, None, None).await;
                 if let Some(code) = refer_notify_status(&req) {
                     debug!(code, "transfer progress");
                     self.host.call.handle(now, CallInput::ReferNotify(code));
@@ -420,19 +419,17 @@ impl CallTask {
                     ReinviteVerdict::Hold => self.held = Some((req, handle)),
                     ReinviteVerdict::Pending => {
                         info!("re-INVITE while another is still open: 491");
-                        self.respond(&handle, StatusCode::RequestPending, None, None)
-                            .await;
+                        respond(&handle, StatusCode::RequestPending, None, None).await;
                     }
                 }
             }
             DialogState::Options(_, _, handle) => {
-                self.respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None)
-                    .await
+                respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None).await
             }
             DialogState::Refer(_, _, handle)
             | DialogState::Message(_, _, handle)
             | DialogState::Publish(_, _, handle) => {
-                self.respond(
+                respond(
                     &handle,
                     StatusCode::MethodNotAllowed,
                     Some(vec![allow_header()]),
@@ -460,8 +457,7 @@ impl CallTask {
             Held::Accept => self.on_reinvite(&req, &handle).await,
             Held::Pending => {
                 info!("re-INVITE while another is still open: 491");
-                self.respond(&handle, StatusCode::RequestPending, None, None)
-                    .await;
+                respond(&handle, StatusCode::RequestPending, None, None).await;
             }
         }
     }
@@ -470,18 +466,6 @@ impl CallTask {
         self.on_reoffer(req, handle).await;
         self.rules
             .reinvite_answered(req.cseq_header().ok().and_then(|c| c.seq().ok()));
-    }
-
-    /// Answers an in-dialog request (and notes when, for the BYE that may follow).
-    async fn respond(
-        &mut self,
-        handle: &TransactionHandle,
-        code: StatusCode,
-        headers: Option<Vec<Header>>,
-        body: Option<Vec<u8>>,
-    ) {
-        respond(handle, code, headers, body).await;
-        self.rules.responded(Instant::now());
     }
 
     /// Late offer: our offer went in the 200, the answer comes in the ACK.
@@ -510,12 +494,10 @@ impl CallTask {
                 // An offerless re-INVITE asks for our offer; the current session stays.
                 self.local.version += 1;
                 respond_sdp(handle, sdp::offer(&self.local)).await;
-                self.rules.responded(Instant::now());
             }
             Reoffer::Answer { offer, media, hold } => {
                 self.local.version += 1;
                 respond_sdp(handle, sdp::answer(&self.local, &offer, &media)).await;
-                self.rules.responded(Instant::now());
                 info!(
                     direction = media.local_direction.attribute(),
                     "session modified"
@@ -526,7 +508,7 @@ impl CallTask {
             }
             Reoffer::Refuse(warning) => {
                 let warning = Header::Warning(warning.into());
-                self.respond(
+                respond(
                     handle,
                     StatusCode::NotAcceptableHere,
                     Some(vec![warning]),
