@@ -3,7 +3,7 @@
 #![no_main]
 
 use ivrd::flow::{compile, PromptSource};
-use ivrd::media::prompt::Prompt;
+use ivrd::media::prompt::{Prompt, PromptError};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,10 +13,8 @@ use std::sync::Arc;
 struct Silence;
 
 impl PromptSource for Silence {
-    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, String> {
-        Prompt::from_pcm_8k(name, vec![0; 160])
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
+    fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, PromptError> {
+        Prompt::from_pcm_8k(name, vec![0; 160]).map(Arc::new)
     }
 }
 
