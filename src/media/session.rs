@@ -77,6 +77,11 @@ impl RtpSession {
         self
     }
 
+    /// Incoming packets allowed per second.
+    pub fn max_pps(&self) -> u32 {
+        self.max_pps
+    }
+
     /// A new codec/payload types after a re-negotiation.
     pub fn set_negotiated(&mut self, codec: Codec, payload_type: u8, telephone_event: Option<u8>) {
         self.codec = codec;

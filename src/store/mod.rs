@@ -166,88 +166,63 @@ impl Store {
 
     /// Inserts or replaces an outage and records who did it, in one transaction.
     pub fn put_outage(&self, o: &Outage, action: &str) -> Result<(), StoreError> {
-        let body = serde_json::to_string(o).map_err(|source| StoreError::Corrupt {
-            id: o.spec.id.clone(),
-            source,
-        })?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
-        tx.execute(
-            "INSERT INTO outages (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = ?2",
-            params![o.spec.id, body],
-        )
-        .map_err(|e| self.db_err(e))?;
-        tx.execute(
-            "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
-            params![o.updated_at as i64, o.updated_by, action, o.spec.id],
-        )
-        .map_err(|e| self.db_err(e))?;
-        tx.commit().map_err(|e| self.db_err(e))
+        self.apply_outages(&[(o.clone(), action)], &[], &o.updated_by, o.updated_at)?;
+        Ok(())
     }
 
     /// Stores a batch of outage changes in one transaction: `puts` (outage, audit action)
     /// are inserted or replaced, `stops` removed (those that exist); all or nothing.
+    /// Returns how many of `stops` existed.
     pub fn apply_outages(
         &self,
         puts: &[(Outage, &str)],
         stops: &[String],
         actor: &str,
         at: u64,
-    ) -> Result<(), StoreError> {
-        let mut bodies = Vec::with_capacity(puts.len());
-        for (o, _) in puts {
-            bodies.push(
+    ) -> Result<usize, StoreError> {
+        let bodies = puts
+            .iter()
+            .map(|(o, _)| {
                 serde_json::to_string(o).map_err(|source| StoreError::Corrupt {
                     id: o.spec.id.clone(),
                     source,
-                })?,
-            );
-        }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.db_err(e))?;
+        let audit = |at: u64, actor: &str, action: &str, id: &str| {
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
+                params![at as i64, actor, action, id],
+            )
+            .map_err(|e| self.db_err(e))
+        };
         for ((o, action), body) in puts.iter().zip(&bodies) {
             tx.execute(
                 "INSERT INTO outages (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = ?2",
                 params![o.spec.id, body],
             )
             .map_err(|e| self.db_err(e))?;
-            tx.execute(
-                "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
-                params![o.updated_at as i64, o.updated_by, action, o.spec.id],
-            )
-            .map_err(|e| self.db_err(e))?;
+            audit(o.updated_at, &o.updated_by, action, &o.spec.id)?;
         }
+        let mut existed = 0;
         for id in stops {
             let n = tx
                 .execute("DELETE FROM outages WHERE id = ?1", [id])
                 .map_err(|e| self.db_err(e))?;
             if n > 0 {
-                tx.execute(
-                    "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, 'stop', ?3)",
-                    params![at as i64, actor, id],
-                )
-                .map_err(|e| self.db_err(e))?;
+                existed += 1;
+                audit(at, actor, "stop", id)?;
             }
         }
-        tx.commit().map_err(|e| self.db_err(e))
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(existed)
     }
 
     /// Removes an outage (it has ended); returns whether it existed.
     pub fn delete_outage(&self, id: &str, actor: &str, at: u64) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
-        let n = tx
-            .execute("DELETE FROM outages WHERE id = ?1", [id])
-            .map_err(|e| self.db_err(e))?;
-        if n > 0 {
-            tx.execute(
-                "INSERT INTO audit (at, actor, action, target) VALUES (?1, ?2, 'stop', ?3)",
-                params![at as i64, actor, id],
-            )
-            .map_err(|e| self.db_err(e))?;
-        }
-        tx.commit().map_err(|e| self.db_err(e))?;
-        Ok(n > 0)
+        Ok(self.apply_outages(&[], &[id.to_string()], actor, at)? > 0)
     }
 
     pub fn add_callback(

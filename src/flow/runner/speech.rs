@@ -61,16 +61,7 @@ impl FlowRunner {
         self.outputs
             .push_back(FlowOutput::Speech(SpeechOutcome::NoSpeech));
         match self.state {
-            State::Collecting { menu, .. } => {
-                let timeout = self.menu(menu.node).timeout;
-                self.state = State::Collecting {
-                    menu,
-                    wait: Some(Wait {
-                        at: now + timeout,
-                        why: Timer::NoInput,
-                    }),
-                };
-            }
+            State::Collecting { menu, .. } => self.collect(now, menu),
             State::Confirming { menu, intent, .. } => self.wait_for_answer(now, menu, intent),
             _ => {}
         }

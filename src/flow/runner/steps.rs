@@ -201,14 +201,7 @@ impl FlowRunner {
             AfterPlay::Goto(n) => self.enter(now, n),
             AfterPlay::Collect(menu) => {
                 if self.digits.is_empty() {
-                    let timeout = self.menu(menu.node).timeout;
-                    self.state = State::Collecting {
-                        menu,
-                        wait: Some(Wait {
-                            at: now + timeout,
-                            why: Timer::NoInput,
-                        }),
-                    };
+                    self.collect(now, menu);
                 } else {
                     self.state = State::Collecting { menu, wait: None };
                     self.match_digits(now, menu);
@@ -259,6 +252,18 @@ impl FlowRunner {
                 self.offered(now, Choice::CallbackNode(node), &typed, timeout);
             }
         }
+    }
+
+    /// A menu waits for input, until its no-input timeout.
+    pub(super) fn collect(&mut self, now: Instant, menu: MenuVisit) {
+        let timeout = self.menu(menu.node).timeout;
+        self.state = State::Collecting {
+            menu,
+            wait: Some(Wait {
+                at: now + timeout,
+                why: Timer::NoInput,
+            }),
+        };
     }
 
     /// A yes/no offer has played: keys typed during it answer it (1 is yes), else the

@@ -12,7 +12,6 @@ use tracing::warn;
 
 pub struct RtpMedia {
     session: RtpSession,
-    max_pps: u32,
     received: metrics::Counter,
     sent: metrics::Counter,
 }
@@ -32,7 +31,6 @@ impl RtpMedia {
         };
         RtpMedia {
             session: RtpSession::new(codec, payload_type, telephone_event, seeds),
-            max_pps: u32::MAX,
             received: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in", "transport" => transport),
             sent: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out", "transport" => transport),
         }
@@ -41,7 +39,6 @@ impl RtpMedia {
     /// Caps incoming packets per second (`media.max_rtp_packets_per_s`).
     pub fn limit_rate(mut self, max_pps: u32) -> Self {
         self.session = self.session.limit_rate(max_pps);
-        self.max_pps = max_pps.max(1);
         self
     }
 
@@ -85,13 +82,11 @@ impl RtpMedia {
 
     /// A packet received at `now`: keys to the call, caller audio to its endpointer.
     pub fn on_packet(&mut self, now: Instant, p: &RtpIn<'_>, call: &mut Call, speech: bool) {
+        let max = self.session.max_pps();
         let incoming = self.session.on_packet(now, p, speech);
         if let Incoming::OverRate { first } = incoming {
             if first {
-                warn!(
-                    max = self.max_pps,
-                    "RTP over the per-call rate: dropping the excess"
-                );
+                warn!(max, "RTP over the per-call rate: dropping the excess");
             }
             metrics::counter!(m::LIMITS_HIT_TOTAL, "limit" => "rtp_rate").increment(1);
             return;
