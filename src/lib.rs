@@ -15,5 +15,6 @@ pub mod io;
 pub mod media;
 pub mod metrics;
 pub mod outage;
+pub mod queue;
 pub mod sip;
 pub mod store;
