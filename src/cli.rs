@@ -141,6 +141,54 @@ impl Client {
     pub fn calls(&self) -> Result<serde_json::Value, CliError> {
         self.send("GET", "/api/calls", None)
     }
+
+    pub fn agents(&self) -> Result<serde_json::Value, CliError> {
+        self.send("GET", "/api/agents", None)
+    }
+
+    pub fn set_agent(&self, id: &str, state: &str) -> Result<serde_json::Value, CliError> {
+        let body = serde_json::json!({ "state": state });
+        self.send("POST", &format!("/api/agents/{id}/state"), Some(body))
+    }
+}
+
+/// One line per agent for humans.
+pub fn format_agents(list: &serde_json::Value) -> String {
+    let Some(items) = list.as_array() else {
+        return list.to_string();
+    };
+    if items.is_empty() {
+        return "no agents".into();
+    }
+    items
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+            let since = a.get("for_s").and_then(|v| v.as_u64()).unwrap_or(0);
+            let queues = a
+                .get("queues")
+                .and_then(|v| v.as_array())
+                .map(|q| {
+                    q.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let after = a
+                .get("after_call")
+                .and_then(|v| v.as_str())
+                .map(|x| format!("\t(then {x})"))
+                .unwrap_or_default();
+            format!(
+                "{}\t{}\tfor {since}s\tqueues={queues}\t{}{after}",
+                s("id"),
+                s("state"),
+                s("name")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One line per outage for humans.

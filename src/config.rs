@@ -52,6 +52,10 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// Who may send SIP, and how fast.
     pub security: SecurityConfig,
+    /// The people calls are bridged to (flow node `queue`).
+    pub agents: Vec<queues::AgentDef>,
+    /// Queues callers wait in for agents, by name.
+    pub queues: IndexMap<String, queues::QueueDef>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +161,8 @@ impl Default for Config {
             asr: None,
             security: SecurityConfig::default(),
             webrtc: WebrtcConfig::default(),
+            agents: Vec::new(),
+            queues: IndexMap::new(),
         }
     }
 }
@@ -707,6 +713,7 @@ impl Config {
         } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
             errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("log.level")));
         }
+        errors.extend(queues::check(path, &map, &config.agents, &config.queues));
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -769,5 +776,6 @@ fn parse_sections(path: &Path, text: &str) -> Result<(Config, Vec<Diagnostic>), 
     Ok((config, errors))
 }
 
+pub mod queues;
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,13 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// List agents or set one available or away on the running daemon.
+    Agent {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Show the calls in progress on the running daemon.
     Calls {
         #[command(flatten)]
@@ -106,6 +113,22 @@ enum OutageCommand {
 }
 
 #[derive(Subcommand)]
+enum AgentCommand {
+    /// Every agent with their state and queues.
+    List {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The agent takes calls again.
+    Available { id: String },
+    /// The agent takes no calls (after the current one, if on a call).
+    Away { id: String },
+    /// The agent is logged out.
+    Offline { id: String },
+}
+
+#[derive(Subcommand)]
 enum ModelCommand {
     /// Convert a CTranslate2 Whisper model directory to a ggml file for whisper.cpp.
     Import {
@@ -147,6 +170,7 @@ fn main() -> ExitCode {
                 },
         } => model_import(&ct2_dir, &out, &weight_type),
         Command::Outage { conn, command } => with_client(conn, |c| outage(c, command)),
+        Command::Agent { conn, command } => with_client(conn, |c| agent(c, command)),
         Command::Reload { conn } => with_client(conn, |c| {
             c.reload().map(|r| {
                 r.get("summary")
@@ -199,6 +223,30 @@ fn with_client(
             ExitCode::FAILURE
         }
     }
+}
+
+fn agent(c: &ivrd::cli::Client, command: AgentCommand) -> Result<String, ivrd::cli::CliError> {
+    let (id, state) = match command {
+        AgentCommand::List { json } => {
+            return c.agents().map(|l| {
+                if json {
+                    l.to_string()
+                } else {
+                    ivrd::cli::format_agents(&l)
+                }
+            })
+        }
+        AgentCommand::Available { id } => (id, "available"),
+        AgentCommand::Away { id } => (id, "away"),
+        AgentCommand::Offline { id } => (id, "offline"),
+    };
+    c.set_agent(&id, state).map(|a| {
+        let now = a.get("state").and_then(|v| v.as_str()).unwrap_or(state);
+        match a.get("after_call").and_then(|v| v.as_str()) {
+            Some(after) => format!("{id}: {now} (then {after} after the call)"),
+            None => format!("{id}: {now}"),
+        }
+    })
 }
 
 fn outage(c: &ivrd::cli::Client, command: OutageCommand) -> Result<String, ivrd::cli::CliError> {

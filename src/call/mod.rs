@@ -6,6 +6,10 @@
 //! one 20 ms audio frame per tick with [`Call::next_frame`], and carries out each
 //! [`CallOutput`]. The call's own deadlines live in one timer table.
 
+mod bridge;
+
+pub use bridge::{LegEvent, QueueEvent, QueueReport};
+
 use crate::asr::matcher::Heard;
 use crate::asr::vad::{EndpointConfig, Endpointer, VadEvent};
 use crate::flow::runner::{
@@ -81,6 +85,13 @@ pub enum CallInput<'a> {
     SpeechUnusable,
     /// The recogniser could not take the utterance (queue full).
     SpeechBusy,
+    /// News from the queue board.
+    Queue(QueueEvent),
+    /// What happened to the leg placed to this agent.
+    AgentLeg {
+        agent: String,
+        event: LegEvent,
+    },
 }
 
 /// Why a call ended; the `outcome` label of `ivrd_calls_total`.
@@ -160,6 +171,21 @@ pub enum CallOutput {
     Speech(crate::flow::runner::SpeechOutcome),
     /// Telemetry: the best intent's confidence for a transcript heard in a menu.
     SpeechConfidence(f32),
+    /// Put the caller in this queue (the board answers with `CallInput::Queue`).
+    JoinQueue { queue: String },
+    /// Tell the queue board.
+    ToQueue(QueueReport),
+    /// Ring this agent with the call's context; report with `CallInput::AgentLeg`.
+    DialAgent {
+        agent: String,
+        uri: String,
+        context: TransferContext,
+        ring_timeout: Duration,
+    },
+    /// Stop ringing this agent, or hang up their leg.
+    CancelAgent { agent: String },
+    /// Relay the caller's media to this agent's leg and back, from now on.
+    Bridge { agent: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +265,8 @@ pub struct Call {
     transcribing: bool,
     /// When the caller's media last arrived (or the call was answered / taken off hold).
     last_media: Option<Instant>,
+    /// The queue and agent this call is waiting for or talking to.
+    link: bridge::Link,
 }
 
 impl Call {
@@ -264,6 +292,7 @@ impl Call {
             listening_to: None,
             transcribing: false,
             last_media: None,
+            link: bridge::Link::None,
         };
         if call.settings.speech {
             call.vad = Some(Endpointer::new(EndpointConfig::default()));
@@ -277,9 +306,9 @@ impl Call {
         self.phase == Phase::Ended
     }
 
-    /// Whether RTP should go out now (answered and not on hold).
+    /// Whether our own RTP should go out now (answered, not on hold, not bridged).
     pub fn is_sending(&self) -> bool {
-        self.phase == Phase::Answered && !self.held
+        self.phase == Phase::Answered && !self.held && !self.is_bridged()
     }
 
     pub fn flow_name(&self) -> &str {
@@ -334,7 +363,9 @@ impl Call {
             CallInput::Timeout => self.on_timeout(now),
             CallInput::MediaSeen => {
                 self.last_media = Some(now);
-                self.arm_media_silence();
+                if !self.is_bridged() {
+                    self.arm_media_silence();
+                }
                 return;
             }
             CallInput::Audio(pcm) => return self.on_audio(now, pcm),
@@ -383,6 +414,8 @@ impl Call {
                 self.transcribing = false;
                 self.flow.handle(now, FlowInput::SpeechBusy);
             }
+            CallInput::Queue(event) => self.on_queue_event(now, event),
+            CallInput::AgentLeg { agent, event } => self.on_agent_leg(now, agent, event),
             CallInput::Hold(h) => {
                 self.held = h;
                 // Coming off hold: the caller's media gets the full time to resume.
@@ -513,6 +546,8 @@ impl Call {
                     self.outputs
                         .push_back(CallOutput::Refer { target, context });
                 }
+                FlowOutput::Queue { queue, context } => self.join_queue(queue, context),
+                FlowOutput::LeaveQueue => self.leave_queue(),
                 FlowOutput::Intent { node, intent } => {
                     self.outputs.push_back(CallOutput::Intent { node, intent })
                 }
@@ -548,6 +583,7 @@ impl Call {
             return;
         }
         let answered = self.phase == Phase::Answered;
+        self.leave_queue();
         self.phase = Phase::Ended;
         self.timers = TimerTable::default();
         self.playout.stop();

@@ -171,3 +171,144 @@ fn silent_media_ends_the_call_but_not_while_on_hold() {
     c.handle(t0 + Duration::from_secs(130), CallInput::Timeout);
     assert_eq!(kinds(&mut c), ["bye", "ended:rtp_timeout"]);
 }
+
+fn queued_call(t0: Instant) -> Call {
+    let flow = crate::flow::compile(
+        std::path::Path::new("q.yaml"),
+        crate::flow::compile::tests::QUEUED,
+        &mut crate::flow::compile::tests::FakePrompts,
+    )
+    .unwrap();
+    let mut c = Call::new(t0, Arc::new(flow), settings(0));
+    c.handle(t0, CallInput::Acked);
+    c
+}
+
+/// The bridge outputs, compactly.
+fn links(c: &mut Call) -> Vec<String> {
+    std::iter::from_fn(|| c.poll_output())
+        .filter_map(|o| match o {
+            CallOutput::JoinQueue { queue } => Some(format!("join:{queue}")),
+            CallOutput::DialAgent { agent, context, .. } => {
+                Some(format!("dial:{agent}:{}", context.path.join(",")))
+            }
+            CallOutput::CancelAgent { agent } => Some(format!("cancel:{agent}")),
+            CallOutput::Bridge { agent } => Some(format!("bridge:{agent}")),
+            CallOutput::ToQueue(r) => Some(format!("report:{r:?}")),
+            CallOutput::Hangup => Some("bye".into()),
+            CallOutput::Ended(o) => Some(format!("ended:{}", o.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn offer(agent: &str) -> CallInput<'static> {
+    CallInput::Queue(QueueEvent::Offer {
+        agent: agent.into(),
+        uri: format!("sip:{agent}@127.0.0.1"),
+        ring_timeout: Duration::from_secs(15),
+    })
+}
+
+fn leg(agent: &str, event: LegEvent) -> CallInput<'static> {
+    CallInput::AgentLeg {
+        agent: agent.into(),
+        event,
+    }
+}
+
+/// Plays until the call joins its queue.
+fn until_queued(c: &mut Call, now: &mut Instant) {
+    for _ in 0..4 {
+        play_frames(c, now, 500);
+    }
+}
+
+#[test]
+fn ring_all_bridges_the_first_answer_and_cancels_the_rest() {
+    let mut now = Instant::now();
+    let mut c = queued_call(now);
+    until_queued(&mut c, &mut now);
+    assert_eq!(links(&mut c), ["join:support"]);
+    c.handle(now, offer("a"));
+    c.handle(now, offer("b"));
+    assert_eq!(links(&mut c), ["dial:a:greet,wait", "dial:b:greet,wait"]);
+    c.handle(now, leg("b", LegEvent::Answered));
+    assert_eq!(
+        links(&mut c),
+        ["cancel:a", "report:Answered { agent: \"b\" }", "bridge:b"]
+    );
+    assert!(c.is_bridged() && !c.is_sending());
+    // A late answer from the cancelled leg is hung up and the agent freed.
+    c.handle(now, leg("a", LegEvent::Answered));
+    assert_eq!(
+        links(&mut c),
+        [
+            "cancel:a",
+            "report:OfferFailed { agent: \"a\", why: Failed }"
+        ]
+    );
+    // The agent hangs up: the caller goes on in the flow (after_agent: goodbye, hangup).
+    c.handle(now, leg("b", LegEvent::HungUp));
+    assert_eq!(links(&mut c), ["report:TalkEnded { agent: \"b\" }"]);
+    assert!(c.is_sending());
+    play_frames(&mut c, &mut now, 500);
+    assert_eq!(links(&mut c), ["bye", "ended:completed"]);
+}
+
+#[test]
+fn a_caller_who_hangs_up_ends_the_agent_leg_or_leaves_the_queue() {
+    let mut now = Instant::now();
+    let mut c = queued_call(now);
+    until_queued(&mut c, &mut now);
+    links(&mut c);
+    c.handle(now, offer("a"));
+    c.handle(now, leg("a", LegEvent::Answered));
+    links(&mut c);
+    c.handle(now, CallInput::PeerHangup);
+    assert_eq!(
+        links(&mut c),
+        [
+            "cancel:a",
+            "report:TalkEnded { agent: \"a\" }",
+            "ended:caller_hangup"
+        ]
+    );
+
+    let mut c = queued_call(now);
+    until_queued(&mut c, &mut now);
+    links(&mut c);
+    c.handle(now, offer("a"));
+    c.handle(
+        now,
+        leg("a", LegEvent::Failed(crate::queue::OfferEnd::Busy)),
+    );
+    assert_eq!(
+        links(&mut c),
+        [
+            "dial:a:greet,wait",
+            "report:OfferFailed { agent: \"a\", why: Busy }"
+        ]
+    );
+    c.handle(now, offer("b"));
+    links(&mut c);
+    c.handle(now, CallInput::PeerHangup);
+    assert_eq!(
+        links(&mut c),
+        ["cancel:b", "report:Leave", "ended:caller_hangup"]
+    );
+}
+
+#[test]
+fn an_offer_for_a_caller_no_longer_waiting_frees_the_agent() {
+    let mut now = Instant::now();
+    let mut c = queued_call(now);
+    until_queued(&mut c, &mut now);
+    links(&mut c);
+    c.handle(now, CallInput::Queue(QueueEvent::NoAgents));
+    c.handle(now, offer("a"));
+    assert_eq!(
+        links(&mut c),
+        ["report:OfferFailed { agent: \"a\", why: Failed }"]
+    );
+}

@@ -68,15 +68,26 @@ pub struct FlowDir {
     pub files: Vec<(PathBuf, Result<String, std::io::Error>)>,
 }
 
+/// What the config says about the flows of a directory.
+pub struct DirSettings<'a> {
+    /// The config file (where routing errors are reported).
+    pub config_file: &'a Path,
+    /// The flow for numbers without a route.
+    pub default: &'a str,
+    /// Dialled number -> flow name.
+    pub routes: &'a IndexMap<String, String>,
+    /// The queues `queue` nodes may name.
+    pub queues: &'a [String],
+}
+
 /// Compiles every flow of a directory and resolves the config's routes.
 pub fn compile_dir(
     flow_dir: &FlowDir,
-    default: &str,
-    routes: &IndexMap<String, String>,
-    config_file: &Path,
+    settings: &DirSettings<'_>,
     prompts: &mut dyn PromptSource,
     embedder: Option<&dyn TextEmbedder>,
 ) -> Result<FlowSet, Diagnostics> {
+    let (default, routes, config_file) = (settings.default, settings.routes, settings.config_file);
     let memo = embedder.map(Memo::new);
     let embedder = memo.as_ref().map(|m| m as &dyn TextEmbedder);
     let mut errors = Vec::new();
@@ -93,7 +104,7 @@ pub fn compile_dir(
                 continue;
             }
         };
-        match compile_with(file, text, prompts, embedder) {
+        match compile_checked(file, text, prompts, embedder, Some(settings.queues)) {
             Ok(flow) => {
                 if let Some(other) = flows.get(&flow.name) {
                     errors.push(Diagnostic::new(
@@ -158,6 +169,17 @@ pub fn compile_with(
     prompts: &mut dyn PromptSource,
     embedder: Option<&dyn TextEmbedder>,
 ) -> Result<Flow, Diagnostics> {
+    compile_checked(file, text, prompts, embedder, None)
+}
+
+/// Compiles one flow file; `queues` (when known) are the queue names its nodes may use.
+fn compile_checked(
+    file: &Path,
+    text: &str,
+    prompts: &mut dyn PromptSource,
+    embedder: Option<&dyn TextEmbedder>,
+    queues: Option<&[String]>,
+) -> Result<Flow, Diagnostics> {
     let def: FlowFile =
         serde_yaml::from_str(text).map_err(|e| Diagnostics(vec![yaml_diagnostic(file, &e)]))?;
     let mut c = Compiler {
@@ -166,6 +188,7 @@ pub fn compile_with(
         prompts,
         embedder,
         yes_no: None,
+        queues,
         errors: Vec::new(),
         ids: def
             .nodes
@@ -188,6 +211,8 @@ struct Compiler<'a> {
     prompts: &'a mut dyn PromptSource,
     embedder: Option<&'a dyn TextEmbedder>,
     yes_no: Option<Arc<Matcher>>,
+    /// Queue names `queue` nodes may use (None: not checked, the flow compiled alone).
+    queues: Option<&'a [String]>,
     errors: Vec<Diagnostic>,
     ids: HashMap<String, NodeId>,
 }
@@ -412,6 +437,7 @@ impl Compiler<'_> {
         let actions: Vec<&str> = [
             ("menu", n.menu.is_some()),
             ("transfer", n.transfer.is_some()),
+            ("queue", n.queue.is_some()),
             ("goto", n.goto.is_some()),
             ("hangup", n.hangup.is_some()),
             ("callback", n.callback.is_some()),
@@ -432,7 +458,7 @@ impl Compiler<'_> {
         }
         let kind = actions.first().copied().unwrap_or("play");
         // Fields that belong to some kinds of node only.
-        let rules: [(&str, bool, &[&str]); 12] = [
+        let rules: [(&str, bool, &[&str]); 15] = [
             ("next", n.next.is_some(), &["play", "callback"]),
             ("confirm", n.confirm.is_some(), &["callback"]),
             ("intents", n.intents.is_some(), &["menu"]),
@@ -444,7 +470,14 @@ impl Compiler<'_> {
             ("timeout_ms", n.timeout_ms.is_some(), &["menu", "callback"]),
             ("on_failure", n.on_failure.is_some(), &["menu"]),
             ("on_fail", n.on_fail.is_some(), &["transfer"]),
-            ("play", n.play.is_some(), &["play", "transfer", "hangup"]),
+            (
+                "play",
+                n.play.is_some(),
+                &["play", "transfer", "queue", "hangup"],
+            ),
+            ("on_timeout", n.on_timeout.is_some(), &["queue"]),
+            ("on_no_agents", n.on_no_agents.is_some(), &["queue"]),
+            ("after_agent", n.after_agent.is_some(), &["queue"]),
         ];
         for (field, set, kinds) in rules {
             if set && !kinds.contains(&kind) {
@@ -479,6 +512,7 @@ impl Compiler<'_> {
                     on_fail,
                 }
             }
+            "queue" => self.queue_node(name, n),
             "goto" => NodeKind::Goto(self.target(name, "goto", n.goto.as_deref().unwrap_or(""))),
             "callback" => {
                 let next = match &n.next {
@@ -518,7 +552,7 @@ impl Compiler<'_> {
                     self.err_node(
                         name,
                         None,
-                        "node has no action: give it one of play, menu, transfer, goto or hangup"
+                        "node has no action: give it one of play, menu, transfer, queue, goto or hangup"
                             .into(),
                     );
                 }
@@ -610,6 +644,15 @@ fn successors(kind: &NodeKind) -> Vec<NodeId> {
             .chain(m.on_failure)
             .collect(),
         NodeKind::Transfer { on_fail, .. } => vec![*on_fail],
+        NodeKind::Queue {
+            on_timeout,
+            on_no_agents,
+            after_agent,
+            ..
+        } => [*on_timeout, *on_no_agents]
+            .into_iter()
+            .chain(*after_agent)
+            .collect(),
         NodeKind::Goto(t) => vec![*t],
         NodeKind::Hangup { .. } => vec![],
         NodeKind::Callback { next, .. } => vec![*next],
@@ -617,5 +660,6 @@ fn successors(kind: &NodeKind) -> Vec<NodeId> {
 }
 
 mod menu;
+mod queue;
 #[cfg(test)]
 pub(crate) mod tests;

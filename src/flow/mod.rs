@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use compile::{compile, compile_dir, is_flow_file, FlowDir, FlowSet, PromptSource};
+pub use compile::{
+    compile, compile_dir, is_flow_file, DirSettings, FlowDir, FlowSet, PromptSource,
+};
 pub use runner::{FlowInput, FlowOutput, FlowRunner};
 
 /// Index of a node in [`Flow::nodes`].
@@ -84,6 +86,15 @@ pub enum NodeKind {
         target: String,
         prompts: Vec<Arc<Prompt>>,
         on_fail: NodeId,
+    },
+    /// Wait in a queue for an agent; the call is bridged to them (ivrd stays in the media).
+    Queue {
+        queue: String,
+        prompts: Vec<Arc<Prompt>>,
+        on_timeout: NodeId,
+        on_no_agents: NodeId,
+        /// Where the caller goes when the agent hangs up; None ends the call.
+        after_agent: Option<NodeId>,
     },
     Goto(NodeId),
     Hangup {

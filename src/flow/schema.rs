@@ -2,8 +2,8 @@
 //! (`compile.rs`) turns this into a checked [`super::Flow`].
 //!
 //! A node does one thing, chosen by which action key it has:
-//! `play` + `next`, `menu` + `intents`, `transfer`, `callback` + `next`, `goto` or `hangup`.
-//! `play` also works as a lead-in prompt on `transfer` and `hangup` nodes.
+//! `play` + `next`, `menu` + `intents`, `transfer`, `queue`, `callback` + `next`, `goto` or
+//! `hangup`. `play` also works as a lead-in prompt on `transfer`, `queue` and `hangup` nodes.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -196,6 +196,14 @@ pub struct NodeDef {
     pub confirm: Option<Prompts>,
     /// Overrides `defaults.bargein` for this node.
     pub bargein: Option<bool>,
+    /// Put the caller in this queue (config `queues`) until an agent answers.
+    pub queue: Option<String>,
+    /// Node after the queue's `max_wait_s`.
+    pub on_timeout: Option<String>,
+    /// Node when nobody serves the queue (every agent away or offline).
+    pub on_no_agents: Option<String>,
+    /// Node the caller continues at when the agent hangs up (default: end the call).
+    pub after_agent: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

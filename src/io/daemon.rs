@@ -4,6 +4,7 @@
 
 use super::media::ports::RtpPorts;
 use super::outages::OutageBoard;
+use super::queues::Queues;
 use super::registry::CallRegistry;
 use crate::asr::whisper::AsrPool;
 use crate::config::{AnswerConfig, LimitsConfig, Overflow};
@@ -51,6 +52,8 @@ pub struct Daemon {
     pub max_rtp_pps: u32,
     /// Whether each call's 200 OK has been acknowledged, for a re-INVITE that comes first.
     pub acks: Acks,
+    /// Queues and agents, when the config has queues.
+    pub queues: Option<Queues>,
     admission: Slots,
 }
 
@@ -103,6 +106,7 @@ pub struct Services {
     pub store: Arc<Store>,
     pub registry: Arc<CallRegistry>,
     pub asr: Option<AsrPool>,
+    pub queues: Option<Queues>,
 }
 
 /// The SIP endpoint's part of the context.
@@ -137,6 +141,7 @@ impl Daemon {
             store: services.store,
             registry: services.registry,
             asr: services.asr,
+            queues: services.queues,
             dialogs: sip.dialogs,
             contact_udp: sip.contact_udp,
             contact_tcp: sip.contact_tcp,

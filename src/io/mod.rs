@@ -19,6 +19,7 @@ mod files;
 mod http;
 mod media;
 mod outages;
+mod queues;
 mod registry;
 mod service;
 mod sip;

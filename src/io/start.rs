@@ -8,7 +8,8 @@ use super::{http, outages, service, sip};
 use crate::asr::embed::{EmbedError, Embedder, TextEmbedder};
 use crate::config::{Config, LoadedConfig};
 use crate::diag::Diagnostics;
-use crate::flow::{compile_dir, FlowSet};
+use crate::flow::{compile_dir, DirSettings, FlowSet};
+use crate::io::queues::{QueueAudio, Queues};
 use crate::store::Store;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,14 +30,14 @@ pub fn load_flows(
             format!("cannot read flows directory: {e}"),
         )])
     })?;
-    let flows = compile_dir(
-        &dir,
-        &cfg.config.flows.default,
-        &cfg.config.flows.routes,
-        &cfg.path,
-        &mut sounds,
-        embedder,
-    )?;
+    let queues: Vec<String> = cfg.config.queues.keys().cloned().collect();
+    let settings = DirSettings {
+        config_file: &cfg.path,
+        default: &cfg.config.flows.default,
+        routes: &cfg.config.flows.routes,
+        queues: &queues,
+    };
+    let flows = compile_dir(&dir, &settings, &mut sounds, embedder)?;
     Ok((flows, sounds.len()))
 }
 
@@ -132,12 +133,14 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         _ => None,
     };
 
+    let queues = QueueAudio::load(&cfg)?.map(|audio| Queues::start(&cfg, audio));
     let services = Services {
         flows: flows.clone(),
         outages: board.clone(),
         store: store.clone(),
         registry: registry.clone(),
         asr,
+        queues: queues.clone(),
     };
     let calls_stop = CancellationToken::new();
     let sip = sip::endpoint::start(&cfg.config, services, calls_stop).await?;
@@ -170,7 +173,7 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
                 cfg.config.webrtc.enabled.then(|| {
                     http::webrtc::Phone::new(cfg.config.webrtc.clone(), sip.daemon.clone())
                 });
-            let app = http::router(state, phone, token.into());
+            let app = http::router(state, phone, queues.clone(), token.into());
             tokio::spawn(http::serve(listener, app, shutdown.clone()));
             Some(bound)
         }

@@ -4,5 +4,6 @@ pub mod dtmf;
 pub mod g711;
 pub mod playout;
 pub mod prompt;
+pub mod relay;
 pub mod rtp;
 pub mod session;

@@ -105,6 +105,13 @@ impl RtpStreamOut {
     pub fn next_timestamp(&self) -> u32 {
         self.next_timestamp
     }
+
+    /// Carries on after packets someone else sent in this stream's name (a bridged
+    /// call's relay): the next packet gets `seq`, and is marked.
+    pub fn continue_at(&mut self, seq: u16) {
+        self.next_seq = seq;
+        self.marker_pending = true;
+    }
 }
 
 /// The fields of a received RTP packet that the media layer uses, borrowing the payload

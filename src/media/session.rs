@@ -71,6 +71,21 @@ impl RtpSession {
         }
     }
 
+    /// Where the outgoing stream stands (SSRC, next sequence number and timestamp): a
+    /// bridged call's relay carries the stream on from here.
+    pub fn position(&self) -> StreamSeeds {
+        StreamSeeds {
+            ssrc: self.out.ssrc(),
+            first_seq: self.out.next_seq(),
+            first_timestamp: self.out.next_timestamp(),
+        }
+    }
+
+    /// Takes the stream back after a relay sent up to `next_seq`.
+    pub fn continue_at(&mut self, next_seq: u16) {
+        self.out.continue_at(next_seq);
+    }
+
     /// Caps incoming packets per second; a peer flooding a call's port is cut off there.
     pub fn limit_rate(mut self, max_pps: u32) -> Self {
         self.max_pps = max_pps.max(1);

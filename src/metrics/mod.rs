@@ -49,6 +49,26 @@ pub const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7
 pub const LIMITS_HIT_TOTAL: &str = "ivrd_limits_hit_total";
 /// Counter by `reason` (outage, node): callback requests recorded.
 pub const CALLBACKS_TOTAL: &str = "ivrd_callbacks_total";
+/// Gauge by `queue`: callers waiting in it now.
+pub const QUEUE_WAITING: &str = "ivrd_queue_waiting";
+/// Histogram by `queue`: how long callers waited until an agent answered.
+pub const QUEUE_WAIT_SECONDS: &str = "ivrd_queue_wait_seconds";
+/// Counter by `queue`: callers who left (hung up, escalated) before an agent answered.
+pub const QUEUE_ABANDONED_TOTAL: &str = "ivrd_queue_abandoned_total";
+/// Counter by `queue` and `reason` (timeout, no_agents): callers the queue sent back to the flow.
+pub const QUEUE_EXITS_TOTAL: &str = "ivrd_queue_exits_total";
+/// Gauge by `state`: agents in each state.
+pub const AGENTS: &str = "ivrd_agents";
+/// Histogram: |actual - predicted| wait of callers who reached an agent (with a prediction).
+pub const WAIT_ESTIMATE_ERROR_SECONDS: &str = "ivrd_wait_estimate_error_seconds";
+/// Counter by `result` (answered, no_answer, busy, failed): legs placed to agents.
+pub const AGENT_LEGS_TOTAL: &str = "ivrd_agent_legs_total";
+/// Gauge: calls bridged to an agent now.
+pub const BRIDGED_CALLS: &str = "ivrd_bridged_calls";
+/// Buckets for queue waits and their estimate errors: seconds to half an hour.
+const WAIT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
+];
 
 /// Buckets that resolve answer latency from sub-millisecond to the longest ring budget.
 const ANSWER_BUCKETS: &[f64] = &[
@@ -72,6 +92,11 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         )?
         .set_buckets_for_metric(Matcher::Full(ASR_SECONDS.into()), ASR_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(QUEUE_WAIT_SECONDS.into()), WAIT_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(WAIT_ESTIMATE_ERROR_SECONDS.into()),
+            WAIT_BUCKETS,
+        )?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -89,6 +114,28 @@ fn describe() {
         "Calls answered after the ring budget"
     );
     describe_counter!(CALLS_TOTAL, "Calls by outcome");
+    describe_gauge!(QUEUE_WAITING, "Callers waiting, by queue");
+    describe_histogram!(
+        QUEUE_WAIT_SECONDS,
+        Unit::Seconds,
+        "Wait until an agent answered, by queue"
+    );
+    describe_counter!(
+        QUEUE_ABANDONED_TOTAL,
+        "Callers who left a queue before an agent answered"
+    );
+    describe_counter!(
+        QUEUE_EXITS_TOTAL,
+        "Callers sent back to the flow by a queue (timeout, no agents)"
+    );
+    describe_gauge!(AGENTS, "Agents by state");
+    describe_histogram!(
+        WAIT_ESTIMATE_ERROR_SECONDS,
+        Unit::Seconds,
+        "How far the announced wait was from the real one"
+    );
+    describe_counter!(AGENT_LEGS_TOTAL, "Calls placed to agents, by result");
+    describe_gauge!(BRIDGED_CALLS, "Calls bridged to an agent now");
     describe_gauge!(CALLS_ACTIVE, "Calls in progress");
     describe_counter!(DTMF_TOTAL, "Keys received");
     describe_counter!(RTP_PACKETS_TOTAL, "RTP packets by direction");

@@ -83,17 +83,6 @@ pub enum Strategy {
     RoundRobin,
 }
 
-impl Strategy {
-    pub fn parse(s: &str) -> Option<Strategy> {
-        match s {
-            "longest_idle" => Some(Strategy::LongestIdle),
-            "ring_all" => Some(Strategy::RingAll),
-            "round_robin" => Some(Strategy::RoundRobin),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
     pub id: String,

@@ -26,6 +26,8 @@ pub struct Sipp {
     extra: Vec<String>,
     /// Files copied into SIPp's working directory before it starts: (name, source).
     files: Vec<(String, PathBuf)>,
+    /// The SIP port SIPp listens on (a UAS others must reach); default: any free one.
+    port: Option<u16>,
 }
 
 /// Where a traced message went.
@@ -84,6 +86,7 @@ impl Sipp {
             service: "support".into(),
             extra: Vec::new(),
             files: Vec::new(),
+            port: None,
         }
     }
 
@@ -123,6 +126,12 @@ impl Sipp {
         self
     }
 
+    /// Listens on this SIP port (for UAS scenarios that ivrd calls: agents).
+    pub fn local_port(mut self, port: u16) -> Sipp {
+        self.port = Some(port);
+        self
+    }
+
     /// Any other SIPp argument(s).
     pub fn arg(mut self, a: &str) -> Sipp {
         self.extra.push(a.into());
@@ -148,7 +157,7 @@ impl Sipp {
             std::fs::copy(source, dir.join(file))
                 .unwrap_or_else(|e| panic!("copy {} for SIPp: {e}", source.display()));
         }
-        let local_port = free_udp_port();
+        let local_port = self.port.unwrap_or_else(free_udp_port);
         let media_port = free_udp_port_block();
         let timeout_s = self.timeout.as_secs().max(1);
         let mut args: Vec<String> = vec![

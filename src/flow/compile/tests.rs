@@ -52,6 +52,34 @@ nodes:
   offer: {callback: callback_offer, confirm: callback_confirmed, next: bye, timeout_ms: 3000}
 "#;
 
+/// A flow whose greeting leads to a queue node.
+pub const QUEUED: &str = "\
+version: 1
+flow: queued
+start: greet
+escalation:
+  target: sip:supervisor@pbx.example.com
+nodes:
+  greet:
+    play: greeting
+    next: wait
+  wait:
+    play: to_billing
+    queue: support
+    on_timeout: sorry
+    on_no_agents: nobody
+    after_agent: bye
+  sorry:
+    play: sorry
+    hangup: true
+  nobody:
+    play: nobody
+    hangup: true
+  bye:
+    play: goodbye
+    hangup: true
+";
+
 pub fn good_flow() -> Flow {
     compile(Path::new("t.yaml"), GOOD, &mut FakePrompts).unwrap()
 }
@@ -191,4 +219,47 @@ fn an_intent_with_an_empty_name_compiles_to_a_diagnostic() {
     let text = "version: 1\nflow: e\nstart: m\nnodes:\n  m:\n    menu: p\n    intents:\n      \"\": {goto: m}\n";
     let e = compile(Path::new("e.yaml"), text, &mut FakePrompts).unwrap_err();
     assert!(e.to_string().contains("intent ''"), "{e}");
+}
+
+#[test]
+fn queue_nodes_name_a_configured_queue_and_every_way_out() {
+    use crate::flow::{compile_dir, DirSettings, FlowDir};
+    let dir = |text: &str| FlowDir {
+        dir: "flows".into(),
+        files: vec![("flows/q.yaml".into(), Ok(text.to_string()))],
+    };
+    let routes = IndexMap::new();
+    let settings = |queues: &'static [String]| DirSettings {
+        config_file: Path::new("ivrd.yaml"),
+        default: "queued",
+        routes: &routes,
+        queues,
+    };
+    static SUPPORT: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["support".to_string()]);
+    assert!(compile_dir(&dir(QUEUED), &settings(&SUPPORT), &mut FakePrompts, None).is_ok());
+    let err = compile_dir(&dir(QUEUED), &settings(&[]), &mut FakePrompts, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("q.yaml:12")
+            && err.contains("no queue named 'support' (the config has no queues)"),
+        "{err}"
+    );
+    let text = QUEUED.replace("    on_no_agents: nobody\n", "");
+    let err = compile(Path::new("q.yaml"), &text, &mut FakePrompts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs 'on_no_agents'"), "{err}");
+    let text = QUEUED.replace(
+        "    next: wait\n",
+        "    next: wait\n    on_timeout: sorry\n",
+    );
+    let err = compile(Path::new("q.yaml"), &text, &mut FakePrompts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'on_timeout' only belongs on queue nodes"),
+        "{err}"
+    );
 }

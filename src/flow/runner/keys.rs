@@ -11,12 +11,19 @@ use std::time::Instant;
 impl FlowRunner {
     pub(super) fn on_key(&mut self, now: Instant, key: char) {
         match self.state {
-            State::NotStarted | State::Ended | State::Transferring { .. } => return,
+            State::NotStarted
+            | State::Ended
+            | State::Transferring { .. }
+            | State::Bridged { .. } => return,
             _ => {}
         }
         let esc_key = self.flow.escalation.as_ref().and_then(|e| e.dtmf);
         if self.digits.is_empty() && Some(key) == esc_key {
             self.escalate(now, EscalationReason::Key);
+            return;
+        }
+        if let State::Queued { .. } = self.state {
+            // Waiting for an agent: only the escalation key means something.
             return;
         }
         if self.digits.len() < MAX_TYPEAHEAD {

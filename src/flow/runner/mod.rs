@@ -16,6 +16,7 @@
 //! caller already did and heard, so nobody has to ask again.
 
 mod keys;
+mod queue;
 mod speech;
 mod steps;
 #[cfg(test)]
@@ -63,6 +64,38 @@ pub enum FlowInput {
     SpeechUnusable,
     /// Speech recognition is overloaded: the caller is asked to use keys.
     SpeechBusy,
+    /// What happens to the caller in the queue (after `FlowOutput::Queue`).
+    Queue(QueueInput),
+}
+
+/// News from the queue the caller waits in, and from the agent they talk to.
+#[derive(Debug, Clone)]
+pub enum QueueInput {
+    /// The caller is in the queue; this plays between announcements (may be empty).
+    Joined { hold: Vec<Arc<Prompt>> },
+    /// Say this (the place in line and the wait), then go back to the hold audio.
+    Announce(Vec<Arc<Prompt>>),
+    /// The queue's longest wait is over: the caller left it.
+    TimedOut,
+    /// Nobody serves the queue: the caller left it.
+    NoAgents,
+    /// An agent answered: the call is bridged to them.
+    AgentConnected,
+    /// The agent hung up.
+    AgentHungUp,
+}
+
+impl PartialEq for QueueInput {
+    fn eq(&self, other: &Self) -> bool {
+        use QueueInput::*;
+        let same = |a: &[Arc<Prompt>], b: &[Arc<Prompt>]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+        };
+        match (self, other) {
+            (Joined { hold: a }, Joined { hold: b }) | (Announce(a), Announce(b)) => same(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
 }
 
 /// What the flow listens for now, for the call's endpointer and the recogniser.
@@ -130,6 +163,13 @@ pub enum FlowOutput {
         target: String,
         context: TransferContext,
     },
+    /// Put the caller in this queue; news comes back as `FlowInput::Queue`.
+    Queue {
+        queue: String,
+        context: TransferContext,
+    },
+    /// The caller leaves the queue (they escalated): stop ringing agents for them.
+    LeaveQueue,
     /// A menu choice was made.
     Intent { node: String, intent: String },
     /// The call is being escalated to a person.
@@ -214,6 +254,9 @@ enum AfterPlay {
     Transfer {
         node: NodeId,
     },
+    Queue {
+        node: NodeId,
+    },
     Escalate,
     Hangup,
     /// Outage messages played; `callback` names the outage whose callback was offered.
@@ -264,6 +307,14 @@ enum State {
     Transferring {
         node: Option<NodeId>,
     },
+    /// In a queue node's queue: hold audio and announcements until an agent answers.
+    Queued {
+        node: NodeId,
+    },
+    /// Talking to an agent (the media is bridged; the flow waits for the agent to hang up).
+    Bridged {
+        node: NodeId,
+    },
     Ended,
 }
 
@@ -291,6 +342,8 @@ pub struct FlowRunner {
     record: Record,
     /// Keys pressed and not yet consumed by a menu.
     digits: String,
+    /// What plays between queue announcements.
+    hold: Vec<Arc<Prompt>>,
     /// Type-ahead put aside while an outage is announced (keys then answer the announcement).
     saved_digits: Option<String>,
     outages: Arc<OutageSet>,
@@ -315,6 +368,7 @@ impl FlowRunner {
             state: State::NotStarted,
             record: Record::default(),
             digits: String::new(),
+            hold: Vec::new(),
             saved_digits: None,
             outages: Arc::new(OutageSet::default()),
             outputs: VecDeque::new(),
@@ -410,11 +464,12 @@ impl FlowRunner {
     pub fn handle(&mut self, now: Instant, input: FlowInput) {
         self.hops = 0;
         match input {
-            FlowInput::PlaybackDone => {
-                if let State::Playing { after, .. } = self.state.clone() {
-                    self.after_play(now, after);
-                }
-            }
+            FlowInput::PlaybackDone => match self.state.clone() {
+                State::Playing { after, .. } => self.after_play(now, after),
+                State::Queued { .. } => self.hold_again(),
+                _ => {}
+            },
+            FlowInput::Queue(q) => self.on_queue(now, q),
             FlowInput::Dtmf(key) => self.on_key(now, key),
             FlowInput::SpeechStarted => self.on_speech_started(now),
             FlowInput::Transcript(heard) => self.on_transcript(now, heard),
@@ -451,7 +506,10 @@ impl FlowRunner {
                 after: AfterPlay::Collect(menu),
                 ..
             } => Some(*menu),
-            State::NotStarted | State::Ended | State::Transferring { .. } => return None,
+            State::NotStarted
+            | State::Ended
+            | State::Transferring { .. }
+            | State::Bridged { .. } => return None,
             _ => None,
         };
         if let Some(speech) = menu

@@ -39,9 +39,16 @@ impl FlowRunner {
         };
         // Already escalating (its lead-in is playing): the same request again, not a new one.
         if self.record.escalation.is_some()
-            || matches!(self.state, State::Transferring { .. } | State::Ended)
+            || matches!(
+                self.state,
+                State::Transferring { .. } | State::Bridged { .. } | State::Ended
+            )
         {
             return;
+        }
+        if let State::Queued { .. } = self.state {
+            self.outputs.push_back(FlowOutput::LeaveQueue);
+            self.outputs.push_back(FlowOutput::StopPlayback);
         }
         if let State::Playing { .. } = self.state {
             self.outputs.push_back(FlowOutput::StopPlayback);
@@ -66,7 +73,10 @@ impl FlowRunner {
         let gate = self.record.entered_any
             || matches!(
                 n.kind,
-                NodeKind::Menu(_) | NodeKind::Transfer { .. } | NodeKind::Callback { .. }
+                NodeKind::Menu(_)
+                    | NodeKind::Transfer { .. }
+                    | NodeKind::Queue { .. }
+                    | NodeKind::Callback { .. }
             );
         let heard = &self.record.heard;
         let mut due = Vec::new();
@@ -74,6 +84,9 @@ impl FlowRunner {
             due.extend(self.outages.for_everyone(heard));
         }
         let mut scopes = vec![n.name.clone()];
+        if let NodeKind::Queue { queue, .. } = &n.kind {
+            scopes.push(queue.clone());
+        }
         scopes.extend(self.record.scope_hint.take());
         for scope in scopes {
             for a in self.outages.for_scope(&scope, &self.record.heard) {
@@ -161,6 +174,10 @@ impl FlowRunner {
                 let prompts = prompts.clone();
                 self.play(now, prompts, bargein, AfterPlay::Transfer { node });
             }
+            NodeKind::Queue { prompts, .. } => {
+                let prompts = prompts.clone();
+                self.play(now, prompts, bargein, AfterPlay::Queue { node });
+            }
             NodeKind::Goto(t) => {
                 let t = *t;
                 self.enter(now, t);
@@ -214,6 +231,7 @@ impl FlowRunner {
                 let target = target.clone();
                 self.transfer(target, Some(node));
             }
+            AfterPlay::Queue { node } => self.join_queue(node),
             AfterPlay::Escalate => {
                 let target = self
                     .flow
@@ -325,8 +343,15 @@ impl FlowRunner {
     fn transfer(&mut self, target: String, node: Option<NodeId>) {
         self.digits.clear();
         self.state = State::Transferring { node };
+        let context = self.context();
+        self.outputs
+            .push_back(FlowOutput::Transfer { target, context });
+    }
+
+    /// What the person who takes the call is told: what the caller did and heard.
+    pub(super) fn context(&self) -> TransferContext {
         let record = &self.record;
-        let context = TransferContext {
+        TransferContext {
             flow: self.flow.name.clone(),
             path: self.path(),
             intent: record.intent.clone(),
@@ -334,9 +359,7 @@ impl FlowRunner {
             last_input: record.last_input.clone(),
             transcript: record.transcript.clone(),
             outages: record.heard.clone(),
-        };
-        self.outputs
-            .push_back(FlowOutput::Transfer { target, context });
+        }
     }
 
     pub(super) fn end(&mut self, how: FlowEnd) {

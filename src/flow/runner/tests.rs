@@ -31,6 +31,8 @@ fn describe(o: &FlowOutput) -> Option<String> {
         FlowOutput::CallbackRequested { reason } => format!("callback:{reason}"),
         FlowOutput::Speech(o) => format!("speech:{}", o.as_str()),
         FlowOutput::SpeechConfidence(c) => format!("confidence:{c:.2}"),
+        FlowOutput::Queue { queue, .. } => format!("queue:{queue}"),
+        FlowOutput::LeaveQueue => "leave_queue".into(),
     })
 }
 
@@ -551,4 +553,100 @@ fn sure_matches_route_without_a_question_and_fillers_never_route() {
         h.say("um hello?"),
         ["speech:no_match", "play:no_match+main_menu"]
     );
+}
+
+fn queued() -> Harness {
+    let flow = crate::flow::compile(
+        std::path::Path::new("q.yaml"),
+        crate::flow::compile::tests::QUEUED,
+        &mut crate::flow::compile::tests::FakePrompts,
+    )
+    .unwrap();
+    let now = Instant::now();
+    let mut h = Harness {
+        r: FlowRunner::new(Arc::new(flow)),
+        now,
+    };
+    h.r.start(now, false);
+    h
+}
+
+fn prompts(names: &[&str]) -> Vec<Arc<Prompt>> {
+    use crate::flow::PromptSource;
+    names
+        .iter()
+        .map(|n| crate::flow::compile::tests::FakePrompts.prompt(n).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_queue_node_joins_loops_the_hold_audio_and_announces() {
+    let mut h = queued();
+    assert_eq!(h.out(), ["play:greeting"]);
+    assert_eq!(h.done(), ["play:to_billing"]);
+    assert_eq!(h.done(), ["queue:support"]);
+    let hold = prompts(&["hold"]);
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::Joined { hold }));
+    assert_eq!(h.out(), ["play:hold"]);
+    assert_eq!(h.done(), ["play:hold"], "the hold audio loops");
+    let said = prompts(&["you_are_number", "two"]);
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::Announce(said)));
+    assert_eq!(h.out(), ["play:you_are_number+two+hold"]);
+    // Keys other than the escalation key do nothing while waiting.
+    assert!(h.key('5').is_empty());
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentConnected));
+    assert_eq!(h.out(), ["stop"]);
+    assert!(h.key('0').is_empty(), "keys go to the agent while bridged");
+    assert!(h.r.listening().is_none());
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentHungUp));
+    assert_eq!(h.out(), ["play:goodbye"]);
+    assert_eq!(h.done(), ["end:Hangup"]);
+}
+
+#[test]
+fn a_queue_sends_callers_on_after_the_wait_or_without_agents() {
+    for (input, next) in [
+        (QueueInput::TimedOut, "play:sorry"),
+        (QueueInput::NoAgents, "play:nobody"),
+    ] {
+        let mut h = queued();
+        h.out();
+        h.done();
+        assert_eq!(h.done(), ["queue:support"]);
+        h.r.handle(h.now, FlowInput::Queue(input));
+        assert_eq!(h.out(), ["stop", next]);
+    }
+}
+
+#[test]
+fn escalating_while_waiting_leaves_the_queue_first() {
+    let mut h = queued();
+    h.out();
+    h.done();
+    h.done();
+    assert_eq!(
+        h.key('0'),
+        [
+            "leave_queue",
+            "stop",
+            "escalated:key",
+            "transfer:sip:supervisor@pbx.example.com"
+        ]
+    );
+    // A late agent answer changes nothing now.
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentConnected));
+    assert!(h.out().is_empty());
+}
+
+#[test]
+fn outages_scoped_to_the_queue_are_heard_before_joining() {
+    let mut h = queued();
+    let spec = crate::outage::tests::spec("q1", &["support"]);
+    let items = vec![crate::outage::tests::ann(spec)];
+    h.r.set_outages(Arc::new(OutageSet::active(items, 0)));
+    h.out();
+    let after_greeting = h.done();
+    assert_eq!(after_greeting[0], "outage:q1", "{after_greeting:?}");
+    assert_eq!(h.done(), ["play:to_billing"]);
+    assert_eq!(h.done(), ["queue:support"]);
 }

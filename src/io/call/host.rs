@@ -28,6 +28,21 @@ pub enum Signal {
     },
     Hangup,
     Ended(Outcome),
+    /// Ring an agent: place a leg to `uri` with the call's context.
+    DialAgent {
+        agent: String,
+        uri: String,
+        context: TransferContext,
+        ring_timeout: std::time::Duration,
+    },
+    /// Stop ringing this agent, or hang up their leg.
+    CancelAgent {
+        agent: String,
+    },
+    /// Relay media between the caller and this agent's leg.
+    Bridge {
+        agent: String,
+    },
 }
 
 /// Describes a new call to [`CallHost::new`].
@@ -64,6 +79,8 @@ pub struct CallHost {
     unconfirmed_answer: Option<std::time::Duration>,
     notice_recorded: bool,
     tap: Option<OutputTap>,
+    /// The call's key with the queue service.
+    queue_key: u64,
 }
 
 impl CallHost {
@@ -106,6 +123,7 @@ impl CallHost {
                 unconfirmed_answer: None,
                 notice_recorded: false,
                 tap: None,
+                queue_key: 0,
             },
             events_rx,
         )
@@ -142,6 +160,27 @@ impl CallHost {
                     return Some(Signal::Refer { target, context })
                 }
                 CallOutput::Hangup => return Some(Signal::Hangup),
+                CallOutput::DialAgent {
+                    agent,
+                    uri,
+                    context,
+                    ring_timeout,
+                } => {
+                    return Some(Signal::DialAgent {
+                        agent,
+                        uri,
+                        context,
+                        ring_timeout,
+                    })
+                }
+                CallOutput::CancelAgent { agent } => return Some(Signal::CancelAgent { agent }),
+                CallOutput::Bridge { agent } => return Some(Signal::Bridge { agent }),
+                CallOutput::JoinQueue { queue } => self.join_queue(queue),
+                CallOutput::ToQueue(report) => {
+                    if let Some(q) = &self.daemon.queues {
+                        q.report(self.queue_key, report);
+                    }
+                }
                 CallOutput::Ended(outcome) => {
                     // A CANCEL that won the race means no 200 ever left; anything else
                     // (BYE before ACK, ACK never came, shutdown) followed a 200 on the wire.
@@ -197,6 +236,22 @@ impl CallHost {
             }
         }
         None
+    }
+
+    /// Puts the caller in a queue; without a queue service (no queues configured, which
+    /// `ivrd check` rejects for flows naming one) the flow hears that nobody serves it.
+    fn join_queue(&mut self, queue: String) {
+        info!(queue = %queue, "joining queue");
+        let events = self.events.clone();
+        let Some(q) = self.daemon.queues.clone() else {
+            let _ = events.try_send(CallInput::Queue(crate::call::QueueEvent::NoAgents));
+            return;
+        };
+        if self.queue_key == 0 {
+            self.queue_key = q.call_key();
+        }
+        let key = self.queue_key;
+        tokio::spawn(async move { q.join(key, queue, events).await }.in_current_span());
     }
 
     /// Notes the answer latency (call arrived -> answer sent). A WebRTC answer is final once

@@ -3,6 +3,7 @@
 //! this file joins the admin server's routers behind one bearer token.
 
 pub mod admin;
+pub mod agents;
 mod alertmanager;
 pub mod auth;
 mod error;
@@ -21,11 +22,17 @@ use tracing::warn;
 const MAX_BODY: usize = 256 * 1024;
 
 /// The admin server's routes: health and the phone's page open, the rest behind the token.
-pub fn router(admin: admin::AdminState, phone: webrtc::PhoneState, token: Arc<str>) -> Router {
+pub fn router(
+    admin: admin::AdminState,
+    phone: webrtc::PhoneState,
+    queues: agents::QueuesState,
+    token: Arc<str>,
+) -> Router {
     let api = admin::api_routes()
         .route("/api/alertmanager", post(alertmanager::webhook))
         .with_state(admin.clone())
         .merge(webrtc::api_routes().with_state(phone.clone()))
+        .merge(agents::api_routes().with_state(queues))
         .route_layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_token,

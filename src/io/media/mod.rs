@@ -2,4 +2,5 @@
 //! hands a call's packets to and from the pure media session.
 
 pub mod ports;
+pub mod relay;
 pub mod rtp;

@@ -75,6 +75,16 @@ impl RtpMedia {
         self.session.due(now, can_send, fill, out);
     }
 
+    /// Where the outgoing stream stands (a bridge's relay carries it on).
+    pub fn position(&self) -> crate::media::session::StreamSeeds {
+        self.session.position()
+    }
+
+    /// What was negotiated for the caller's leg, for the relay.
+    pub fn continue_at(&mut self, next_seq: u16) {
+        self.session.continue_at(next_seq);
+    }
+
     /// Counts a packet that went out.
     pub fn sent(&self) {
         self.sent.increment(1);

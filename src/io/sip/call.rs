@@ -1,15 +1,20 @@
 //! One tokio task per call: it owns the call's state machine, its RTP socket and its
 //! dialog events, and does only I/O — every decision is the pure [`Call`]'s.
 
+use super::agent::{self, Dial, Leg, LegUpdate};
 use super::reply::{allow_header, contact_for, contact_for_dialog, reply, respond, respond_sdp};
+use crate::call::LegEvent;
 use crate::call::{CallInput, Outcome};
 use crate::io::call::alarm::Alarm;
 use crate::io::call::host::{CallHost, NewCall, Signal};
 use crate::io::daemon::Daemon;
+use crate::io::media::relay::{End, Relay};
 use crate::io::media::rtp::RtpMedia;
 use crate::media::dtmf::parse_info;
 use crate::media::g711::Codec;
+use crate::media::relay::{LegMedia, RelayPath};
 use crate::media::rtp::parse as parse_rtp;
+use crate::media::session::StreamSeeds;
 use crate::metrics as m;
 use crate::sip::context;
 use crate::sip::context::TransferContext;
@@ -23,6 +28,7 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{HasHeaders, Header, Request, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -130,6 +136,13 @@ struct CallTask {
     held: Option<(Request, TransactionHandle)>,
     /// Tells the endpoint the ACK is in (a re-INVITE that beat it waits for this).
     acked: tokio::sync::watch::Sender<bool>,
+    /// Legs placed to agents, by agent id, and where their news comes in.
+    legs: HashMap<String, Leg>,
+    leg_updates: (mpsc::Sender<LegUpdate>, Option<mpsc::Receiver<LegUpdate>>),
+    /// The media relay while the call is bridged to an agent.
+    relay: Option<Relay>,
+    /// The caller's From URI (shown to agents).
+    caller: String,
 }
 
 impl CallTask {
@@ -162,6 +175,13 @@ impl CallTask {
         let media = offer.as_ref().and_then(|o| sdp::negotiate(o).ok());
         let codec = media.as_ref().map(|n| n.codec).unwrap_or(Codec::Pcmu);
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let caller = tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|f| f.uri().ok())
+            .map(|u| u.to_string())
+            .unwrap_or_default();
         let new = NewCall {
             call_id: tx
                 .original
@@ -173,13 +193,7 @@ impl CallTask {
                 .as_ref()
                 .map(|c| c.transport().to_string().to_ascii_lowercase())
                 .unwrap_or_else(|| "udp".into()),
-            caller: tx
-                .original
-                .from_header()
-                .ok()
-                .and_then(|f| f.uri().ok())
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
+            caller: caller.clone(),
             flow,
             overflow,
             codec,
@@ -200,6 +214,7 @@ impl CallTask {
         )
         .limit_rate(host.daemon.max_rtp_pps);
         let host_acks = host.daemon.acks.track(dialog.id().to_string());
+        let (leg_tx, leg_rx) = mpsc::channel(16);
         let mut task = CallTask {
             host,
             dialog: dialog.clone(),
@@ -212,6 +227,10 @@ impl CallTask {
             rules: DialogRules::default(),
             held: None,
             acked: host_acks,
+            legs: HashMap::new(),
+            leg_updates: (leg_tx, Some(leg_rx)),
+            relay: None,
+            caller,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -230,6 +249,10 @@ impl CallTask {
         if !task.host.call.is_acked() && outcome != Some(Outcome::Abandoned) {
             invite_tx.abort();
         }
+        task.relay = None;
+        for (_, leg) in task.legs.drain() {
+            leg.stop.cancel();
+        }
         task.host.daemon.dialogs.remove_dialog(&task.dialog.id());
         task.host.daemon.acks.forget(&task.dialog.id().to_string());
         outcome.unwrap_or(Outcome::Failed).as_str()
@@ -244,6 +267,7 @@ impl CallTask {
         let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
         let mut dialog_alarm = Alarm::default();
         let shutdown = self.host.daemon.shutdown.clone();
+        let mut leg_updates = self.leg_updates.1.take().expect("run is called once");
         loop {
             frame_alarm.set(self.rtp.next_deadline());
             call_alarm.set_by(self.host.call.poll_timeout());
@@ -251,9 +275,14 @@ impl CallTask {
             tokio::select! {
                 _ = frame_alarm.ring() => {
                     let now = Instant::now();
-                    self.drain_rtp(now, &mut buf);
+                    // Bridged, the relay reads the caller's socket; the frame clock still
+                    // runs so the call's own stream keeps its timing for afterwards.
+                    if self.relay.is_none() {
+                        self.drain_rtp(now, &mut buf);
+                    }
                     self.send_frames(now);
                 }
+                Some(update) = leg_updates.recv() => self.on_leg_update(update),
                 _ = call_alarm.ring() => self.host.call.handle(Instant::now(), CallInput::Timeout),
                 _ = dialog_alarm.ring() => {
                     let acked = self.last_ack_cseq();
@@ -302,9 +331,127 @@ impl CallTask {
                     });
                 }
                 Signal::Ended(outcome) => return Some(outcome),
+                Signal::DialAgent {
+                    agent,
+                    uri,
+                    context,
+                    ring_timeout,
+                } => {
+                    let dial = Dial {
+                        agent: agent.clone(),
+                        uri,
+                        context,
+                        ring_timeout,
+                        caller: self.caller.clone(),
+                    };
+                    let leg =
+                        agent::dial(self.host.daemon.clone(), dial, self.leg_updates.0.clone());
+                    if let Some(old) = self.legs.insert(agent, leg) {
+                        old.stop.cancel();
+                    }
+                }
+                Signal::CancelAgent { agent } => {
+                    if self.relay.as_ref().is_some_and(|r| r.agent == agent) {
+                        self.unbridge();
+                    }
+                    if let Some(leg) = self.legs.remove(&agent) {
+                        leg.stop.cancel();
+                    }
+                }
+                Signal::Bridge { agent } => self.bridge(now, agent),
             }
         }
         None
+    }
+
+    /// News from an agent leg, for the call (and the leg's media kept for the bridge).
+    fn on_leg_update(&mut self, update: LegUpdate) {
+        let now = Instant::now();
+        let (agent, event) = match update {
+            LegUpdate::Answered { agent, leg } => {
+                match self.legs.get_mut(&agent) {
+                    Some(l) => l.answered = Some(leg),
+                    None => return,
+                }
+                (agent, LegEvent::Answered)
+            }
+            LegUpdate::Failed { agent, why } => {
+                self.legs.remove(&agent);
+                (agent, LegEvent::Failed(why))
+            }
+            LegUpdate::HungUp { agent } => {
+                if self.relay.as_ref().is_some_and(|r| r.agent == agent) {
+                    self.unbridge();
+                }
+                self.legs.remove(&agent);
+                (agent, LegEvent::HungUp)
+            }
+        };
+        self.host
+            .call
+            .handle(now, CallInput::AgentLeg { agent, event });
+    }
+
+    /// Starts relaying media between the caller and the agent who answered.
+    fn bridge(&mut self, now: Instant, agent: String) {
+        let leg = self.legs.get_mut(&agent).and_then(|l| l.answered.take());
+        let (Some(leg), Some(neg)) = (leg, self.media.as_ref()) else {
+            warn!(agent = %agent, "no media to bridge");
+            self.host.call.handle(
+                now,
+                CallInput::AgentLeg {
+                    agent,
+                    event: LegEvent::HungUp,
+                },
+            );
+            return;
+        };
+        let caller_media = LegMedia {
+            codec: neg.codec,
+            payload_type: neg.payload_type,
+            telephone_event: neg.telephone_event,
+        };
+        let caller_dest = self.latched.or(neg.remote);
+        let agent_seeds = StreamSeeds {
+            ssrc: rand::random(),
+            first_seq: rand::random(),
+            first_timestamp: rand::random(),
+        };
+        let pps = self.host.daemon.max_rtp_pps;
+        let to_agent = RelayPath::new(caller_media, leg.media, agent_seeds).limit_rate(pps);
+        let to_caller =
+            RelayPath::new(leg.media, caller_media, self.rtp.position()).limit_rate(pps);
+        let caller_socket = match self.socket.try_clone() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot share the caller's RTP socket with the relay");
+                return;
+            }
+        };
+        let ends = (
+            End {
+                socket: caller_socket,
+                remote: caller_dest,
+            },
+            End {
+                socket: leg.socket,
+                remote: leg.remote,
+            },
+        );
+        match Relay::start(agent.clone(), ends.0, ends.1, to_agent, to_caller) {
+            Ok(relay) => {
+                info!(agent = %agent, "bridged to the agent");
+                self.relay = Some(relay);
+            }
+            Err(e) => warn!(error = %e, "cannot start the media relay"),
+        }
+    }
+
+    /// Ends the relay; the call's own stream carries on after what the relay sent.
+    fn unbridge(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            self.rtp.continue_at(relay.caller_next_seq());
+        }
     }
 
     fn answer(&mut self, now: Instant) {

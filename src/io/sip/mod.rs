@@ -2,6 +2,7 @@
 //! message is inspected before the stack parses it), the loop that routes new transactions,
 //! and the per-call SIP driver that carries out what the call and its dialog decide.
 
+pub mod agent;
 pub mod call;
 pub mod endpoint;
 pub mod reply;

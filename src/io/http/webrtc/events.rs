@@ -98,7 +98,12 @@ impl PageEvent {
             | CallOutput::Refer { .. }
             | CallOutput::Hangup
             | CallOutput::Ended(_)
-            | CallOutput::Transcribe { .. } => return None,
+            | CallOutput::Transcribe { .. }
+            | CallOutput::JoinQueue { .. }
+            | CallOutput::ToQueue(_)
+            | CallOutput::DialAgent { .. }
+            | CallOutput::CancelAgent { .. }
+            | CallOutput::Bridge { .. } => return None,
         })
     }
 }

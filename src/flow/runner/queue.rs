@@ -1,0 +1,76 @@
+//! Waiting in a queue and talking to an agent: joining, the hold audio between
+//! announcements, the ways out (timeout, nobody serving) and what follows the agent.
+
+use super::{FlowEnd, FlowOutput, FlowRunner, QueueInput, State};
+use crate::flow::{NodeId, NodeKind};
+use std::time::Instant;
+
+impl FlowRunner {
+    pub(super) fn join_queue(&mut self, node: NodeId) {
+        let NodeKind::Queue { queue, .. } = &self.flow.node(node).kind else {
+            unreachable!("queue state only for queue nodes")
+        };
+        let queue = queue.clone();
+        self.digits.clear();
+        self.hold.clear();
+        self.state = State::Queued { node };
+        let context = self.context();
+        self.outputs.push_back(FlowOutput::Queue { queue, context });
+    }
+
+    pub(super) fn on_queue(&mut self, now: Instant, input: QueueInput) {
+        let (node, bridged) = match self.state {
+            State::Queued { node } => (node, false),
+            State::Bridged { node } => (node, true),
+            _ => return,
+        };
+        let NodeKind::Queue {
+            on_timeout,
+            on_no_agents,
+            after_agent,
+            ..
+        } = self.flow.node(node).kind
+        else {
+            unreachable!("queue states only for queue nodes")
+        };
+        match (input, bridged) {
+            (QueueInput::Joined { hold }, false) => {
+                self.hold = hold;
+                self.hold_again();
+            }
+            (QueueInput::Announce(mut prompts), false) => {
+                prompts.extend(self.hold.iter().cloned());
+                self.outputs.push_back(FlowOutput::Play {
+                    prompts,
+                    bargein: false,
+                });
+            }
+            (QueueInput::TimedOut, false) => self.leave_for(now, on_timeout),
+            (QueueInput::NoAgents, false) => self.leave_for(now, on_no_agents),
+            (QueueInput::AgentConnected, false) => {
+                self.outputs.push_back(FlowOutput::StopPlayback);
+                self.state = State::Bridged { node };
+            }
+            (QueueInput::AgentHungUp, true) => match after_agent {
+                Some(next) => self.enter(now, next),
+                None => self.end(FlowEnd::Hangup),
+            },
+            _ => {}
+        }
+    }
+
+    /// The hold audio again (it loops until an announcement or an agent).
+    pub(super) fn hold_again(&mut self) {
+        if !self.hold.is_empty() {
+            self.outputs.push_back(FlowOutput::Play {
+                prompts: self.hold.clone(),
+                bargein: false,
+            });
+        }
+    }
+
+    fn leave_for(&mut self, now: Instant, next: NodeId) {
+        self.outputs.push_back(FlowOutput::StopPlayback);
+        self.enter(now, next);
+    }
+}

@@ -1,0 +1,314 @@
+//! Queues, agents and bridged calls, asserted from outside with real peers on loopback: a
+//! caller (our RTP test phone) waits in a queue; agents are SIPp UASes that answer and echo
+//! the audio (`-rtp_echo`), stay busy (486) or never answer. The caller's own speech must
+//! come back to it through ivrd's relay (both directions, proven by correlation), the agent
+//! must get the call's context on its INVITE, and when the agent hangs up the caller goes
+//! on in the flow.
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+use support::audio;
+use support::caller::{AudioSource, Caller, CallerOpts};
+use support::daemon::ivrd_bin;
+use support::flows;
+use support::sipp::{Sipp, SippRun};
+use support::{free_udp_port, run_bounded, wait_for, Daemon, DaemonOpts, TempDir};
+
+const FLOW: &str = "\
+version: 1
+flow: queued
+start: greet
+escalation:
+  dtmf: \"0\"
+  target: sip:supervisor@pbx.example.com
+nodes:
+  greet:
+    play: to_billing
+    next: wait
+  wait:
+    queue: support
+    on_timeout: sorry
+    on_no_agents: nobody
+    after_agent: goodbye
+  sorry:
+    play: queue_timeout
+    hangup: true
+  nobody:
+    play: queue_no_agents
+    hangup: true
+  goodbye:
+    play: after_agent
+    hangup: true
+";
+
+struct Setup {
+    daemon: Daemon,
+    _flows: TempDir,
+}
+
+/// A daemon with the `queued` flow and these agents (`(id, sip port)`) in queue `support`.
+fn daemon(agents: &[(&str, u16)], queue: &str) -> Setup {
+    let flows = flows::flows_dir(&[("queued", FLOW)]);
+    let list: String = agents
+        .iter()
+        .map(|(id, port)| {
+            format!("  - {{id: {id}, name: Agent {id}, uri: \"sip:{id}@127.0.0.1:{port}\"}}\n")
+        })
+        .collect();
+    let ids: Vec<&str> = agents.iter().map(|(id, _)| *id).collect();
+    let daemon = Daemon::start(DaemonOpts {
+        flows_dir: flows.path().to_path_buf(),
+        default_flow: "queued".into(),
+        sounds_dir: support::repo_root().join("sounds"),
+        extra_yaml: format!(
+            "agents:\n{list}queues:\n  support:\n    agents: [{}]\n{queue}",
+            ids.join(", ")
+        ),
+        ..DaemonOpts::default()
+    });
+    Setup {
+        daemon,
+        _flows: flows,
+    }
+}
+
+/// An agent's phone: a SIPp UAS on `port` running `scenario` for one call.
+fn agent(scenario: &'static str, port: u16, extra: &[&str]) -> thread::JoinHandle<SippRun> {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    thread::spawn(move || {
+        // The target is unused by a UAS scenario; SIPp wants one.
+        let mut sipp = Sipp::new(scenario, "127.0.0.1:9".parse().unwrap())
+            .local_port(port)
+            .calls(1)
+            .timeout(Duration::from_secs(40));
+        for a in &extra {
+            sipp = sipp.arg(a);
+        }
+        sipp.run()
+    })
+}
+
+fn prompt(daemon: &Daemon, name: &str) -> Vec<i16> {
+    audio::load_8k(&daemon.opts.sounds_dir.join(format!("{name}.wav")))
+}
+
+fn agent_state(daemon: &Daemon, id: &str) -> String {
+    let agents = daemon.api_json("/api/agents");
+    agents
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id))
+        .and_then(|a| a["state"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn cli(daemon: &Daemon, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(ivrd_bin());
+    cmd.args(args)
+        .arg("--config")
+        .arg(&daemon.config_path)
+        .arg("--url")
+        .arg(format!("http://{}", daemon.admin()));
+    let out = run_bounded(cmd, "ivrd agent", Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "ivrd {args:?}: {}", out.stderr);
+    out.stdout
+}
+
+/// ~12 s: the caller waits, the agent answers, the caller's speech goes to the agent and
+/// comes back (the agent echoes it) through the relay; the agent's INVITE carries the
+/// context; when the agent hangs up the caller hears the flow's after-agent prompt and
+/// the call ends; the agent wraps up, then is available again.
+#[test]
+fn a_caller_reaches_an_agent_hears_them_and_goes_on_after_them() {
+    let port = free_udp_port();
+    let phone = agent("agent_answer.xml", port, &["-rtp_echo", "-d", "5000"]);
+    let s = daemon(
+        &[("alice", port)],
+        "    wrap_up_s: 1\n    announce_every_s: 0\n",
+    );
+    let d = &s.daemon;
+    let speech =
+        audio::tts_reference("The quick brown fox jumps over the lazy dog near the river bank.");
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(
+        caller.invite(Duration::from_secs(10)).status(),
+        Some(200),
+        "{}",
+        caller.sip_trace()
+    );
+    // Bridged: the admin API shows the agent talking.
+    let talking = wait_for(Duration::from_secs(15), || {
+        (agent_state(d, "alice") == "talking").then_some(())
+    });
+    assert!(
+        talking.is_some(),
+        "agent never talking: {}",
+        d.api_json("/api/agents")
+    );
+    let bridged_at = Instant::now();
+    caller.set_audio(AudioSource::Samples(speech.clone().into()));
+    // The echo of the caller's own speech comes back through both relay directions.
+    caller.wait_audio(Some(bridged_at), Duration::from_millis(4000));
+    let heard = caller.heard().since(bridged_at);
+    let m = heard.find(&speech[..8000 * 2]);
+    assert!(
+        m.ncc >= 0.85,
+        "the caller's speech did not come back through the agent: {m:?} ({:.1} s heard)",
+        heard.seconds()
+    );
+    // The agent hangs up after 5 s: the caller goes on at `goodbye` and the call ends.
+    let bye = wait_for(Duration::from_secs(15), || caller.bye_received());
+    assert!(
+        bye.is_some(),
+        "no BYE to the caller\n{}",
+        caller.sip_trace()
+    );
+    let after = prompt(d, "after_agent");
+    let m = caller.heard().since(bridged_at).find(&after);
+    assert!(m.ncc >= 0.9, "after-agent prompt not heard: {m:?}");
+    let run = phone.join().unwrap();
+    run.assert_success();
+    let invite = run
+        .messages_log
+        .split("----------------------------------------------")
+        .find(|m| m.contains("INVITE sip:alice@"))
+        .unwrap_or_default()
+        .to_string();
+    for h in [
+        "X-IVR-Flow: queued",
+        "X-IVR-Node: greet,wait",
+        "X-IVR-Agent: alice",
+        "User-to-User:",
+        "X-IVR-Caller:",
+    ] {
+        assert!(invite.contains(h), "agent INVITE lacks {h}:\n{invite}");
+    }
+    // Wrap-up (1 s), then available again.
+    let free = wait_for(Duration::from_secs(10), || {
+        (agent_state(d, "alice") == "available").then_some(())
+    });
+    assert!(free.is_some(), "agent not available after wrap-up");
+    let waits = d.metric("ivrd_queue_wait_seconds_count{queue=\"support\"}");
+    assert_eq!(waits, Some(1.0), "{}", d.metrics());
+}
+
+/// ~10 s: a busy agent (486) and one who never answers (CANCELled at the 2 s ring timeout)
+/// are skipped; the third answers. The caller hears their place in line meanwhile, never
+/// silence, and the caller hanging up ends the agent's leg with a BYE.
+#[test]
+fn busy_and_unanswered_agents_are_skipped_without_dead_air() {
+    let (busy, ring, answer) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let busy_phone = agent("agent_busy.xml", busy, &[]);
+    let ring_phone = agent("agent_no_answer.xml", ring, &[]);
+    let answer_phone = agent("agent_answer_wait.xml", answer, &["-rtp_echo"]);
+    let s = daemon(
+        &[("bob", busy), ("carol", ring), ("dave", answer)],
+        "    strategy: round_robin\n    ring_timeout_s: 2\n    announce_every_s: 0\n",
+    );
+    let d = &s.daemon;
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let joined = Instant::now();
+    let talking = wait_for(Duration::from_secs(20), || {
+        (agent_state(d, "dave") == "talking").then_some(())
+    });
+    assert!(
+        talking.is_some(),
+        "dave never answered: {}",
+        d.api_json("/api/agents")
+    );
+    let waited = joined.elapsed();
+    // While the agents were rung the caller heard where they stand, not silence.
+    let heard = caller.heard().since(joined);
+    let next = prompt(d, "queue_next_in_line");
+    let m = heard.find(&next);
+    assert!(
+        m.ncc >= 0.9,
+        "place in line not heard while agents rang: {m:?} after {waited:?}"
+    );
+    caller.bye(Duration::from_secs(5));
+    let runs = [
+        busy_phone.join().unwrap(),
+        ring_phone.join().unwrap(),
+        answer_phone.join().unwrap(),
+    ];
+    for run in &runs {
+        run.assert_success();
+    }
+    let text = d.metrics();
+    for result in ["busy", "no_answer", "answered"] {
+        let n = support::daemon::metric_sum(&text, "ivrd_agent_legs_total", &[("result", result)]);
+        assert_eq!(n, 1.0, "legs {result}: {text}");
+    }
+}
+
+/// ~6 s: with every agent away (set through the CLI), a caller is told at once and goes
+/// to `on_no_agents`; the CLI lists the states.
+#[test]
+fn nobody_serving_sends_the_caller_on_and_the_cli_sets_agents_away() {
+    let s = daemon(&[("erin", free_udp_port())], "");
+    let d = &s.daemon;
+    let out = cli(d, &["agent", "away", "erin"]);
+    assert!(out.contains("erin: away"), "{out}");
+    let list = cli(d, &["agent", "list"]);
+    assert!(list.contains("erin\taway"), "{list}");
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let bye = wait_for(Duration::from_secs(15), || caller.bye_received());
+    assert!(
+        bye.is_some(),
+        "the call did not end\n{}",
+        caller.sip_trace()
+    );
+    let m = caller.heard().find(&prompt(d, "queue_no_agents"));
+    assert!(m.ncc >= 0.9, "no-agents prompt not heard: {m:?}");
+    let (status, body) = d.api(
+        "POST",
+        "/api/agents/nobody/state",
+        Some(r#"{"state":"away"}"#),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = d.api(
+        "POST",
+        "/api/agents/erin/state",
+        Some(r#"{"state":"talking"}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        cli(d, &["agent", "available", "erin"]).trim(),
+        "erin: available"
+    );
+}
+
+/// ~8 s: while waiting (the only agent rings and never answers), the escalation key
+/// reaches the supervisor with the context, and the caller leaves the queue.
+#[test]
+fn the_escalation_key_works_while_waiting() {
+    let ring = free_udp_port();
+    let ring_phone = agent("agent_no_answer.xml", ring, &[]);
+    let s = daemon(&[("frank", ring)], "    ring_timeout_s: 20\n");
+    let d = &s.daemon;
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let ringing = wait_for(Duration::from_secs(10), || {
+        (agent_state(d, "frank") == "ringing").then_some(())
+    });
+    assert!(ringing.is_some(), "agent never rung");
+    caller.send_dtmf("0", 100);
+    let refer = caller
+        .wait_request("REFER", 0, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no REFER\n{}", caller.sip_trace()));
+    let text = refer.msg.to_string();
+    assert!(text.contains("supervisor@pbx.example.com"), "{text}");
+    assert!(text.contains("X-IVR-Reason: key"), "{text}");
+    // The queue let go: the agent's phone was CANCELled and is free again.
+    ring_phone.join().unwrap().assert_success();
+    let free = wait_for(Duration::from_secs(5), || {
+        (agent_state(d, "frank") == "available").then_some(())
+    });
+    assert!(free.is_some(), "agent still rung for a caller who left");
+    let queues = d.api_json("/api/queues");
+    assert_eq!(queues[0]["waiting"], 0, "{queues}");
+}
