@@ -52,10 +52,21 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// Who may send SIP, and how fast.
     pub security: SecurityConfig,
+    /// How transfers (REFER) carry the call's context.
+    pub transfer: TransferConfig,
     /// The people calls are bridged to (flow node `queue`).
     pub agents: Vec<queues::AgentDef>,
     /// Queues callers wait in for agents, by name.
     pub queues: IndexMap<String, queues::QueueDef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// `headers` (plain headers on the REFER; the default, understood by every peer
+    /// tried), `uri` (inside Refer-To, so a transferee that honours URI headers carries it
+    /// to the target) or `both`.
+    pub context: crate::sip::context::ContextMode,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +172,7 @@ impl Default for Config {
             asr: None,
             security: SecurityConfig::default(),
             webrtc: WebrtcConfig::default(),
+            transfer: TransferConfig::default(),
             agents: Vec::new(),
             queues: IndexMap::new(),
         }

@@ -24,11 +24,17 @@ struct Quick {
 }
 
 fn quick_daemon(flow: QuickFlow) -> Quick {
+    quick_daemon_with(flow, "transfer:\n  context: both\n")
+}
+
+/// The quick flow with this extra config (the transfer context's mode).
+fn quick_daemon_with(flow: QuickFlow, extra_yaml: &str) -> Quick {
     let flows = flows::flows_dir(&[(flows::QUICK, &flows::quick_flow(&flow))]);
     let daemon = Daemon::start(DaemonOpts {
         flows_dir: flows.path().to_path_buf(),
         default_flow: flows::QUICK.into(),
         sounds_dir: support::repo_root().join("sounds"),
+        extra_yaml: extra_yaml.into(),
         ..DaemonOpts::default()
     });
     Quick {
@@ -518,4 +524,22 @@ fn supervisor_refusing_plays_unavailable_then_callback_offer_and_records_callbac
     assert!(caller.wait_request("REFER", 1, Duration::ZERO).is_none());
     let v: Value = d.api_json("/api/calls");
     assert_eq!(v["active"], 0, "{v}");
+}
+
+/// ~3 s: by default (`transfer.context: headers`) the Refer-To is the bare target, which
+/// every transferee understands, and the context travels as headers on the REFER.
+#[test]
+fn by_default_the_context_travels_as_plain_refer_headers() {
+    let q = quick_daemon_with(QuickFlow::default(), "");
+    let caller = call(&q.daemon, ReferPolicy::accept(200));
+    caller.send_dtmf("0", 100);
+    let refer = wait_refer(&caller, Duration::from_secs(10)).msg;
+    let refer_to = refer.header("Refer-To").expect("Refer-To");
+    assert_eq!(
+        header_uri(refer_to),
+        "sip:supervisor@pbx.example.com",
+        "Refer-To carries nothing but the target"
+    );
+    assert_eq!(refer.header("X-IVR-Reason").map(str::trim), Some("key"));
+    assert!(refer.header("User-to-User").is_some());
 }

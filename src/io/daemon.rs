@@ -54,6 +54,8 @@ pub struct Daemon {
     pub acks: Acks,
     /// Queues and agents, when the config has queues.
     pub queues: Option<Queues>,
+    /// Where REFERs carry the context (`transfer.context`).
+    pub transfer_context: crate::sip::context::ContextMode,
     admission: Slots,
 }
 
@@ -142,6 +144,7 @@ impl Daemon {
             registry: services.registry,
             asr: services.asr,
             queues: services.queues,
+            transfer_context: cfg.transfer.context,
             dialogs: sip.dialogs,
             contact_udp: sip.contact_udp,
             contact_tcp: sip.contact_tcp,

@@ -86,6 +86,38 @@ pub fn user_to_user(ctx: &TransferContext) -> String {
     format!("{hex};encoding=hex")
 }
 
+/// Where a REFER carries the call's context (`transfer.context`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextMode {
+    /// Inside Refer-To as URI headers: a transferee that honours them (RFC 3261 §19.1.5)
+    /// copies them onto its INVITE, so the context reaches the target.
+    Uri,
+    /// As plain headers on the REFER only. The default: every peer understands the REFER
+    /// (baresip 1.0 took a Refer-To with URI headers for a transfer to an empty target).
+    #[default]
+    Headers,
+    /// Both.
+    Both,
+}
+
+/// A REFER's Refer-To value and extra headers for this target, context and mode.
+pub fn refer(
+    target: &str,
+    ctx: &TransferContext,
+    mode: ContextMode,
+) -> (String, Vec<(&'static str, String)>) {
+    let refer_to = match mode {
+        ContextMode::Uri | ContextMode::Both => refer_to_uri(target, ctx),
+        ContextMode::Headers => target.to_string(),
+    };
+    let extra = match mode {
+        ContextMode::Headers | ContextMode::Both => headers(ctx),
+        ContextMode::Uri => Vec::new(),
+    };
+    (format!("<{refer_to}>"), extra)
+}
+
 /// The Refer-To URI with the context embedded as URI headers: `sip:t@h?X-IVR-Flow=a&...`.
 pub fn refer_to_uri(target: &str, ctx: &TransferContext) -> String {
     let params: Vec<String> = headers(ctx)
@@ -164,6 +196,18 @@ mod tests {
         assert!(u.starts_with("sip:billing@pbx.example.com?X-IVR-Flow=support-line&X-IVR-Node=greet%2Cmain_menu%2Cbilling&"), "{u}");
         assert!(u.contains("User-to-User="), "{u}");
         assert!(u.contains("%3Bencoding%3Dhex"), "{u}");
+    }
+
+    #[test]
+    fn the_mode_says_where_the_context_goes() {
+        let target = "sip:billing@pbx.example.com";
+        let (to, extra) = refer(target, &ctx(), ContextMode::Headers);
+        assert_eq!(to, "<sip:billing@pbx.example.com>");
+        assert!(extra.iter().any(|(k, _)| *k == "X-IVR-Flow"));
+        let (to, extra) = refer(target, &ctx(), ContextMode::Uri);
+        assert!(to.contains("?X-IVR-Flow=support-line") && extra.is_empty(), "{to}");
+        let (to, extra) = refer(target, &ctx(), ContextMode::Both);
+        assert!(to.contains("?X-IVR-Flow=") && !extra.is_empty());
     }
 
     #[test]

@@ -468,8 +468,8 @@ impl CallTask {
     }
 
     fn send_refer(&mut self, target: String, ctx: TransferContext) {
-        let refer_to = format!("<{}>", context::refer_to_uri(&target, &ctx));
-        let mut headers: Vec<Header> = context::headers(&ctx)
+        let (refer_to, extra) = context::refer(&target, &ctx, self.host.daemon.transfer_context);
+        let mut headers: Vec<Header> = extra
             .into_iter()
             .map(|(k, v)| Header::Other(k.into(), v))
             .collect();
