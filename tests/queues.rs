@@ -312,3 +312,41 @@ fn the_escalation_key_works_while_waiting() {
     let queues = d.api_json("/api/queues");
     assert_eq!(queues[0]["waiting"], 0, "{queues}");
 }
+
+/// ~6 s: during the talk, `*0` (RFC 4733 through the relay; the agent gets the keys too)
+/// ends the agent's call and transfers the caller to the supervisor, with the reason and
+/// the agent's id in the headers.
+#[test]
+fn star_zero_during_the_talk_brings_the_supervisor_in() {
+    let port = free_udp_port();
+    let phone = agent("agent_answer_wait.xml", port, &["-rtp_echo"]);
+    let s = daemon(&[("gina", port)], "");
+    let d = &s.daemon;
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let talking = wait_for(Duration::from_secs(15), || {
+        (agent_state(d, "gina") == "talking").then_some(())
+    });
+    assert!(
+        talking.is_some(),
+        "never bridged: {}",
+        d.api_json("/api/agents")
+    );
+    caller.send_dtmf("*0", 100);
+    let refer = caller
+        .wait_request("REFER", 0, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no REFER\n{}", caller.sip_trace()));
+    let msg = &refer.msg;
+    assert_eq!(
+        msg.header("X-IVR-Reason").map(str::trim),
+        Some("during_talk"),
+        "{msg}"
+    );
+    assert_eq!(
+        msg.header("X-IVR-Agent").map(str::trim),
+        Some("gina"),
+        "{msg}"
+    );
+    // The agent's leg was ended by ivrd (the scenario waits for that BYE).
+    phone.join().unwrap().assert_success();
+}

@@ -187,8 +187,10 @@ impl Call {
                     .push_back(CallOutput::ToQueue(QueueReport::Answered {
                         agent: agent.clone(),
                     }));
-                self.outputs.push_back(CallOutput::Bridge { agent });
-                self.tell_flow(now, QueueInput::AgentConnected);
+                self.outputs.push_back(CallOutput::Bridge {
+                    agent: agent.clone(),
+                });
+                self.tell_flow(now, QueueInput::AgentConnected { agent });
             }
             LegEvent::Failed(why) => {
                 if let Link::Queued { dialing, .. } = &mut self.link {

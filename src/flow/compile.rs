@@ -354,6 +354,20 @@ impl Compiler<'_> {
                     None
                 }
             };
+            let during_talk = e.during_talk.clone().filter(|k| {
+                let ok = (2..=MAX_DTMF_LEN).contains(&k.len()) && k.chars().all(|c| DTMF_KEYS.contains(c));
+                if !ok {
+                    let line = self.map.top_field("escalation", "during_talk");
+                    self.errors.push(
+                        Diagnostic::new(
+                            self.file,
+                            format!("escalation.during_talk: '{k}' must be 2 to {MAX_DTMF_LEN} keys (0-9, *, #, A-D), so agents' own key menus still work"),
+                        )
+                        .at(line),
+                    );
+                }
+                ok
+            });
             if let Err(msg) = validate_transfer_target(&e.target) {
                 let line = self.map.top_field("escalation", "target");
                 self.errors
@@ -365,6 +379,7 @@ impl Compiler<'_> {
                 prompts: self.load_prompts(None, "play", e.play.as_ref()),
                 after_failures: e.after_failures,
                 phrases: e.phrases.clone(),
+                during_talk,
                 matcher: (!e.phrases.is_empty()).then(|| {
                     let m = Matcher::new(Vec::new(), e.phrases.clone());
                     Arc::new(self.semantic(None, m))

@@ -64,6 +64,8 @@ pub struct Escalation {
     pub after_failures: u32,
     pub on_fail: Option<NodeId>,
     pub phrases: Vec<String>,
+    /// Keys that escalate while the caller talks to an agent.
+    pub during_talk: Option<String>,
     /// Scores transcripts for the escalation phrases in nodes without speech intents.
     pub matcher: Option<Arc<Matcher>>,
 }

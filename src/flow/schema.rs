@@ -98,6 +98,15 @@ pub struct EscalationDef {
     /// What callers say to reach a person, understood in every node (speech).
     #[serde(default = "default_escalation_phrases")]
     pub phrases: Vec<String>,
+    /// Keys that bring the supervisor in while the caller talks to an agent (the agent's
+    /// call ends, the caller is transferred to `target`); `~` disables it. Longer than one
+    /// key so the agent's own DTMF menus still work.
+    #[serde(default = "default_talk_keys")]
+    pub during_talk: Option<String>,
+}
+
+fn default_talk_keys() -> Option<String> {
+    Some("*0".to_string())
 }
 
 fn default_escalation_phrases() -> Vec<String> {

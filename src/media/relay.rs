@@ -168,6 +168,7 @@ mod tests {
         let mut s = RtpStreamOut::new(ssrc, seq, ts, pt);
         let mut out = Vec::new();
         s.write_packet(payload, &mut out);
+        out[1] &= 0x7f; // unmarked, as in the middle of a stream
         out
     }
 

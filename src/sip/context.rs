@@ -8,6 +8,8 @@ pub enum EscalationReason {
     Key,
     Phrase,
     Failures,
+    /// The caller pressed the talk escalation keys (`*0`) while talking to an agent.
+    DuringTalk,
 }
 
 impl EscalationReason {
@@ -16,6 +18,7 @@ impl EscalationReason {
             EscalationReason::Key => "key",
             EscalationReason::Phrase => "phrase",
             EscalationReason::Failures => "failures",
+            EscalationReason::DuringTalk => "during_talk",
         }
     }
 }
@@ -35,6 +38,8 @@ pub struct TransferContext {
     pub transcript: Option<String>,
     /// Outages the caller has heard.
     pub outages: Vec<String>,
+    /// The agent the caller talked to last (an escalation from the talk names them).
+    pub agent: Option<String>,
 }
 
 /// ISDN User-to-User information is limited to 128 octets; stay within it (RFC 7433).
@@ -60,6 +65,9 @@ pub fn headers(ctx: &TransferContext) -> Vec<(&'static str, String)> {
     }
     if !ctx.outages.is_empty() {
         h.push(("X-IVR-Outage", clean(&ctx.outages.join(","))));
+    }
+    if let Some(a) = &ctx.agent {
+        h.push(("X-IVR-Agent", clean(a)));
     }
     h.push(("User-to-User", user_to_user(ctx)));
     h
@@ -160,6 +168,7 @@ mod tests {
             last_input: Some("1".into()),
             transcript: Some("my bill, please".into()),
             outages: vec!["net-1".into()],
+            agent: None,
         }
     }
 
@@ -205,7 +214,10 @@ mod tests {
         assert_eq!(to, "<sip:billing@pbx.example.com>");
         assert!(extra.iter().any(|(k, _)| *k == "X-IVR-Flow"));
         let (to, extra) = refer(target, &ctx(), ContextMode::Uri);
-        assert!(to.contains("?X-IVR-Flow=support-line") && extra.is_empty(), "{to}");
+        assert!(
+            to.contains("?X-IVR-Flow=support-line") && extra.is_empty(),
+            "{to}"
+        );
         let (to, extra) = refer(target, &ctx(), ContextMode::Both);
         assert!(to.contains("?X-IVR-Flow=") && !extra.is_empty());
     }

@@ -11,10 +11,8 @@ use std::time::Instant;
 impl FlowRunner {
     pub(super) fn on_key(&mut self, now: Instant, key: char) {
         match self.state {
-            State::NotStarted
-            | State::Ended
-            | State::Transferring { .. }
-            | State::Bridged { .. } => return,
+            State::NotStarted | State::Ended | State::Transferring { .. } => return,
+            State::Bridged { .. } => return self.on_talk_key(now, key),
             _ => {}
         }
         let esc_key = self.flow.escalation.as_ref().and_then(|e| e.dtmf);

@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 /// Node visits kept for the transfer context (oldest dropped first).
 const MAX_PATH: usize = 32;
 
+/// The talk escalation keys (`*0`) must follow each other within this.
+const TALK_KEYS_WINDOW: Duration = Duration::from_secs(3);
+
 /// Node changes allowed in one step without waiting for the caller; more means a loop
 /// the compiler could not see, and the call is ended rather than spinning.
 const MAX_HOPS_PER_STEP: usize = 64;
@@ -80,7 +83,7 @@ pub enum QueueInput {
     /// Nobody serves the queue: the caller left it.
     NoAgents,
     /// An agent answered: the call is bridged to them.
-    AgentConnected,
+    AgentConnected { agent: String },
     /// The agent hung up.
     AgentHungUp,
 }
@@ -168,7 +171,8 @@ pub enum FlowOutput {
         queue: String,
         context: TransferContext,
     },
-    /// The caller leaves the queue (they escalated): stop ringing agents for them.
+    /// The caller leaves the queue (they escalated): stop ringing agents for them, or end
+    /// the talk with the agent.
     LeaveQueue,
     /// A menu choice was made.
     Intent { node: String, intent: String },
@@ -332,6 +336,11 @@ struct Record {
     failures: u32,
     escalation: Option<EscalationReason>,
     heard: Vec<String>,
+    /// The agent the caller was last bridged to.
+    agent: Option<String>,
+    /// Keys pressed while talking to an agent, and when the last one came (the talk
+    /// escalation sequence must be typed within `TALK_KEYS_WINDOW`).
+    talk_keys: (String, Option<Instant>),
     /// Whether any node has been entered yet (the first one is the greeting).
     entered_any: bool,
 }

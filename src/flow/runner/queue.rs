@@ -1,7 +1,9 @@
 //! Waiting in a queue and talking to an agent: joining, the hold audio between
 //! announcements, the ways out (timeout, nobody serving) and what follows the agent.
 
-use super::{FlowEnd, FlowOutput, FlowRunner, QueueInput, State};
+use super::{
+    EscalationReason, FlowEnd, FlowOutput, FlowRunner, QueueInput, State, TALK_KEYS_WINDOW,
+};
 use crate::flow::{NodeId, NodeKind};
 use std::time::Instant;
 
@@ -47,8 +49,10 @@ impl FlowRunner {
             }
             (QueueInput::TimedOut, false) => self.leave_for(now, on_timeout),
             (QueueInput::NoAgents, false) => self.leave_for(now, on_no_agents),
-            (QueueInput::AgentConnected, false) => {
+            (QueueInput::AgentConnected { agent }, false) => {
                 self.outputs.push_back(FlowOutput::StopPlayback);
+                self.record.agent = Some(agent);
+                self.record.talk_keys = (String::new(), None);
                 self.state = State::Bridged { node };
             }
             (QueueInput::AgentHungUp, true) => match after_agent {
@@ -56,6 +60,33 @@ impl FlowRunner {
                 None => self.end(FlowEnd::Hangup),
             },
             _ => {}
+        }
+    }
+
+    /// A key the caller pressed while talking to an agent (it reached the agent too): the
+    /// talk escalation sequence, typed within the window, brings the supervisor in.
+    pub(super) fn on_talk_key(&mut self, now: Instant, key: char) {
+        let Some(seq) = self
+            .flow
+            .escalation
+            .as_ref()
+            .and_then(|e| e.during_talk.clone())
+        else {
+            return;
+        };
+        let (typed, last) = &mut self.record.talk_keys;
+        if last.is_some_and(|t| now.saturating_duration_since(t) > TALK_KEYS_WINDOW) {
+            typed.clear();
+        }
+        typed.push(key);
+        *last = Some(now);
+        // Keep the longest end of what was typed that could still become the sequence.
+        while !seq.starts_with(typed.as_str()) {
+            typed.remove(0);
+        }
+        if *typed == seq {
+            self.record.talk_keys = (String::new(), None);
+            self.escalate(now, EscalationReason::DuringTalk);
         }
     }
 

@@ -39,14 +39,11 @@ impl FlowRunner {
         };
         // Already escalating (its lead-in is playing): the same request again, not a new one.
         if self.record.escalation.is_some()
-            || matches!(
-                self.state,
-                State::Transferring { .. } | State::Bridged { .. } | State::Ended
-            )
+            || matches!(self.state, State::Transferring { .. } | State::Ended)
         {
             return;
         }
-        if let State::Queued { .. } = self.state {
+        if let State::Queued { .. } | State::Bridged { .. } = self.state {
             self.outputs.push_back(FlowOutput::LeaveQueue);
             self.outputs.push_back(FlowOutput::StopPlayback);
         }
@@ -359,6 +356,7 @@ impl FlowRunner {
             last_input: record.last_input.clone(),
             transcript: record.transcript.clone(),
             outages: record.heard.clone(),
+            agent: record.agent.clone(),
         }
     }
 

@@ -594,7 +594,12 @@ fn a_queue_node_joins_loops_the_hold_audio_and_announces() {
     assert_eq!(h.out(), ["play:you_are_number+two+hold"]);
     // Keys other than the escalation key do nothing while waiting.
     assert!(h.key('5').is_empty());
-    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentConnected));
+    h.r.handle(
+        h.now,
+        FlowInput::Queue(QueueInput::AgentConnected {
+            agent: "ann".into(),
+        }),
+    );
     assert_eq!(h.out(), ["stop"]);
     assert!(h.key('0').is_empty(), "keys go to the agent while bridged");
     assert!(h.r.listening().is_none());
@@ -634,7 +639,11 @@ fn escalating_while_waiting_leaves_the_queue_first() {
         ]
     );
     // A late agent answer changes nothing now.
-    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentConnected));
+    let agent = "ann".to_string();
+    h.r.handle(
+        h.now,
+        FlowInput::Queue(QueueInput::AgentConnected { agent }),
+    );
     assert!(h.out().is_empty());
 }
 
@@ -649,4 +658,43 @@ fn outages_scoped_to_the_queue_are_heard_before_joining() {
     assert_eq!(after_greeting[0], "outage:q1", "{after_greeting:?}");
     assert_eq!(h.done(), ["play:to_billing"]);
     assert_eq!(h.done(), ["queue:support"]);
+}
+
+#[test]
+fn star_zero_during_the_talk_drops_the_agent_and_escalates_naming_them() {
+    let mut h = queued();
+    h.out();
+    h.done();
+    h.done();
+    let agent = "ann".to_string();
+    h.r.handle(
+        h.now,
+        FlowInput::Queue(QueueInput::AgentConnected { agent }),
+    );
+    h.out();
+    // The agent's own menus: single keys, or * then 0 too far apart, do nothing.
+    assert!(h.key('*').is_empty());
+    h.now += TALK_KEYS_WINDOW + Duration::from_millis(1);
+    assert!(h.key('0').is_empty());
+    assert!(h.key('5').is_empty());
+    assert!(h.key('*').is_empty());
+    h.r.handle(h.now, FlowInput::Dtmf('0'));
+    let outs: Vec<FlowOutput> = std::iter::from_fn(|| h.r.poll_output()).collect();
+    let names: Vec<String> = outs.iter().filter_map(describe).collect();
+    assert_eq!(
+        names,
+        [
+            "leave_queue",
+            "stop",
+            "escalated:during_talk",
+            "transfer:sip:supervisor@pbx.example.com"
+        ]
+    );
+    let t = outs.into_iter().find_map(|o| match o {
+        FlowOutput::Transfer { context, .. } => Some(context),
+        _ => None,
+    });
+    let t = t.expect("a transfer to the supervisor");
+    assert_eq!(t.agent.as_deref(), Some("ann"));
+    assert_eq!(t.reason, Some(EscalationReason::DuringTalk));
 }

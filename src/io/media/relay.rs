@@ -3,6 +3,8 @@
 //! pure [`RelayPath`]. Both ends are latched to where their packets come from (symmetric
 //! RTP, RFC 4961).
 
+use crate::call::CallInput;
+use crate::media::dtmf::Rfc4733Receiver;
 use crate::media::relay::{RelayPath, Relayed};
 use crate::media::rtp::parse;
 use crate::metrics as m;
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
@@ -18,6 +21,13 @@ use tracing::{debug, Instrument};
 pub struct End {
     pub socket: std::net::UdpSocket,
     pub remote: Option<SocketAddr>,
+}
+
+/// Where the caller's key presses go while bridged (they reach the agent as well): the
+/// call, which watches for the talk escalation keys.
+pub struct CallerKeys {
+    pub telephone_event: Option<u8>,
+    pub call: mpsc::Sender<CallInput<'static>>,
 }
 
 /// A running relay; dropping it stops it.
@@ -38,6 +48,7 @@ impl Relay {
         agent_end: End,
         to_agent: RelayPath,
         to_caller: RelayPath,
+        keys: CallerKeys,
     ) -> std::io::Result<Relay> {
         caller.socket.set_nonblocking(true)?;
         agent_end.socket.set_nonblocking(true)?;
@@ -53,6 +64,8 @@ impl Relay {
             to_agent,
             to_caller,
             caller_next_seq: caller_next_seq.clone(),
+            keys,
+            dtmf: Rfc4733Receiver::new(),
             packets_in: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "in", "transport" => "bridge"),
             packets_out: metrics::counter!(m::RTP_PACKETS_TOTAL, "direction" => "out", "transport" => "bridge"),
         };
@@ -86,6 +99,8 @@ struct Task {
     to_agent: RelayPath,
     to_caller: RelayPath,
     caller_next_seq: Arc<AtomicU32>,
+    keys: CallerKeys,
+    dtmf: Rfc4733Receiver,
     packets_in: metrics::Counter,
     packets_out: metrics::Counter,
 }
@@ -101,6 +116,11 @@ impl Task {
                     self.caller_dest = Some(from);
                     let Ok(p) = parse(&from_caller[..n]) else { continue };
                     self.packets_in.increment(1);
+                    if self.keys.telephone_event == Some(p.payload_type) {
+                        if let Some(key) = self.dtmf.on_packet(p.timestamp, p.payload) {
+                            let _ = self.keys.call.try_send(CallInput::Dtmf(key));
+                        }
+                    }
                     if self.to_agent.forward(Instant::now(), &p, &mut out) != Relayed::Dropped {
                         if let Some(dest) = self.agent_dest {
                             if self.agent.try_send_to(&out, dest).is_ok() {

@@ -8,7 +8,7 @@ use crate::call::{CallInput, Outcome};
 use crate::io::call::alarm::Alarm;
 use crate::io::call::host::{CallHost, NewCall, Signal};
 use crate::io::daemon::Daemon;
-use crate::io::media::relay::{End, Relay};
+use crate::io::media::relay::{CallerKeys, End, Relay};
 use crate::io::media::rtp::RtpMedia;
 use crate::media::dtmf::parse_info;
 use crate::media::g711::Codec;
@@ -438,7 +438,11 @@ impl CallTask {
                 remote: leg.remote,
             },
         );
-        match Relay::start(agent.clone(), ends.0, ends.1, to_agent, to_caller) {
+        let keys = CallerKeys {
+            telephone_event: neg.telephone_event,
+            call: self.host.events.clone(),
+        };
+        match Relay::start(agent.clone(), ends.0, ends.1, to_agent, to_caller, keys) {
             Ok(relay) => {
                 info!(agent = %agent, "bridged to the agent");
                 self.relay = Some(relay);
