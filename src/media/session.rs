@@ -81,9 +81,15 @@ impl RtpSession {
         }
     }
 
-    /// Takes the stream back after a relay sent up to `next_seq`.
-    pub fn continue_at(&mut self, next_seq: u16) {
+    /// Takes the stream back at `now` after a relay sent up to `next_seq`: the frames
+    /// that fell due meanwhile are skipped (their time passes in the timestamps), not sent
+    /// in a burst.
+    pub fn continue_at(&mut self, now: Instant, next_seq: u16) {
         self.out.continue_at(next_seq);
+        if let Some(pacer) = self.pacer.as_mut() {
+            let due = pacer.due(now);
+            self.out.skip(due.send + due.skip);
+        }
     }
 
     /// Caps incoming packets per second; a peer flooding a call's port is cut off there.
@@ -206,6 +212,29 @@ mod tests {
         assert_eq!(out.len(), 3, "frames due at 5, 25 and 45 ms");
         let seqs: Vec<u16> = out.iter().map(|p| parse(p).unwrap().seq).collect();
         assert_eq!(seqs, [100, 101, 102]);
+    }
+
+    #[test]
+    fn after_a_relay_the_stream_carries_on_from_its_last_packet_without_a_burst() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(Codec::Pcmu, 0, None, SEEDS);
+        s.start(t0, Duration::ZERO);
+        let mut out = Vec::new();
+        s.due(t0, true, |_| true, &mut out);
+        assert_eq!(s.position().first_seq, 101);
+        // A relay sent 50 packets (1 s) in this stream's name.
+        let back = t0 + Duration::from_millis(1005);
+        s.continue_at(back, 151);
+        out.clear();
+        s.due(back, true, |_| true, &mut out);
+        assert!(
+            out.is_empty(),
+            "the frames due meanwhile are not sent in a burst"
+        );
+        s.due(back + Duration::from_millis(20), true, |_| true, &mut out);
+        let p = parse(&out[0]).unwrap();
+        assert_eq!((p.seq, p.marker), (151, true));
+        assert_eq!(p.timestamp, 1000 + 51 * 160);
     }
 
     #[test]

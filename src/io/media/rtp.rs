@@ -80,9 +80,9 @@ impl RtpMedia {
         self.session.position()
     }
 
-    /// What was negotiated for the caller's leg, for the relay.
-    pub fn continue_at(&mut self, next_seq: u16) {
-        self.session.continue_at(next_seq);
+    /// Takes the stream back from a relay that sent up to `next_seq`.
+    pub fn continue_at(&mut self, now: Instant, next_seq: u16) {
+        self.session.continue_at(now, next_seq);
     }
 
     /// Counts a packet that went out.

@@ -53,6 +53,8 @@ pub struct Dial {
     pub ring_timeout: Duration,
     /// The caller's From URI (its user part becomes ours towards the agent).
     pub caller: String,
+    /// The caller's Call-ID.
+    pub call_id: String,
 }
 
 /// Starts ringing an agent.
@@ -243,6 +245,7 @@ fn invite_option(
         .collect();
     headers.push(Header::Other("X-IVR-Agent".into(), dial.agent.clone()));
     headers.push(Header::Other("X-IVR-Caller".into(), dial.caller.clone()));
+    headers.push(Header::Other("X-IVR-Call-ID".into(), dial.call_id.clone()));
     Some(InviteOption {
         caller,
         callee,

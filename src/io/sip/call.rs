@@ -143,6 +143,8 @@ struct CallTask {
     relay: Option<Relay>,
     /// The caller's From URI (shown to agents).
     caller: String,
+    /// The caller's Call-ID (agents get it, to match their leg to the caller's).
+    call_id: String,
 }
 
 impl CallTask {
@@ -182,12 +184,13 @@ impl CallTask {
             .and_then(|f| f.uri().ok())
             .map(|u| u.to_string())
             .unwrap_or_default();
+        let call_id = tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
         let new = NewCall {
-            call_id: tx
-                .original
-                .call_id_header()
-                .map(|c| c.value().to_string())
-                .unwrap_or_default(),
+            call_id: call_id.clone(),
             transport: tx
                 .connection
                 .as_ref()
@@ -231,6 +234,7 @@ impl CallTask {
             leg_updates: (leg_tx, Some(leg_rx)),
             relay: None,
             caller,
+            call_id,
         };
         // Queue 180/200 before the transaction task starts so they go out in order.
         let mut outcome = task.carry_out(Instant::now());
@@ -269,17 +273,15 @@ impl CallTask {
         let shutdown = self.host.daemon.shutdown.clone();
         let mut leg_updates = self.leg_updates.1.take().expect("run is called once");
         loop {
-            frame_alarm.set(self.rtp.next_deadline());
+            // Bridged, the relay carries the media: the frame clock sleeps (its pacer
+            // catches up, skipping the missed frames, when the call's own audio resumes).
+            frame_alarm.set(self.rtp.next_deadline().filter(|_| self.relay.is_none()));
             call_alarm.set_by(self.host.call.poll_timeout());
             dialog_alarm.set(self.rules.poll_timeout());
             tokio::select! {
                 _ = frame_alarm.ring() => {
                     let now = Instant::now();
-                    // Bridged, the relay reads the caller's socket; the frame clock still
-                    // runs so the call's own stream keeps its timing for afterwards.
-                    if self.relay.is_none() {
-                        self.drain_rtp(now, &mut buf);
-                    }
+                    self.drain_rtp(now, &mut buf);
                     self.send_frames(now);
                 }
                 Some(update) = leg_updates.recv() => self.on_leg_update(update),
@@ -343,6 +345,7 @@ impl CallTask {
                         context,
                         ring_timeout,
                         caller: self.caller.clone(),
+                        call_id: self.call_id.clone(),
                     };
                     let leg =
                         agent::dial(self.host.daemon.clone(), dial, self.leg_updates.0.clone());
@@ -454,7 +457,8 @@ impl CallTask {
     /// Ends the relay; the call's own stream carries on after what the relay sent.
     fn unbridge(&mut self) {
         if let Some(relay) = self.relay.take() {
-            self.rtp.continue_at(relay.caller_next_seq());
+            self.rtp
+                .continue_at(Instant::now(), relay.caller_next_seq());
         }
     }
 
