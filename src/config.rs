@@ -58,6 +58,8 @@ pub struct Config {
     pub agents: Vec<queues::AgentDef>,
     /// Queues callers wait in for agents, by name.
     pub queues: IndexMap<String, queues::QueueDef>,
+    /// Calling back callers whose place in a queue is kept.
+    pub callbacks: queues::CallbacksConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -175,6 +177,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             agents: Vec::new(),
             queues: IndexMap::new(),
+            callbacks: queues::CallbacksConfig::default(),
         }
     }
 }
@@ -725,7 +728,13 @@ impl Config {
         } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
             errors.push(Diagnostic::new(path, format!("log.level: {e}")).at(line_of("log.level")));
         }
-        errors.extend(queues::check(path, &map, &config.agents, &config.queues));
+        errors.extend(queues::check(
+            path,
+            &map,
+            &config.agents,
+            &config.queues,
+            &config.callbacks,
+        ));
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }

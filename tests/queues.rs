@@ -82,7 +82,7 @@ fn agent(scenario: &'static str, port: u16, extra: &[&str]) -> thread::JoinHandl
         let mut sipp = Sipp::new(scenario, "127.0.0.1:9".parse().unwrap())
             .local_port(port)
             .calls(1)
-            .timeout(Duration::from_secs(40));
+            .timeout(Duration::from_secs(90));
         for a in &extra {
             sipp = sipp.arg(a);
         }
@@ -349,4 +349,116 @@ fn star_zero_during_the_talk_brings_the_supervisor_in() {
     );
     // The agent's leg was ended by ivrd (the scenario waits for that BYE).
     phone.join().unwrap().assert_success();
+}
+
+/// ~25 s: a caller told a long wait takes the callback offer (key 1) and hangs up with
+/// their place kept; the same number asking again collapses into that one place. The place
+/// survives kill -9; after the restart ivrd reserves an agent, calls the caller back
+/// through the trunk (a SIPp UAS standing in for the caller's phone), says why it calls,
+/// and bridges them to the agent.
+#[test]
+fn a_kept_place_survives_kill_9_and_the_caller_is_called_back_and_bridged() {
+    let (ring1, ring2, helper, phone) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+    );
+    let ring1_phone = agent("agent_no_answer.xml", ring1, &[]);
+    let ring2_phone = agent("agent_no_answer.xml", ring2, &[]);
+    let helper_phone = agent("agent_answer.xml", helper, &["-rtp_echo", "-d", "3000"]);
+    let callers_phone = agent("agent_answer_wait.xml", phone, &["-rtp_echo"]);
+    // Round robin from the top: after the restart `helper` is the first free agent.
+    let mut s = daemon(
+        &[("helper", helper), ("ring1", ring1), ("ring2", ring2)],
+        &format!(
+            "    strategy: round_robin\n    ring_timeout_s: 60\n    handle_time_s: 600\n    \
+             callback_after_s: 30\n    announce_every_s: 3\ncallbacks:\n  trunk: \
+             \"sip:127.0.0.1:{phone}\"\n"
+        ),
+    );
+    let d = &s.daemon;
+    cli(d, &["agent", "away", "helper"]);
+    let mut callers = Vec::new();
+    for agent_id in ["ring1", "ring2"] {
+        let caller = Caller::new(d.sip_udp, CallerOpts::default());
+        assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+        let ringing = wait_for(Duration::from_secs(10), || {
+            (agent_state(d, agent_id) == "ringing").then_some(())
+        });
+        assert!(ringing.is_some(), "{agent_id} never rung");
+        callers.push(caller);
+    }
+    // Nobody picks up: the ringing agents go away once their calls end.
+    cli(d, &["agent", "away", "ring1"]);
+    cli(d, &["agent", "away", "ring2"]);
+    let kept = prompt(d, "queue_callback_kept");
+    let offer = prompt(d, "queue_callback_offer");
+    for caller in &callers {
+        // Both agents ringing, no handle times yet (600 s assumed): the wait is long, and
+        // the next announcement offers the callback.
+        let offered = wait_for(Duration::from_secs(25), || {
+            // Correlating is not cheap: look once a second.
+            thread::sleep(Duration::from_millis(1000));
+            (caller.heard().find(&offer).ncc >= 0.9).then_some(())
+        });
+        assert!(offered.is_some(), "no callback offer heard");
+        caller.send_dtmf("1", 100);
+        let bye = wait_for(Duration::from_secs(15), || caller.bye_received());
+        assert!(
+            bye.is_some(),
+            "the call did not end\n{}",
+            caller.sip_trace()
+        );
+        let m = caller.heard().find(&kept);
+        assert!(m.ncc >= 0.9, "callback confirmation not heard: {m:?}");
+    }
+    let kept_rows = |d: &Daemon| -> Vec<serde_json::Value> {
+        d.api_json("/api/callbacks")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["queue"] == "support")
+            .collect()
+    };
+    let rows = kept_rows(d);
+    assert_eq!(rows.len(), 1, "one place per number per queue: {rows:?}");
+    assert_eq!(rows[0]["status"], "waiting", "{rows:?}");
+    assert_eq!(rows[0]["caller"], "caller");
+    ring1_phone.join().unwrap().assert_success();
+    ring2_phone.join().unwrap().assert_success();
+
+    s.daemon.kill9_and_restart();
+    let d = &s.daemon;
+    let connected = wait_for(Duration::from_secs(30), || {
+        let rows = kept_rows(d);
+        (rows.len() == 1 && rows[0]["status"] == "connected").then_some(())
+    });
+    assert!(
+        connected.is_some(),
+        "the kept place was not called back and bridged: {:?}\n{}",
+        kept_rows(d),
+        d.api_json("/api/agents")
+    );
+    let phone_run = callers_phone.join().unwrap();
+    phone_run.assert_success();
+    let invite = phone_run
+        .messages_log
+        .split("----------------------------------------------")
+        .find(|m| m.contains("INVITE sip:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        invite.contains("INVITE sip:caller@127.0.0.1"),
+        "the caller's number is called: {invite}"
+    );
+    let helper_run = helper_phone.join().unwrap();
+    helper_run.assert_success();
+    assert!(helper_run
+        .messages_log
+        .contains("X-IVR-Flow: callback-support"));
+    let text = d.metrics();
+    let n = support::daemon::metric_sum(&text, "ivrd_callbacks_total", &[("state", "connected")]);
+    assert_eq!(n, 1.0, "{text}");
 }

@@ -15,7 +15,16 @@ pub enum QueueEvent {
     Joined {
         hold: Vec<Arc<Prompt>>,
     },
-    Announce(Vec<Arc<Prompt>>),
+    /// The place in line (and, with `callback`, the offer to be called back).
+    Announce {
+        prompts: Vec<Arc<Prompt>>,
+        callback: bool,
+    },
+    /// The place is kept for a callback: say `confirm`; the call may end.
+    PlaceKept {
+        confirm: Vec<Arc<Prompt>>,
+    },
+    CallbackRefused,
     /// Ring this agent (`CallOutput::DialAgent`); the leg's fate comes back as `AgentLeg`.
     Offer {
         agent: String,
@@ -42,9 +51,18 @@ pub enum LegEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueReport {
     Leave,
-    Answered { agent: String },
-    OfferFailed { agent: String, why: OfferEnd },
-    TalkEnded { agent: String },
+    /// The caller took the callback offer.
+    KeepPlace,
+    Answered {
+        agent: String,
+    },
+    OfferFailed {
+        agent: String,
+        why: OfferEnd,
+    },
+    TalkEnded {
+        agent: String,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -98,7 +116,20 @@ impl Call {
     pub(super) fn on_queue_event(&mut self, now: Instant, event: QueueEvent) {
         match event {
             QueueEvent::Joined { hold } => self.tell_flow(now, QueueInput::Joined { hold }),
-            QueueEvent::Announce(p) => self.tell_flow(now, QueueInput::Announce(p)),
+            QueueEvent::Announce { prompts, callback } => {
+                self.tell_flow(now, QueueInput::Announce { prompts, callback })
+            }
+            QueueEvent::PlaceKept { confirm } => {
+                // The waiter stays in the queue as a callback: this call no longer
+                // speaks for it (its end is not a leave).
+                if let Link::Queued { dialing, .. } = std::mem::take(&mut self.link) {
+                    for agent in dialing {
+                        self.outputs.push_back(CallOutput::CancelAgent { agent });
+                    }
+                }
+                self.tell_flow(now, QueueInput::PlaceKept { confirm })
+            }
+            QueueEvent::CallbackRefused => self.tell_flow(now, QueueInput::CallbackRefused),
             QueueEvent::Offer {
                 agent,
                 uri,

@@ -302,6 +302,23 @@ impl Call {
         call
     }
 
+    /// A call ivrd placed and the far end answered (a call back): the flow starts now.
+    pub fn new_outbound(now: Instant, flow: Arc<Flow>, settings: CallSettings) -> Self {
+        let mut call = Call::new(
+            now,
+            flow,
+            CallSettings {
+                min_ring: Duration::ZERO,
+                ..settings
+            },
+        );
+        // No ringing, no answer of ours: only what the flow does from here.
+        call.outputs
+            .retain(|o| !matches!(o, CallOutput::Ringing | CallOutput::Answer));
+        call.acked = true;
+        call
+    }
+
     pub fn is_ended(&self) -> bool {
         self.phase == Phase::Ended
     }
@@ -548,6 +565,9 @@ impl Call {
                 }
                 FlowOutput::Queue { queue, context } => self.join_queue(queue, context),
                 FlowOutput::LeaveQueue => self.leave_queue(),
+                FlowOutput::KeepPlace => self
+                    .outputs
+                    .push_back(CallOutput::ToQueue(QueueReport::KeepPlace)),
                 FlowOutput::Intent { node, intent } => {
                     self.outputs.push_back(CallOutput::Intent { node, intent })
                 }

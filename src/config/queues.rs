@@ -3,7 +3,7 @@
 
 use crate::diag::source_map::SourceMap;
 use crate::diag::Diagnostic;
-use crate::queue::{AgentSettings, QueueSettings, Strategy};
+use crate::queue::{AgentSettings, CallbackPolicy, QueueSettings, Strategy};
 use crate::sip::uri::validate_transfer_target;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -54,9 +54,58 @@ pub struct QueueDef {
     /// How often a waiting caller hears their place and the estimated wait; 0 = only once.
     #[serde(default = "default_announce_every")]
     pub announce_every_s: u64,
-    /// Offer a callback when the estimated wait is longer than this (seconds).
+    /// Offer to keep the caller's place and call back when the estimated wait is longer
+    /// than this (seconds; needs `callbacks.trunk`).
     #[serde(default)]
     pub callback_after_s: Option<u64>,
+    /// The handle time estimates assume until the queue has real ones (seconds; without
+    /// it, a new queue announces no estimate).
+    #[serde(default)]
+    pub handle_time_s: Option<u64>,
+}
+
+/// Calling callers back when their kept place comes up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    /// Where calls to callers go: an outbound proxy or trunk URI (`sip:10.0.0.5:5060`);
+    /// the request is `sip:NUMBER@` its host. Without it no callback is offered in queues.
+    pub trunk: Option<String>,
+    /// Kept places per queue at most (beyond it callers are not offered one).
+    pub max_per_queue: usize,
+    /// Calls placed to a caller before their callback is given up.
+    pub attempts: u32,
+    /// Wait before the second attempt (doubling for each one after), seconds.
+    pub retry_s: u64,
+    /// How long the caller's phone rings.
+    pub ring_timeout_s: u64,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        CallbacksConfig {
+            trunk: None,
+            max_per_queue: 50,
+            attempts: 3,
+            retry_s: 60,
+            ring_timeout_s: 30,
+        }
+    }
+}
+
+impl CallbacksConfig {
+    pub fn policy(&self) -> CallbackPolicy {
+        CallbackPolicy {
+            // No trunk: nothing to call back through, so nothing is offered.
+            max_per_queue: if self.trunk.is_some() {
+                self.max_per_queue
+            } else {
+                0
+            },
+            attempts: self.attempts.max(1),
+            retry: Duration::from_secs(self.retry_s),
+        }
+    }
 }
 
 fn default_strategy() -> StrategyDef {
@@ -81,8 +130,23 @@ pub fn check(
     map: &SourceMap,
     agents: &[AgentDef],
     queues: &IndexMap<String, QueueDef>,
+    callbacks: &CallbacksConfig,
 ) -> Vec<Diagnostic> {
     let mut errors = Vec::new();
+    if let Some(trunk) = &callbacks.trunk {
+        if let Err(e) = validate_transfer_target(trunk) {
+            errors.push(
+                Diagnostic::new(path, format!("callbacks.trunk: {e}"))
+                    .at(map.setting("callbacks.trunk")),
+            );
+        }
+    }
+    if !(5..=120).contains(&callbacks.ring_timeout_s) {
+        errors.push(
+            Diagnostic::new(path, "callbacks.ring_timeout_s must be between 5 and 120")
+                .at(map.setting("callbacks.ring_timeout_s")),
+        );
+    }
     let mut ids = HashSet::new();
     for a in agents {
         let at = map.setting("agents");
@@ -160,6 +224,8 @@ pub fn queue_settings(queues: &IndexMap<String, QueueDef>) -> Vec<QueueSettings>
             wrap_up: Duration::from_secs(q.wrap_up_s),
             max_wait: secs(q.max_wait_s),
             announce_every: secs(q.announce_every_s),
+            callback_after: q.callback_after_s.map(Duration::from_secs),
+            handle_time: q.handle_time_s.map(Duration::from_secs),
         })
         .collect()
 }

@@ -133,7 +133,7 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         _ => None,
     };
 
-    let queues = QueueAudio::load(&cfg)?.map(|audio| Queues::start(&cfg, audio));
+    let queues = QueueAudio::load(&cfg)?.map(|audio| Queues::start(&cfg, audio, store.clone()));
     let services = Services {
         flows: flows.clone(),
         outages: board.clone(),
@@ -144,6 +144,10 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     };
     let calls_stop = CancellationToken::new();
     let sip = sip::endpoint::start(&cfg.config, services, calls_stop).await?;
+    if let (Some(q), Some(trunk)) = (&queues, &cfg.config.callbacks.trunk) {
+        let ring = std::time::Duration::from_secs(cfg.config.callbacks.ring_timeout_s);
+        sip::callback::start(sip.daemon.clone(), q.clone(), trunk.clone(), ring).await;
+    }
     let metrics_addr = match cfg.config.metrics.listen {
         Some(addr) => Some(http::metrics::start(addr, metrics, shutdown.clone()).await?),
         None => None,

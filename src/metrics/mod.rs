@@ -47,7 +47,9 @@ pub const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7
 /// Counter by `limit` (calls, rtp_rate, message_size, headers, invite_rate, utterance, ...):
 /// a configured limit was hit.
 pub const LIMITS_HIT_TOTAL: &str = "ivrd_limits_hit_total";
-/// Counter by `reason` (outage, node): callback requests recorded.
+/// Counter by `state`: `requested` (a request recorded for people to act on: outage and
+/// callback-node offers), and for kept places in queues `kept`, `duplicate`, `calling`,
+/// `retry`, `connected`, `abandoned`, `given_up`.
 pub const CALLBACKS_TOTAL: &str = "ivrd_callbacks_total";
 /// Gauge by `queue`: callers waiting in it now.
 pub const QUEUE_WAITING: &str = "ivrd_queue_waiting";

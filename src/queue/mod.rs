@@ -12,6 +12,10 @@
 //!   caller keeps their place and the next agent is rung.
 //! - The wait is estimated from the queue's recent handle times and the agents serving it;
 //!   with no handle times yet there is no estimate (and the caller hears a no-data wording).
+//! - A caller who cannot wait keeps their place: a callback waiter stays in the line where
+//!   the caller was. When their turn comes an agent is reserved first, then the caller is
+//!   called (`CallbackDue`); the returning call takes the reserved agent. A callback that
+//!   does not reach the caller is retried with backoff, up to a limit, keeping its place.
 
 mod announce;
 #[cfg(test)]
@@ -104,6 +108,32 @@ pub struct QueueSettings {
     pub max_wait: Option<Duration>,
     /// How often a waiting caller hears their position again (None: only on joining).
     pub announce_every: Option<Duration>,
+    /// Offer to keep the caller's place and call back when the estimate is longer (None:
+    /// never).
+    pub callback_after: Option<Duration>,
+    /// The handle time estimates assume before the queue has any (None: no estimate).
+    pub handle_time: Option<Duration>,
+}
+
+/// How callbacks are placed, for every queue.
+#[derive(Debug, Clone)]
+pub struct CallbackPolicy {
+    /// Callbacks waiting in one queue at most (more are not offered).
+    pub max_per_queue: usize,
+    /// Calls placed to the caller before the callback is given up.
+    pub attempts: u32,
+    /// Wait before the second attempt; it doubles for each one after.
+    pub retry: Duration,
+}
+
+impl Default for CallbackPolicy {
+    fn default() -> Self {
+        CallbackPolicy {
+            max_per_queue: 0,
+            attempts: 3,
+            retry: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What the board asks the io side to do, or tells it.
@@ -114,7 +144,14 @@ pub enum Event {
         call: CallKey,
         position: usize,
         estimate: Option<Duration>,
+        /// Offer to keep the place and call back (the estimate is past `callback_after`).
+        callback: bool,
     },
+    /// A callback's turn: `agent` is reserved; call the caller back now. Answer with
+    /// `join` (the returning call, same key) or `callback_failed`.
+    CallbackDue { call: CallKey, agent: String },
+    /// A callback reached no one after every attempt; it has left the queue.
+    CallbackGaveUp { call: CallKey },
     /// Ring this agent for this caller; answer with `answered` or `offer_failed`.
     Offer {
         call: CallKey,
@@ -134,6 +171,8 @@ pub enum Event {
         queue: String,
         waited: Duration,
         predicted: Option<Duration>,
+        /// The call was a callback.
+        callback: bool,
     },
     /// A caller left without reaching an agent: for the abandon metric.
     Abandoned { queue: String, waited: Duration },
@@ -155,6 +194,10 @@ pub enum BoardError {
     UnknownAgent(String),
     #[error("agent state '{0}' follows calls and cannot be set by hand (use available, away or offline)")]
     NotSettable(&'static str),
+    #[error("the caller is not waiting in a queue")]
+    NotWaiting,
+    #[error("queue '{0}' keeps no more callbacks")]
+    CallbacksFull(String),
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +225,25 @@ struct Waiter {
     offers: Vec<String>,
     /// Agents that did not take this caller, and when: skipped until `RETRY_PAUSE` passed.
     tried: Vec<(String, Instant)>,
+    /// Set when the caller is to be called back instead of waiting on the line.
+    callback: Option<Callback>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Callback {
+    /// Calls placed so far.
+    attempts: u32,
+    /// Not before then (after a failed attempt).
+    retry_at: Option<Instant>,
+    /// The returning call has joined: from now on this is a live waiter.
+    live: bool,
+}
+
+impl Waiter {
+    /// Waiting on the line (not a callback that has not called back yet).
+    fn live(&self) -> bool {
+        self.callback.is_none_or(|c| c.live)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +284,7 @@ pub struct Board {
     agents: IndexMap<String, Agent>,
     queues: Vec<Queue>,
     events: VecDeque<Event>,
+    callbacks: CallbackPolicy,
 }
 
 impl Board {
@@ -255,7 +318,14 @@ impl Board {
             agents,
             queues,
             events: VecDeque::new(),
+            callbacks: CallbackPolicy::default(),
         }
+    }
+
+    /// Turns callbacks on (they are off until a trunk to place them is known).
+    pub fn with_callbacks(mut self, policy: CallbackPolicy) -> Self {
+        self.callbacks = policy;
+        self
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -268,6 +338,11 @@ impl Board {
         let q = self
             .queue_index(queue)
             .ok_or_else(|| BoardError::UnknownQueue(queue.to_string()))?;
+        if let Some(i) = self.queues[q].waiting.iter().position(|w| w.call == call) {
+            // A callback's returning call: it takes the agent reserved for it.
+            self.callback_returned(now, q, i);
+            return Ok(());
+        }
         if self.serving(q) == 0 {
             self.events.push_back(Event::NoAgents { call });
             return Ok(());
@@ -282,14 +357,148 @@ impl Board {
             next_announce,
             offers: Vec::new(),
             tried: Vec::new(),
+            callback: None,
         });
+        let callback = self.offers_callback(q, predicted);
         self.events.push_back(Event::Position {
             call,
             position,
             estimate: predicted,
+            callback,
         });
         self.dispatch(now);
         Ok(())
+    }
+
+    /// The caller takes the callback offer: they leave the line but keep their place.
+    pub fn keep_place(&mut self, now: Instant, call: CallKey) -> Result<(), BoardError> {
+        let (q, i) = self.find_waiter(call).ok_or(BoardError::NotWaiting)?;
+        if self.queues[q].waiting[i].callback.is_some() {
+            return Ok(());
+        }
+        if self.callback_count(q) >= self.callbacks.max_per_queue {
+            return Err(BoardError::CallbacksFull(
+                self.queues[q].settings.name.clone(),
+            ));
+        }
+        let w = &mut self.queues[q].waiting[i];
+        let offers = std::mem::take(&mut w.offers);
+        w.callback = Some(Callback {
+            attempts: 0,
+            retry_at: None,
+            live: false,
+        });
+        w.next_announce = None;
+        for agent in offers {
+            self.free_agent(now, &agent);
+            self.events.push_back(Event::Withdraw { call, agent });
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// A callback kept across a restart: back in its queue at the place it had.
+    pub fn restore_callback(
+        &mut self,
+        now: Instant,
+        queue: &str,
+        call: CallKey,
+        joined: Instant,
+        attempts: u32,
+    ) -> Result<(), BoardError> {
+        let q = self
+            .queue_index(queue)
+            .ok_or_else(|| BoardError::UnknownQueue(queue.to_string()))?;
+        let waiting = &mut self.queues[q].waiting;
+        let at = waiting.partition_point(|w| w.joined <= joined);
+        waiting.insert(
+            at,
+            Waiter {
+                call,
+                joined,
+                predicted: None,
+                next_announce: None,
+                offers: Vec::new(),
+                tried: Vec::new(),
+                callback: Some(Callback {
+                    attempts,
+                    retry_at: None,
+                    live: false,
+                }),
+            },
+        );
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Calling the caller back did not reach them: the reserved agent is free again and
+    /// the callback waits for its next attempt, in its place, or is given up.
+    pub fn callback_failed(&mut self, now: Instant, call: CallKey) {
+        let Some((q, i)) = self.find_waiter(call) else {
+            return;
+        };
+        let w = &mut self.queues[q].waiting[i];
+        let Some(cb) = w.callback.as_mut() else {
+            return;
+        };
+        cb.attempts += 1;
+        cb.live = false;
+        let attempts = cb.attempts;
+        cb.retry_at =
+            Some(now + self.callbacks.retry * 2u32.saturating_pow(attempts.saturating_sub(1)));
+        let offers = std::mem::take(&mut w.offers);
+        for agent in offers {
+            self.free_agent(now, &agent);
+        }
+        if attempts >= self.callbacks.attempts {
+            self.queues[q].waiting.remove(i);
+            self.events.push_back(Event::CallbackGaveUp { call });
+        }
+        self.dispatch(now);
+    }
+
+    fn callback_returned(&mut self, now: Instant, q: usize, i: usize) {
+        let ring_timeout = self.queues[q].settings.ring_timeout;
+        let w = &mut self.queues[q].waiting[i];
+        if let Some(cb) = w.callback.as_mut() {
+            cb.live = true;
+        }
+        let call = w.call;
+        for agent in w.offers.clone() {
+            if let Some(a) = self.agents.get(&agent) {
+                self.events.push_back(Event::Offer {
+                    call,
+                    agent,
+                    uri: a.settings.uri.clone(),
+                    ring_timeout,
+                });
+            }
+        }
+        self.dispatch(now);
+    }
+
+    fn callback_count(&self, q: usize) -> usize {
+        self.queues[q]
+            .waiting
+            .iter()
+            .filter(|w| w.callback.is_some())
+            .count()
+    }
+
+    /// Whether a caller told this estimate is offered a callback.
+    fn offers_callback(&self, q: usize, estimate: Option<Duration>) -> bool {
+        match (self.queues[q].settings.callback_after, estimate) {
+            (Some(after), Some(e)) => {
+                e > after && self.callback_count(q) < self.callbacks.max_per_queue
+            }
+            _ => false,
+        }
+    }
+
+    /// When a waiting caller joined (their place).
+    pub fn joined(&self, call: CallKey) -> Option<Instant> {
+        let (q, i) = self.find_waiter(call)?;
+        Some(self.queues[q].waiting[i].joined)
     }
 
     /// The caller left the queue before an agent took them (hung up, escalated).
@@ -332,6 +541,7 @@ impl Board {
             queue: self.queues[q].settings.name.clone(),
             waited: now.saturating_duration_since(w.joined),
             predicted: w.predicted,
+            callback: w.callback.is_some(),
         });
         self.dispatch(now);
     }
@@ -432,7 +642,9 @@ impl Board {
                     .map(|(_, at)| *at + RETRY_PAUSE)
                     .min()
                     .filter(|_| w.offers.is_empty());
-                [w.next_announce, max_wait.map(|m| w.joined + m), retry]
+                let max_wait = max_wait.filter(|_| w.live()).map(|m| w.joined + m);
+                let callback = w.callback.and_then(|c| c.retry_at).filter(|_| !w.live());
+                [w.next_announce, max_wait, retry, callback]
                     .into_iter()
                     .flatten()
             })
@@ -458,7 +670,7 @@ impl Board {
             let max_wait = self.queues[q].settings.max_wait;
             let mut timed_out = Vec::new();
             for w in &self.queues[q].waiting {
-                if max_wait.is_some_and(|m| now >= w.joined + m) {
+                if w.live() && max_wait.is_some_and(|m| now >= w.joined + m) {
                     timed_out.push(w.call);
                 }
             }
@@ -471,16 +683,18 @@ impl Board {
             for (i, w) in self.queues[q].waiting.iter_mut().enumerate() {
                 if w.next_announce.is_some_and(|t| now >= t) {
                     w.next_announce = every.map(|e| now + e);
-                    due.push((w.call, i + 1));
+                    due.push((w.call, i + 1, w.callback.is_none()));
                 }
                 w.tried.retain(|(_, at)| now < *at + RETRY_PAUSE);
             }
-            for (call, position) in due {
+            for (call, position, may_offer) in due {
                 let estimate = self.estimate(q, position);
+                let callback = may_offer && self.offers_callback(q, estimate);
                 self.events.push_back(Event::Position {
                     call,
                     position,
                     estimate,
+                    callback,
                 });
             }
         }
@@ -546,7 +760,7 @@ impl Board {
     /// shared among the agents serving the queue, each taking the recent average handle
     /// time. None without handle times (nothing to base it on).
     fn estimate(&self, q: usize, position: usize) -> Option<Duration> {
-        let aht = average(&self.queues[q].handle_times)?;
+        let aht = average(&self.queues[q].handle_times).or(self.queues[q].settings.handle_time)?;
         let serving = self.serving(q).max(1) as u32;
         let free = self
             .queue_agents(q)
@@ -615,7 +829,13 @@ impl Board {
             if self.queues[q].waiting.is_empty() || self.serving(q) > 0 {
                 continue;
             }
-            let calls: Vec<CallKey> = self.queues[q].waiting.iter().map(|w| w.call).collect();
+            // Callbacks keep their place until agents are back; callers on the line are told.
+            let calls: Vec<CallKey> = self.queues[q]
+                .waiting
+                .iter()
+                .filter(|w| w.live())
+                .map(|w| w.call)
+                .collect();
             for call in calls {
                 self.remove_waiter(now, q, call);
                 self.events.push_back(Event::NoAgents { call });
@@ -631,8 +851,13 @@ impl Board {
                 // Within a queue the order is the order of arrival: the first caller
                 // without an offer who has an eligible agent.
                 for (i, w) in queue.waiting.iter().enumerate() {
-                    let ring_all = queue.settings.strategy == Strategy::RingAll;
-                    if (!w.offers.is_empty() && !ring_all) || self.eligible(q, w).is_empty() {
+                    let ring_all = queue.settings.strategy == Strategy::RingAll && w.live();
+                    let callback_later =
+                        !w.live() && w.callback.and_then(|c| c.retry_at).is_some_and(|t| now < t);
+                    if (!w.offers.is_empty() && !ring_all)
+                        || callback_later
+                        || self.eligible(q, w).is_empty()
+                    {
                         continue;
                     }
                     if best.is_none_or(|(_, _, t)| w.joined < t) {
@@ -645,8 +870,15 @@ impl Board {
                 return;
             };
             let eligible = self.eligible(q, &self.queues[q].waiting[i]);
+            let live = self.queues[q].waiting[i].live();
             let chosen: Vec<String> = match self.queues[q].settings.strategy {
-                Strategy::RingAll => eligible,
+                Strategy::RingAll if live => eligible,
+                // A callback reserves one agent: the longest idle under ring all.
+                Strategy::RingAll => eligible
+                    .into_iter()
+                    .min_by_key(|id| self.agents[id].idle_since)
+                    .into_iter()
+                    .collect(),
                 Strategy::LongestIdle => eligible
                     .into_iter()
                     .min_by_key(|id| self.agents[id].idle_since)
@@ -677,12 +909,17 @@ impl Board {
                 a.state = AgentState::Ringing;
                 a.since = now;
                 self.queues[q].waiting[i].offers.push(id.clone());
-                self.events.push_back(Event::Offer {
-                    call,
-                    agent: id,
-                    uri: a.settings.uri.clone(),
-                    ring_timeout,
-                });
+                if live {
+                    self.events.push_back(Event::Offer {
+                        call,
+                        agent: id,
+                        uri: a.settings.uri.clone(),
+                        ring_timeout,
+                    });
+                } else {
+                    self.events
+                        .push_back(Event::CallbackDue { call, agent: id });
+                }
             }
         }
     }

@@ -17,6 +17,8 @@ fn queue(name: &str, agents: &[&str], strategy: Strategy) -> QueueSettings {
         wrap_up: Duration::from_secs(10),
         max_wait: Some(Duration::from_secs(600)),
         announce_every: Some(Duration::from_secs(30)),
+        callback_after: None,
+        handle_time: None,
     }
 }
 
@@ -52,7 +54,8 @@ fn a_caller_hears_their_place_and_rings_the_free_agent() {
         Event::Position {
             call: 1,
             position: 1,
-            estimate: None
+            estimate: None,
+            callback: false
         }
     );
     assert_eq!(offers(&evs), [(1, "a".to_string())]);
@@ -86,7 +89,8 @@ fn talk_wrap_up_then_the_next_caller() {
         call: 1,
         queue: "q".into(),
         waited: Duration::from_secs(3),
-        predicted: None
+        predicted: None,
+        callback: false
     }));
     assert_eq!(state(&b, "a"), AgentState::Talking);
     let t2 = t1 + Duration::from_secs(120);
@@ -254,7 +258,8 @@ fn the_wait_has_a_limit_and_announcements_repeat() {
         [Event::Position {
             call: 2,
             position: 1,
-            estimate: None
+            estimate: None,
+            callback: false
         }]
     );
     b.handle_timeout(t0 + Duration::from_secs(600));
@@ -345,4 +350,146 @@ fn the_estimate_shares_callers_among_the_serving_agents() {
         estimates,
         [Some(Duration::ZERO), Some(Duration::from_secs(120))]
     );
+}
+
+fn callbacks_on(b: Board) -> Board {
+    b.with_callbacks(CallbackPolicy {
+        max_per_queue: 5,
+        attempts: 2,
+        retry: Duration::from_secs(60),
+    })
+}
+
+fn long_wait_queue(name: &str, agents: &[&str]) -> QueueSettings {
+    QueueSettings {
+        strategy: Strategy::RoundRobin,
+        handle_time: Some(Duration::from_secs(600)),
+        callback_after: Some(Duration::from_secs(30)),
+        announce_every: Some(Duration::from_secs(3)),
+        ..queue(name, agents, Strategy::RoundRobin)
+    }
+}
+
+fn positions(evs: &[Event]) -> Vec<(CallKey, bool)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Position { call, callback, .. } => Some((*call, *callback)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_wait_offers_a_callback_and_the_kept_place_is_called_back_first() {
+    let t0 = Instant::now();
+    let mut b = callbacks_on(Board::new(
+        t0,
+        vec![agent("a")],
+        vec![long_wait_queue("q", &["a"])],
+    ));
+    b.join(t0, "q", 1).unwrap();
+    assert_eq!(
+        positions(&events(&mut b)),
+        [(1, false)],
+        "a free agent: no wait"
+    );
+    b.join(t0, "q", 2).unwrap();
+    assert_eq!(
+        positions(&events(&mut b)),
+        [(2, true)],
+        "600 s behind caller 1"
+    );
+    let t1 = t0 + Duration::from_secs(3);
+    b.handle_timeout(t1);
+    assert_eq!(
+        positions(&events(&mut b)),
+        [(1, true), (2, true)],
+        "caller 1 waits on a ringing agent now"
+    );
+    // Caller 1 takes it: the ringing stops, the place stays (caller 2 is still behind).
+    b.keep_place(t1, 1).unwrap();
+    let evs = events(&mut b);
+    assert!(evs.contains(&Event::Withdraw {
+        call: 1,
+        agent: "a".into()
+    }));
+    // The agent is free: the kept place comes first and the agent is reserved for it.
+    assert!(evs.contains(&Event::CallbackDue {
+        call: 1,
+        agent: "a".into()
+    }));
+    assert_eq!(state(&b, "a"), AgentState::Ringing);
+    assert_eq!(b.queues(t1)[0].waiting, 2);
+    // The call back reaches the caller and joins: the reserved agent is offered at once.
+    b.join(t1, "q", 1).unwrap();
+    assert_eq!(offers(&events(&mut b)), [(1, "a".to_string())]);
+    b.answered(t1, 1, "a");
+    assert!(events(&mut b).iter().any(|e| matches!(
+        e,
+        Event::Connected {
+            call: 1,
+            callback: true,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn an_unanswered_call_back_is_retried_with_backoff_then_given_up() {
+    let t0 = Instant::now();
+    let mut b = callbacks_on(Board::new(
+        t0,
+        vec![agent("a")],
+        vec![long_wait_queue("q", &["a"])],
+    ));
+    b.restore_callback(t0, "q", 7, t0, 0).unwrap();
+    assert!(events(&mut b).contains(&Event::CallbackDue {
+        call: 7,
+        agent: "a".into()
+    }));
+    b.callback_failed(t0, 7);
+    assert_eq!(state(&b, "a"), AgentState::Available);
+    assert!(events(&mut b).is_empty(), "not again before the retry");
+    assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    // A caller on the line meanwhile is behind the kept place but gets the free agent.
+    b.join(t0, "q", 8).unwrap();
+    assert_eq!(offers(&events(&mut b)), [(8, "a".to_string())]);
+    b.answered(t0, 8, "a");
+    b.talk_ended(t0 + Duration::from_secs(50), "a");
+    b.handle_timeout(t0 + Duration::from_secs(60));
+    assert!(events(&mut b).contains(&Event::CallbackDue {
+        call: 7,
+        agent: "a".into()
+    }));
+    b.callback_failed(t0 + Duration::from_secs(61), 7);
+    assert!(events(&mut b).contains(&Event::CallbackGaveUp { call: 7 }));
+    assert_eq!(b.queues(t0)[0].waiting, 0);
+}
+
+#[test]
+fn callbacks_are_capped_and_keep_their_place_across_a_restart() {
+    let t0 = Instant::now();
+    let mut b = Board::new(t0, vec![agent("a")], vec![long_wait_queue("q", &["a"])]);
+    b.join(t0, "q", 1).unwrap();
+    events(&mut b);
+    assert_eq!(
+        b.keep_place(t0, 1),
+        Err(BoardError::CallbacksFull("q".into())),
+        "callbacks off (no trunk): none kept"
+    );
+    let mut b = callbacks_on(Board::new(
+        t0,
+        vec![agent("a")],
+        vec![long_wait_queue("q", &["a"])],
+    ));
+    b.set_state(t0, "a", AgentState::Away).unwrap();
+    // Restored places go back in the order callers joined, whatever the restore order.
+    let later = t0 + Duration::from_secs(10);
+    b.restore_callback(later, "q", 20, later, 0).unwrap();
+    b.restore_callback(later, "q", 10, t0, 0).unwrap();
+    b.set_state(later, "a", AgentState::Available).unwrap();
+    assert!(events(&mut b).contains(&Event::CallbackDue {
+        call: 10,
+        agent: "a".into()
+    }));
 }

@@ -37,10 +37,36 @@ pub struct Callback {
     /// The caller's number as sent in From (kept out of logs and metrics).
     pub caller: String,
     pub flow: String,
-    /// `outage:ID` or the callback node's name.
+    /// `outage:ID`, the callback node's name, or `queue:NAME` for a kept place.
     pub reason: String,
     pub requested_at: u64,
+    /// `pending` (a request for someone to act on); for kept places `waiting`, `calling`,
+    /// `connected` or `failed`.
     pub status: String,
+    /// The queue whose place is kept (then ivrd calls back itself).
+    pub queue: Option<String>,
+    /// Calls placed to the caller so far.
+    pub attempts: u32,
+}
+
+/// A kept place to call back, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCallback {
+    pub id: i64,
+    pub number: String,
+    pub queue: String,
+    pub flow: String,
+    /// When the caller joined the queue (Unix milliseconds): their place.
+    pub joined_at_ms: i64,
+    pub attempts: u32,
+}
+
+/// What keeping a place did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    New(i64),
+    /// This number already has a place kept in this queue: that one stays.
+    Duplicate(i64),
 }
 
 /// One admin change: who did what, when.
@@ -78,6 +104,27 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 ";
 
+/// Columns added since the first schema, for files an older ivrd created.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("callbacks", "queue", "TEXT"),
+    ("callbacks", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("callbacks", "joined_at_ms", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let exists: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists([column])?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) `DIR/ivrd.sqlite`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -106,6 +153,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        migrate(&conn).map_err(db)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
@@ -245,7 +293,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, caller, flow, reason, requested_at, status FROM callbacks ORDER BY id",
+                "SELECT id, caller, flow, reason, requested_at, status, queue, attempts \
+                 FROM callbacks ORDER BY id",
             )
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
@@ -257,10 +306,95 @@ impl Store {
                     reason: r.get(3)?,
                     requested_at: r.get::<_, i64>(4)? as u64,
                     status: r.get(5)?,
+                    queue: r.get(6)?,
+                    attempts: r.get::<_, i64>(7)? as u32,
                 })
             })
             .map_err(|e| self.db_err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+
+    /// Keeps a caller's place in a queue to call them back: one per number per queue
+    /// (a second request from the same number collapses into the first).
+    pub fn keep_place(
+        &self,
+        number: &str,
+        queue: &str,
+        flow: &str,
+        joined_at_ms: i64,
+        at: u64,
+    ) -> Result<Kept, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM callbacks WHERE caller = ?1 AND queue = ?2 \
+                 AND status IN ('waiting', 'calling')",
+                params![number, queue],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        if let Some(id) = existing {
+            return Ok(Kept::Duplicate(id));
+        }
+        tx.execute(
+            "INSERT INTO callbacks (caller, flow, reason, requested_at, status, queue, \
+             attempts, joined_at_ms) VALUES (?1, ?2, ?3, ?4, 'waiting', ?5, 0, ?6)",
+            params![
+                number,
+                flow,
+                format!("queue:{queue}"),
+                at as i64,
+                queue,
+                joined_at_ms
+            ],
+        )
+        .map_err(|e| self.db_err(e))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(Kept::New(id))
+    }
+
+    /// Kept places still to call back (after a restart: all of them, in their order).
+    pub fn kept_places(&self) -> Result<Vec<QueueCallback>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, caller, queue, flow, joined_at_ms, attempts FROM callbacks \
+                 WHERE queue IS NOT NULL AND status IN ('waiting', 'calling') \
+                 ORDER BY joined_at_ms",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(QueueCallback {
+                    id: r.get(0)?,
+                    number: r.get(1)?,
+                    queue: r.get(2)?,
+                    flow: r.get(3)?,
+                    joined_at_ms: r.get(4)?,
+                    attempts: r.get::<_, i64>(5)? as u32,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+
+    /// A kept place's new state (`calling`, `waiting`, `connected`, `failed`).
+    pub fn set_callback_state(
+        &self,
+        id: i64,
+        status: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE callbacks SET status = ?2, attempts = ?3 WHERE id = ?1",
+                params![id, status, attempts as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
     }
 
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -319,6 +453,50 @@ mod tests {
         assert_eq!(audit[0].action, "stop");
         assert_eq!(audit[0].actor, "bob");
         assert_eq!(audit.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kept_places_are_one_per_number_and_queue_and_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("ivrd-store-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let s = Store::open(&dir).unwrap();
+            assert_eq!(
+                s.keep_place("555", "support", "f", 2_000, 1).unwrap(),
+                Kept::New(1)
+            );
+            assert_eq!(
+                s.keep_place("555", "support", "f", 3_000, 2).unwrap(),
+                Kept::Duplicate(1)
+            );
+            assert_eq!(
+                s.keep_place("555", "sales", "f", 1_000, 2).unwrap(),
+                Kept::New(2)
+            );
+            s.set_callback_state(1, "calling", 1).unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let kept = s.kept_places().unwrap();
+        let order: Vec<(&str, u32)> = kept
+            .iter()
+            .map(|k| (k.queue.as_str(), k.attempts))
+            .collect();
+        assert_eq!(
+            order,
+            [("sales", 0), ("support", 1)],
+            "in the order callers joined"
+        );
+        s.set_callback_state(1, "connected", 1).unwrap();
+        assert_eq!(s.kept_places().unwrap().len(), 1);
+        // Done: the number may ask again.
+        assert_eq!(
+            s.keep_place("555", "support", "f", 4_000, 3).unwrap(),
+            Kept::New(3)
+        );
+        let all = s.callbacks().unwrap();
+        assert_eq!(all[0].status, "connected");
+        assert_eq!(all[0].queue.as_deref(), Some("support"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -21,8 +21,8 @@ impl FlowRunner {
             return;
         }
         if let State::Queued { .. } = self.state {
-            // Waiting for an agent: only the escalation key means something.
-            return;
+            // Waiting for an agent: the escalation key, or 1 for a callback offer.
+            return self.on_queued_key(key);
         }
         if self.digits.len() < MAX_TYPEAHEAD {
             self.digits.push(key);

@@ -77,7 +77,17 @@ pub enum QueueInput {
     /// The caller is in the queue; this plays between announcements (may be empty).
     Joined { hold: Vec<Arc<Prompt>> },
     /// Say this (the place in line and the wait), then go back to the hold audio.
-    Announce(Vec<Arc<Prompt>>),
+    /// `callback`: the prompts end with an offer to keep the place and be called back
+    /// (key 1 takes it: `FlowOutput::KeepPlace`).
+    Announce {
+        prompts: Vec<Arc<Prompt>>,
+        callback: bool,
+    },
+    /// The caller's place is kept and they will be called back: say this, then hang up.
+    PlaceKept { confirm: Vec<Arc<Prompt>> },
+    /// The callback could not be kept (the number cannot be called, too many callbacks):
+    /// the caller stays on the line.
+    CallbackRefused,
     /// The queue's longest wait is over: the caller left it.
     TimedOut,
     /// Nobody serves the queue: the caller left it.
@@ -95,7 +105,18 @@ impl PartialEq for QueueInput {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
         };
         match (self, other) {
-            (Joined { hold: a }, Joined { hold: b }) | (Announce(a), Announce(b)) => same(a, b),
+            (Joined { hold: a }, Joined { hold: b })
+            | (PlaceKept { confirm: a }, PlaceKept { confirm: b }) => same(a, b),
+            (
+                Announce {
+                    prompts: a,
+                    callback: x,
+                },
+                Announce {
+                    prompts: b,
+                    callback: y,
+                },
+            ) => same(a, b) && x == y,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
@@ -174,6 +195,8 @@ pub enum FlowOutput {
     /// The caller leaves the queue (they escalated): stop ringing agents for them, or end
     /// the talk with the agent.
     LeaveQueue,
+    /// The caller took the callback offer: keep their place and call them back.
+    KeepPlace,
     /// A menu choice was made.
     Intent { node: String, intent: String },
     /// The call is being escalated to a person.
@@ -353,6 +376,12 @@ pub struct FlowRunner {
     digits: String,
     /// What plays between queue announcements.
     hold: Vec<Arc<Prompt>>,
+    /// The last announcement offered a callback (key 1 takes it).
+    callback_offered: bool,
+    /// An announcement is playing; one that comes meanwhile waits for it (a caller must
+    /// hear an announcement to its end, offer included).
+    announcing: bool,
+    pending_announcement: Option<(Vec<Arc<Prompt>>, bool)>,
     /// Type-ahead put aside while an outage is announced (keys then answer the announcement).
     saved_digits: Option<String>,
     outages: Arc<OutageSet>,
@@ -378,6 +407,9 @@ impl FlowRunner {
             record: Record::default(),
             digits: String::new(),
             hold: Vec::new(),
+            callback_offered: false,
+            announcing: false,
+            pending_announcement: None,
             saved_digits: None,
             outages: Arc::new(OutageSet::default()),
             outputs: VecDeque::new(),
@@ -475,7 +507,7 @@ impl FlowRunner {
         match input {
             FlowInput::PlaybackDone => match self.state.clone() {
                 State::Playing { after, .. } => self.after_play(now, after),
-                State::Queued { .. } => self.hold_again(),
+                State::Queued { .. } => self.queued_playback_done(),
                 _ => {}
             },
             FlowInput::Queue(q) => self.on_queue(now, q),

@@ -2,9 +2,12 @@
 //! announcements, the ways out (timeout, nobody serving) and what follows the agent.
 
 use super::{
-    EscalationReason, FlowEnd, FlowOutput, FlowRunner, QueueInput, State, TALK_KEYS_WINDOW,
+    AfterPlay, EscalationReason, FlowEnd, FlowOutput, FlowRunner, QueueInput, State,
+    TALK_KEYS_WINDOW,
 };
 use crate::flow::{NodeId, NodeKind};
+use crate::media::prompt::Prompt;
+use std::sync::Arc;
 use std::time::Instant;
 
 impl FlowRunner {
@@ -15,6 +18,8 @@ impl FlowRunner {
         let queue = queue.clone();
         self.digits.clear();
         self.hold.clear();
+        self.announcing = false;
+        self.pending_announcement = None;
         self.state = State::Queued { node };
         let context = self.context();
         self.outputs.push_back(FlowOutput::Queue { queue, context });
@@ -40,13 +45,19 @@ impl FlowRunner {
                 self.hold = hold;
                 self.hold_again();
             }
-            (QueueInput::Announce(mut prompts), false) => {
-                prompts.extend(self.hold.iter().cloned());
-                self.outputs.push_back(FlowOutput::Play {
-                    prompts,
-                    bargein: false,
-                });
+            (QueueInput::Announce { prompts, callback }, false) => {
+                if self.announcing {
+                    self.pending_announcement = Some((prompts, callback));
+                } else {
+                    self.announce_place(prompts, callback);
+                }
             }
+            (QueueInput::PlaceKept { confirm }, false) => {
+                self.callback_offered = false;
+                self.outputs.push_back(FlowOutput::StopPlayback);
+                self.play(now, confirm, false, AfterPlay::Hangup);
+            }
+            (QueueInput::CallbackRefused, false) => self.callback_offered = false,
             (QueueInput::TimedOut, false) => self.leave_for(now, on_timeout),
             (QueueInput::NoAgents, false) => self.leave_for(now, on_no_agents),
             (QueueInput::AgentConnected { agent }, false) => {
@@ -90,7 +101,36 @@ impl FlowRunner {
         }
     }
 
-    /// The hold audio again (it loops until an announcement or an agent).
+    /// A key while waiting: 1 takes a callback offer; others mean nothing here.
+    pub(super) fn on_queued_key(&mut self, key: char) {
+        if key == '1' && self.callback_offered {
+            self.callback_offered = false;
+            self.outputs.push_back(FlowOutput::KeepPlace);
+        }
+    }
+
+    fn announce_place(&mut self, prompts: Vec<Arc<Prompt>>, callback: bool) {
+        self.announcing = true;
+        self.callback_offered = callback;
+        self.outputs.push_back(FlowOutput::Play {
+            prompts,
+            bargein: false,
+        });
+    }
+
+    /// Something finished playing while waiting: the next announcement if one is waiting,
+    /// else the hold audio again (it loops until an announcement or an agent).
+    pub(super) fn queued_playback_done(&mut self) {
+        match self.pending_announcement.take() {
+            Some((prompts, callback)) => self.announce_place(prompts, callback),
+            None => {
+                self.announcing = false;
+                self.hold_again();
+            }
+        }
+    }
+
+    /// The hold audio again.
     pub(super) fn hold_again(&mut self) {
         if !self.hold.is_empty() {
             self.outputs.push_back(FlowOutput::Play {

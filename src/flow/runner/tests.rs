@@ -33,6 +33,7 @@ fn describe(o: &FlowOutput) -> Option<String> {
         FlowOutput::SpeechConfidence(c) => format!("confidence:{c:.2}"),
         FlowOutput::Queue { queue, .. } => format!("queue:{queue}"),
         FlowOutput::LeaveQueue => "leave_queue".into(),
+        FlowOutput::KeepPlace => "keep_place".into(),
     })
 }
 
@@ -590,8 +591,21 @@ fn a_queue_node_joins_loops_the_hold_audio_and_announces() {
     assert_eq!(h.out(), ["play:hold"]);
     assert_eq!(h.done(), ["play:hold"], "the hold audio loops");
     let said = prompts(&["you_are_number", "two"]);
-    h.r.handle(h.now, FlowInput::Queue(QueueInput::Announce(said)));
-    assert_eq!(h.out(), ["play:you_are_number+two+hold"]);
+    let announce = QueueInput::Announce {
+        prompts: said,
+        callback: false,
+    };
+    h.r.handle(h.now, FlowInput::Queue(announce));
+    assert_eq!(h.out(), ["play:you_are_number+two"]);
+    // The next one waits for this one to end; then the hold audio again.
+    let next = QueueInput::Announce {
+        prompts: prompts(&["next_in_line"]),
+        callback: false,
+    };
+    h.r.handle(h.now, FlowInput::Queue(next));
+    assert!(h.out().is_empty());
+    assert_eq!(h.done(), ["play:next_in_line"]);
+    assert_eq!(h.done(), ["play:hold"]);
     // Keys other than the escalation key do nothing while waiting.
     assert!(h.key('5').is_empty());
     h.r.handle(
@@ -697,4 +711,25 @@ fn star_zero_during_the_talk_drops_the_agent_and_escalates_naming_them() {
     let t = t.expect("a transfer to the supervisor");
     assert_eq!(t.agent.as_deref(), Some("ann"));
     assert_eq!(t.reason, Some(EscalationReason::DuringTalk));
+}
+
+#[test]
+fn key_one_takes_the_callback_offer_and_the_confirmation_ends_the_call() {
+    let mut h = queued();
+    h.out();
+    h.done();
+    h.done();
+    assert!(h.key('1').is_empty(), "no offer yet: 1 does nothing");
+    let announce = QueueInput::Announce {
+        prompts: prompts(&["wait"]),
+        callback: true,
+    };
+    h.r.handle(h.now, FlowInput::Queue(announce));
+    h.out();
+    assert_eq!(h.key('1'), ["keep_place"]);
+    assert!(h.key('1').is_empty(), "taken once");
+    let confirm = prompts(&["kept"]);
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::PlaceKept { confirm }));
+    assert_eq!(h.out(), ["stop", "play:kept"]);
+    assert_eq!(h.done(), ["end:Hangup"]);
 }

@@ -7,6 +7,7 @@ use crate::call::{Call, CallInput, CallOutput, CallSettings, Outcome};
 use crate::flow::Flow;
 use crate::io::clock::unix_now;
 use crate::io::daemon::Daemon;
+use crate::io::queues::Caller;
 use crate::io::registry::{CallInfo, Registered};
 use crate::media::g711::Codec;
 use crate::metrics as m;
@@ -57,6 +58,8 @@ pub struct NewCall {
     pub codec: Codec,
     /// When the call arrived (INVITE received, or the browser's offer).
     pub received: Instant,
+    /// A call ivrd placed (a call back): already answered, with this key in its queue.
+    pub outbound: Option<u64>,
 }
 
 /// Sees every call output before it is carried out; the WebRTC test phone shows the call's
@@ -106,7 +109,10 @@ impl CallHost {
             overflow: new.overflow,
         });
         let outages = daemon.outages.current();
-        let mut call = Call::new(new.received, new.flow, settings);
+        let mut call = match new.outbound {
+            Some(_) => Call::new_outbound(new.received, new.flow, settings),
+            None => Call::new(new.received, new.flow, settings),
+        };
         call.handle(new.received, CallInput::Outages(outages.clone()));
         let (events, events_rx) = mpsc::channel(8);
         (
@@ -123,7 +129,7 @@ impl CallHost {
                 unconfirmed_answer: None,
                 notice_recorded: false,
                 tap: None,
-                queue_key: 0,
+                queue_key: new.outbound.unwrap_or(0),
             },
             events_rx,
         )
@@ -251,7 +257,11 @@ impl CallHost {
             self.queue_key = q.call_key();
         }
         let key = self.queue_key;
-        tokio::spawn(async move { q.join(key, queue, events).await }.in_current_span());
+        let caller = Caller {
+            number: number_of(&self.caller),
+            flow: self.call.flow_name().to_string(),
+        };
+        tokio::spawn(async move { q.join(key, queue, caller, events).await }.in_current_span());
     }
 
     /// Notes the answer latency (call arrived -> answer sent). A WebRTC answer is final once
@@ -336,12 +346,7 @@ impl CallHost {
     /// Stores the caller's callback request durably, off the async threads.
     fn record_callback(&self, reason: String) {
         info!(reason = %reason, "callback requested");
-        let kind = if reason.starts_with("outage:") {
-            "outage"
-        } else {
-            "node"
-        };
-        metrics::counter!(m::CALLBACKS_TOTAL, "reason" => kind).increment(1);
+        metrics::counter!(m::CALLBACKS_TOTAL, "state" => "requested").increment(1);
         let store = self.daemon.store.clone();
         let (caller, flow) = (self.caller.clone(), self.call.flow_name().to_string());
         tokio::task::spawn_blocking(move || {
@@ -350,6 +355,16 @@ impl CallHost {
             }
         });
     }
+}
+
+/// The user part of a caller's URI (`sip:5551000@host` -> `5551000`): their number.
+fn number_of(uri: &str) -> String {
+    let rest = uri
+        .trim_start_matches('<')
+        .split_once(':')
+        .map(|(_, r)| r)
+        .unwrap_or(uri);
+    rest.split(['@', ';', '>']).next().unwrap_or("").to_string()
 }
 
 /// `udp`/`tcp` calls are SIP calls in metrics; WebRTC calls keep their own label.

@@ -1,34 +1,59 @@
-//! The queue service: one task owns the pure [`Board`], fires its timers, hands its news
-//! to the calls (as `CallInput::Queue`), turns positions into audio and keeps the queue
-//! and agent metrics. Calls, the admin API and the CLI talk to it through [`Queues`].
+//! The queue service: one task (`service`) owns the pure [`Board`], fires its timers, hands
+//! its news to the calls (as `CallInput::Queue`), turns positions into audio, keeps kept
+//! places durable and asks the SIP side to call callers back. Calls, the admin API and the
+//! CLI talk to it through [`Queues`].
 
-use crate::call::{CallInput, QueueEvent, QueueReport};
+mod service;
+
+use crate::call::{CallInput, QueueReport};
 use crate::config::queues::{agent_settings, queue_settings};
 use crate::config::LoadedConfig;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::flow::Flow;
 use crate::flow::PromptSource;
 use crate::io::files::SoundLibrary;
 use crate::media::prompt::Prompt;
-use crate::metrics as m;
-use crate::queue::{
-    announcement, AgentState, AgentView, Board, BoardError, CallKey, Event, OfferEnd, Phrases,
-    QueueView,
-};
+use crate::queue::{AgentState, AgentView, Board, BoardError, CallKey, Phrases, QueueView};
+use crate::store::Store;
+use service::{unix_ms, KeptPlace, Service};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info};
+use tracing::{info, warn};
 
 /// How long the service waits for a call that is slow to take its news (its inbox full)
 /// rather than losing an offer, which would leave an agent ringing for nobody.
 const SEND_PATIENCE: Duration = Duration::from_millis(500);
 
-/// The prompts a queue speaks with: its hold audio and the announcement phrases.
+/// Keys of calls back to kept places restored after a restart (live calls count from 1).
+const RESTORED_KEYS: CallKey = 1 << 48;
+
+/// The prompts a queue speaks with: its hold audio, the announcement phrases, the
+/// callback offer and confirmation; and the flow a call back runs.
 pub struct QueueAudio {
     hold: HashMap<String, Vec<Arc<Prompt>>>,
     phrases: Phrases<Arc<Prompt>>,
+    callback_offer: Vec<Arc<Prompt>>,
+    callback_kept: Vec<Arc<Prompt>>,
+    /// Per queue: what a called-back caller hears and does (why we call, then the queue).
+    callback_flows: HashMap<String, Arc<Flow>>,
+}
+
+/// A call back to place: the caller's number, for this queue.
+pub struct CallbackJob {
+    pub key: CallKey,
+    pub number: String,
+    pub queue: String,
+}
+
+/// The flow a call back runs: why ivrd is calling, then the queue (where the reserved agent
+/// is waiting), and goodbye after the agent.
+fn callback_flow(queue: &str) -> String {
+    format!(
+        "version: 1\nflow: callback-{queue}\nstart: intro\nnodes:\n  intro:\n    play: queue_callback_intro\n    next: wait\n  wait:\n    queue: {queue}\n    on_timeout: sorry\n    on_no_agents: sorry\n    after_agent: bye\n  sorry:\n    play: queue_no_agents\n    hangup: true\n  bye:\n    play: after_agent\n    hangup: true\n"
+    )
 }
 
 /// The phrase prompts every queue uses, by sound name (see sounds/prompts.tsv).
@@ -85,6 +110,23 @@ impl QueueAudio {
             let prompt = q.hold.as_deref().unwrap_or("queue_hold");
             hold.insert(name.clone(), get(prompt, &mut errors).into_iter().collect());
         }
+        let callback_offer: Vec<Arc<Prompt>> = get("queue_callback_offer", &mut errors)
+            .into_iter()
+            .collect();
+        let callback_kept: Vec<Arc<Prompt>> = get("queue_callback_kept", &mut errors)
+            .into_iter()
+            .collect();
+        let mut callback_flows = HashMap::new();
+        for name in cfg.config.queues.keys() {
+            let text = callback_flow(name);
+            let file = std::path::PathBuf::from(format!("<callback flow for queue {name}>"));
+            match crate::flow::compile(&file, &text, &mut sounds) {
+                Ok(f) => {
+                    callback_flows.insert(name.clone(), Arc::new(f));
+                }
+                Err(e) => errors.extend(e.0),
+            }
+        }
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -97,6 +139,9 @@ impl QueueAudio {
         };
         Ok(Some(QueueAudio {
             hold,
+            callback_offer,
+            callback_kept,
+            callback_flows,
             phrases: Phrases {
                 next_in_line: f(0),
                 you_are_number: f(1),
@@ -119,8 +164,18 @@ enum Command {
     Join {
         call: CallKey,
         queue: String,
+        /// The caller's number (what a callback would call).
+        number: String,
+        flow: String,
         events: mpsc::Sender<CallInput<'static>>,
     },
+    /// A call back ended (or never got through) without an agent taking it.
+    CallbackEnded {
+        call: CallKey,
+        reached: bool,
+    },
+    /// Where calls back are placed (the SIP side, once it runs).
+    Dialer(mpsc::Sender<CallbackJob>),
     Report {
         call: CallKey,
         report: QueueReport,
@@ -139,6 +194,13 @@ enum Command {
 pub struct Queues {
     tx: mpsc::Sender<Command>,
     next_key: Arc<AtomicU64>,
+    callback_flows: Arc<HashMap<String, Arc<Flow>>>,
+}
+
+/// Who joins a queue: their number (for a callback) and the flow they came from.
+pub struct Caller {
+    pub number: String,
+    pub flow: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,20 +212,71 @@ pub enum QueuesError {
 }
 
 impl Queues {
-    pub fn start(cfg: &LoadedConfig, audio: QueueAudio) -> Queues {
+    /// Starts the service; kept places from the store go back into their queues, where
+    /// they were.
+    pub fn start(cfg: &LoadedConfig, audio: QueueAudio, store: Arc<Store>) -> Queues {
         let now = Instant::now();
-        let board = Board::new(
+        let mut board = Board::new(
             now,
             agent_settings(&cfg.config.agents),
             queue_settings(&cfg.config.queues),
-        );
+        )
+        .with_callbacks(cfg.config.callbacks.policy());
+        let mut kept = HashMap::new();
+        match store.kept_places() {
+            Ok(places) => {
+                let now_ms = unix_ms();
+                for p in places {
+                    let key = RESTORED_KEYS + p.id as CallKey;
+                    let ago =
+                        Duration::from_millis(now_ms.saturating_sub(p.joined_at_ms).max(0) as u64);
+                    let joined = now.checked_sub(ago).unwrap_or(now);
+                    match board.restore_callback(now, &p.queue, key, joined, p.attempts) {
+                        Ok(()) => {
+                            kept.insert(
+                                key,
+                                KeptPlace {
+                                    id: p.id,
+                                    number: p.number,
+                                    queue: p.queue,
+                                    attempts: p.attempts,
+                                },
+                            );
+                        }
+                        Err(e) => warn!(callback = p.id, error = %e, "kept place not restored"),
+                    }
+                }
+                if !kept.is_empty() {
+                    info!(callbacks = kept.len(), "kept places restored");
+                }
+            }
+            Err(e) => warn!(error = %e, "kept places could not be read"),
+        }
         let queue_names: Vec<String> = cfg.config.queues.keys().cloned().collect();
+        let callback_flows = Arc::new(audio.callback_flows.clone());
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(board, audio, queue_names, rx));
+        let service = Service::new(board, audio, queue_names, store, kept);
+        tokio::spawn(service.run(rx));
         Queues {
             tx,
             next_key: Arc::new(AtomicU64::new(1)),
+            callback_flows,
         }
+    }
+
+    /// The flow a call back to this queue runs.
+    pub fn callback_flow(&self, queue: &str) -> Option<Arc<Flow>> {
+        self.callback_flows.get(queue).cloned()
+    }
+
+    /// Calls back are placed through `tx` from now on.
+    pub async fn set_dialer(&self, tx: mpsc::Sender<CallbackJob>) {
+        let _ = self.tx.send(Command::Dialer(tx)).await;
+    }
+
+    /// A call back ended without an agent taking it (`reached`: the caller answered).
+    pub async fn callback_ended(&self, call: CallKey, reached: bool) {
+        let _ = self.tx.send(Command::CallbackEnded { call, reached }).await;
     }
 
     /// A key for a new call's dealings with the queues.
@@ -175,6 +288,7 @@ impl Queues {
         &self,
         call: CallKey,
         queue: String,
+        caller: Caller,
         events: mpsc::Sender<CallInput<'static>>,
     ) {
         let _ = self
@@ -182,6 +296,8 @@ impl Queues {
             .send(Command::Join {
                 call,
                 queue,
+                number: caller.number,
+                flow: caller.flow,
                 events,
             })
             .await;
@@ -227,182 +343,5 @@ impl Queues {
             .await
             .map_err(|_| QueuesError::Stopped)?;
         rx.await.map_err(|_| QueuesError::Stopped)
-    }
-}
-
-async fn run(
-    mut board: Board,
-    audio: QueueAudio,
-    queue_names: Vec<String>,
-    mut rx: mpsc::Receiver<Command>,
-) {
-    // Each waiting or talking call's way back, and the queue it is in.
-    let mut calls: Calls = HashMap::new();
-    loop {
-        let wake = board.poll_timeout();
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { return };
-                let now = Instant::now();
-                match cmd {
-                    Command::Join { call, queue, events } => {
-                        let hold = audio.hold.get(&queue).cloned().unwrap_or_default();
-                        let _ = events.try_send(CallInput::Queue(QueueEvent::Joined { hold }));
-                        calls.insert(call, (queue.clone(), events));
-                        if let Err(e) = board.join(now, &queue, call) {
-                            // The flow was checked against the config: only after a
-                            // reload that removed the queue from under a running flow.
-                            debug!(error = %e, "join");
-                            if let Some((_, events)) = calls.remove(&call) {
-                                let _ = events.send_timeout(CallInput::Queue(QueueEvent::NoAgents), SEND_PATIENCE).await;
-                            }
-                        }
-                    }
-                    Command::Report { call, report } => match report {
-                        QueueReport::Leave => {
-                            board.leave(now, call);
-                            calls.remove(&call);
-                        }
-                        QueueReport::Answered { agent } => board.answered(now, call, &agent),
-                        QueueReport::OfferFailed { agent, why } => {
-                            board.offer_failed(now, call, &agent, why)
-                        }
-                        QueueReport::TalkEnded { agent } => {
-                            board.talk_ended(now, &agent);
-                            calls.remove(&call);
-                        }
-                    },
-                    Command::SetAgent { id, state, reply } => {
-                        let result = board.set_state(now, &id, state).map(|()| {
-                            board.agent(&id).expect("the board just changed this agent")
-                        });
-                        if let Ok(a) = &result {
-                            info!(agent = %a.id, state = a.state.as_str(), "agent state set");
-                        }
-                        let _ = reply.send(result);
-                    }
-                    Command::Agents(reply) => {
-                        let _ = reply.send((now, board.agents()));
-                    }
-                    Command::Queues(reply) => {
-                        let _ = reply.send(board.queues(now));
-                    }
-                }
-            }
-            _ = sleep => board.handle_timeout(Instant::now()),
-        }
-        loop {
-            let events: Vec<Event> = std::iter::from_fn(|| board.poll_event()).collect();
-            if events.is_empty() {
-                break;
-            }
-            for event in events {
-                if let Some(gone) = carry_out(event, &audio, &mut calls).await {
-                    // The call is gone without saying so (its task ended): it leaves the
-                    // queue, and an agent rung for it is free again.
-                    let now = Instant::now();
-                    if let Some(agent) = gone.agent {
-                        board.offer_failed(now, gone.call, &agent, OfferEnd::Failed);
-                    }
-                    board.leave(now, gone.call);
-                    calls.remove(&gone.call);
-                }
-            }
-        }
-        record_gauges(&board, &queue_names);
-    }
-}
-
-/// A call that could not be told: it is gone.
-struct Gone {
-    call: CallKey,
-    /// The agent an undelivered offer was for.
-    agent: Option<String>,
-}
-
-type Calls = HashMap<CallKey, (String, mpsc::Sender<CallInput<'static>>)>;
-
-async fn carry_out(event: Event, audio: &QueueAudio, calls: &mut Calls) -> Option<Gone> {
-    let (call, news, agent) = match event {
-        Event::Position {
-            call,
-            position,
-            estimate,
-        } => {
-            debug!(call, position, estimate_s = ?estimate.map(|e| e.as_secs()), "queue position");
-            let prompts = announcement(position, estimate, &audio.phrases);
-            (call, QueueEvent::Announce(prompts), None)
-        }
-        Event::Offer {
-            call,
-            agent,
-            uri,
-            ring_timeout,
-        } => {
-            let news = QueueEvent::Offer {
-                agent: agent.clone(),
-                uri,
-                ring_timeout,
-            };
-            (call, news, Some(agent))
-        }
-        Event::Withdraw { call, agent } => (call, QueueEvent::Withdraw { agent }, None),
-        Event::TimedOut { call } | Event::NoAgents { call } => {
-            let (reason, news) = match event {
-                Event::TimedOut { .. } => ("timeout", QueueEvent::TimedOut),
-                _ => ("no_agents", QueueEvent::NoAgents),
-            };
-            let queue = calls.remove(&call);
-            if let Some((queue, events)) = queue {
-                metrics::counter!(m::QUEUE_EXITS_TOTAL, "queue" => queue, "reason" => reason)
-                    .increment(1);
-                let _ = events
-                    .send_timeout(CallInput::Queue(news), SEND_PATIENCE)
-                    .await;
-            }
-            return None;
-        }
-        Event::Connected {
-            queue,
-            waited,
-            predicted,
-            ..
-        } => {
-            metrics::histogram!(m::QUEUE_WAIT_SECONDS, "queue" => queue)
-                .record(waited.as_secs_f64());
-            if let Some(p) = predicted {
-                let error = waited.abs_diff(p);
-                metrics::histogram!(m::WAIT_ESTIMATE_ERROR_SECONDS).record(error.as_secs_f64());
-            }
-            return None;
-        }
-        Event::Abandoned { queue, .. } => {
-            metrics::counter!(m::QUEUE_ABANDONED_TOTAL, "queue" => queue).increment(1);
-            return None;
-        }
-    };
-    let delivered = match calls.get(&call) {
-        Some((_, events)) => events
-            .send_timeout(CallInput::Queue(news), SEND_PATIENCE)
-            .await
-            .is_ok(),
-        None => false,
-    };
-    (!delivered).then_some(Gone { call, agent })
-}
-
-fn record_gauges(board: &Board, queue_names: &[String]) {
-    for (state, n) in board.agent_counts() {
-        metrics::gauge!(m::AGENTS, "state" => state.as_str()).set(n as f64);
-    }
-    let now = Instant::now();
-    for (q, name) in board.queues(now).iter().zip(queue_names) {
-        metrics::gauge!(m::QUEUE_WAITING, "queue" => name.clone()).set(q.waiting as f64);
     }
 }

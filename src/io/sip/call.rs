@@ -120,7 +120,22 @@ fn refusal_header(h: RefusalHeader) -> Header {
     }
 }
 
-struct CallTask {
+/// What [`CallTask::outbound`] takes: an answered client dialog and its media.
+pub struct Outbound {
+    pub daemon: Arc<Daemon>,
+    pub dialog: InviteDialog,
+    pub states: rsipstack::dialog::dialog::DialogStateReceiver,
+    pub socket: std::net::UdpSocket,
+    pub local: LocalAudio,
+    pub remote: RemoteAudio,
+    pub media: Negotiated,
+    pub flow: Arc<crate::flow::Flow>,
+    /// The kept place's key in its queue.
+    pub key: u64,
+    pub number: String,
+}
+
+pub struct CallTask {
     host: CallHost,
     dialog: InviteDialog,
     socket: std::net::UdpSocket,
@@ -190,6 +205,7 @@ impl CallTask {
             .map(|c| c.value().to_string())
             .unwrap_or_default();
         let new = NewCall {
+            outbound: None,
             call_id: call_id.clone(),
             transport: tx
                 .connection
@@ -252,6 +268,78 @@ impl CallTask {
         // one keeps its transaction, which still has to see the 487 acknowledged.
         if !task.host.call.is_acked() && outcome != Some(Outcome::Abandoned) {
             invite_tx.abort();
+        }
+        task.relay = None;
+        for (_, leg) in task.legs.drain() {
+            leg.stop.cancel();
+        }
+        task.host.daemon.dialogs.remove_dialog(&task.dialog.id());
+        task.host.daemon.acks.forget(&task.dialog.id().to_string());
+        outcome.unwrap_or(Outcome::Failed).as_str()
+    }
+
+    /// A call ivrd placed that the far end answered (a call back): the same driver, from
+    /// the answer on. Returns the outcome once the call has ended.
+    pub async fn outbound(out: Outbound) -> &'static str {
+        let Outbound {
+            daemon,
+            dialog,
+            states,
+            socket,
+            local,
+            remote,
+            media,
+            flow,
+            key,
+            number,
+        } = out;
+        let call_id = dialog.id().call_id.to_string();
+        let new = NewCall {
+            outbound: Some(key),
+            call_id: call_id.clone(),
+            transport: "udp".into(),
+            caller: format!("sip:{number}@callback"),
+            flow,
+            overflow: false,
+            codec: media.codec,
+            received: Instant::now(),
+        };
+        let (host, events_rx) = CallHost::new(daemon, new);
+        let rtp = RtpMedia::new(
+            media.codec,
+            media.payload_type,
+            media.telephone_event,
+            "sip",
+        )
+        .limit_rate(host.daemon.max_rtp_pps);
+        let acked = host.daemon.acks.track(dialog.id().to_string());
+        acked.send_replace(true);
+        let (leg_tx, leg_rx) = mpsc::channel(16);
+        let mut rules = DialogRules::default();
+        let _ = rules.on_initial_ack();
+        let mut task = CallTask {
+            host,
+            dialog,
+            socket,
+            local,
+            offer: Some(remote),
+            media: Some(media),
+            rtp,
+            latched: None,
+            rules,
+            held: None,
+            acked,
+            legs: HashMap::new(),
+            leg_updates: (leg_tx, Some(leg_rx)),
+            relay: None,
+            caller: format!("sip:{number}@callback"),
+            call_id,
+        };
+        let now = Instant::now();
+        task.rtp.start(now);
+        let mut outcome = task.carry_out(now);
+        if outcome.is_none() {
+            outcome = Some(task.run(states, events_rx).await);
         }
         task.relay = None;
         for (_, leg) in task.legs.drain() {

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod call;
+pub mod callback;
 pub mod endpoint;
 pub mod reply;
 mod tcp_guard;

@@ -247,6 +247,7 @@ async fn start_call(State(st): State<PhoneState>, body: Bytes) -> Result<Respons
     let flow_name = flow.name.clone();
     let span = info_span!("call", call_id = %call_id, flow = %flow_name, transport = "webrtc");
     let new = NewCall {
+        outbound: None,
         call_id: call_id.clone(),
         transport: "webrtc".into(),
         caller: format!("webrtc:{call_id}"),

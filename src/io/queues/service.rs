@@ -1,0 +1,411 @@
+//! The queue service's task: it owns the pure [`Board`], fires its timers, carries out its
+//! events (news to calls, callbacks to place, metrics) and keeps kept places durable.
+
+use super::{CallbackJob, Command, QueueAudio, SEND_PATIENCE};
+use crate::call::{CallInput, QueueEvent, QueueReport};
+use crate::io::clock::unix_now;
+use crate::metrics as m;
+use crate::queue::{announcement, Board, CallKey, Event, OfferEnd};
+use crate::store::{Kept, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+/// A call waiting or talking, as the service knows it.
+struct Entry {
+    queue: String,
+    number: String,
+    flow: String,
+    events: mpsc::Sender<CallInput<'static>>,
+}
+
+/// A kept place: its row and what calling back needs.
+#[derive(Clone)]
+pub(super) struct KeptPlace {
+    pub id: i64,
+    pub number: String,
+    pub queue: String,
+    pub attempts: u32,
+}
+
+pub(super) struct Service {
+    pub board: Board,
+    pub audio: QueueAudio,
+    pub queue_names: Vec<String>,
+    pub store: Arc<Store>,
+    pub kept: HashMap<CallKey, KeptPlace>,
+    calls: HashMap<CallKey, Entry>,
+    dialer: Option<mpsc::Sender<CallbackJob>>,
+    /// Callbacks whose turn came before the dialer was there (at start-up).
+    due_early: Vec<(CallKey, String)>,
+}
+
+impl Service {
+    pub fn new(
+        board: Board,
+        audio: QueueAudio,
+        queue_names: Vec<String>,
+        store: Arc<Store>,
+        kept: HashMap<CallKey, KeptPlace>,
+    ) -> Service {
+        Service {
+            board,
+            audio,
+            queue_names,
+            store,
+            kept,
+            calls: HashMap::new(),
+            dialer: None,
+            due_early: Vec::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let wake = self.board.poll_timeout();
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => return,
+                },
+                _ = sleep => self.board.handle_timeout(Instant::now()),
+            }
+            self.carry_out().await;
+            self.record_gauges();
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Join {
+                call,
+                queue,
+                number,
+                flow,
+                events,
+            } => {
+                let hold = self.audio.hold.get(&queue).cloned().unwrap_or_default();
+                let _ = events.try_send(CallInput::Queue(QueueEvent::Joined { hold }));
+                let entry = Entry {
+                    queue: queue.clone(),
+                    number,
+                    flow,
+                    events,
+                };
+                self.calls.insert(call, entry);
+                if let Err(e) = self.board.join(now, &queue, call) {
+                    // The flow was checked against the config: only after a reload
+                    // that removed the queue from under a running flow.
+                    debug!(error = %e, "join");
+                    self.tell(call, QueueEvent::NoAgents).await;
+                    self.calls.remove(&call);
+                }
+            }
+            Command::Report { call, report } => self.on_report(now, call, report).await,
+            Command::CallbackEnded { call, reached } => {
+                if let Some(k) = self.kept.get_mut(&call) {
+                    // The call back ended before an agent took it: another attempt.
+                    k.attempts += 1;
+                    let (id, attempts) = (k.id, k.attempts);
+                    info!(callback = id, attempts, reached, "callback attempt failed");
+                    metrics::counter!(m::CALLBACKS_TOTAL, "state" => "retry").increment(1);
+                    self.save(id, "waiting", attempts).await;
+                    self.board.callback_failed(now, call);
+                }
+            }
+            Command::Dialer(tx) => {
+                self.dialer = Some(tx);
+                for (call, agent) in std::mem::take(&mut self.due_early) {
+                    self.call_back(now, call, agent).await;
+                }
+            }
+            Command::SetAgent { id, state, reply } => {
+                let result = self.board.set_state(now, &id, state).map(|()| {
+                    self.board
+                        .agent(&id)
+                        .expect("the board just changed this agent")
+                });
+                if let Ok(a) = &result {
+                    info!(agent = %a.id, state = a.state.as_str(), "agent state set");
+                }
+                let _ = reply.send(result);
+            }
+            Command::Agents(reply) => {
+                let _ = reply.send((now, self.board.agents()));
+            }
+            Command::Queues(reply) => {
+                let _ = reply.send(self.board.queues(now));
+            }
+        }
+    }
+
+    async fn on_report(&mut self, now: Instant, call: CallKey, report: QueueReport) {
+        match report {
+            QueueReport::Leave => {
+                self.board.leave(now, call);
+                self.calls.remove(&call);
+                if let Some(k) = self.kept.remove(&call) {
+                    // Called back, then hung up before an agent answered.
+                    metrics::counter!(m::CALLBACKS_TOTAL, "state" => "abandoned").increment(1);
+                    self.save(k.id, "abandoned", k.attempts + 1).await;
+                }
+            }
+            QueueReport::KeepPlace => self.keep_place(now, call).await,
+            QueueReport::Answered { agent } => self.board.answered(now, call, &agent),
+            QueueReport::OfferFailed { agent, why } => {
+                self.board.offer_failed(now, call, &agent, why)
+            }
+            QueueReport::TalkEnded { agent } => {
+                self.board.talk_ended(now, &agent);
+                self.calls.remove(&call);
+            }
+        }
+    }
+
+    /// The caller took the callback offer: their place is kept durably (one per number per
+    /// queue: a second one collapses into the first) and the call may end.
+    async fn keep_place(&mut self, now: Instant, call: CallKey) {
+        let Some(entry) = self.calls.get(&call) else {
+            return;
+        };
+        let (number, queue, flow) = (
+            entry.number.clone(),
+            entry.queue.clone(),
+            entry.flow.clone(),
+        );
+        if !dialable(&number) || self.dialer.is_none() {
+            info!("callback refused: no number to call back");
+            return self.tell(call, QueueEvent::CallbackRefused).await;
+        }
+        let joined = self.board.joined(call).unwrap_or(now);
+        let joined_ms = unix_ms() - now.saturating_duration_since(joined).as_millis() as i64;
+        if let Err(e) = self.board.keep_place(now, call) {
+            info!(error = %e, "callback refused");
+            return self.tell(call, QueueEvent::CallbackRefused).await;
+        }
+        let store = self.store.clone();
+        let (n, q) = (number.clone(), queue.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            store.keep_place(&n, &q, &flow, joined_ms, unix_now())
+        })
+        .await;
+        match kept {
+            Ok(Ok(Kept::New(id))) => {
+                info!(callback = id, queue = %queue, "place kept for a callback");
+                metrics::counter!(m::CALLBACKS_TOTAL, "state" => "kept").increment(1);
+                self.kept.insert(
+                    call,
+                    KeptPlace {
+                        id,
+                        number,
+                        queue,
+                        attempts: 0,
+                    },
+                );
+            }
+            Ok(Ok(Kept::Duplicate(id))) => {
+                // This number already has a place here: that one stays, this one goes.
+                info!(callback = id, "callback already kept for this number");
+                metrics::counter!(m::CALLBACKS_TOTAL, "state" => "duplicate").increment(1);
+                self.board.leave(now, call);
+            }
+            Ok(Err(e)) => error!(error = %e, "kept place NOT stored (kept in memory only)"),
+            Err(e) => error!(error = %e, "kept place NOT stored (kept in memory only)"),
+        }
+        let confirm = self.audio.callback_kept.clone();
+        self.tell(call, QueueEvent::PlaceKept { confirm }).await;
+        self.calls.remove(&call);
+    }
+
+    async fn carry_out(&mut self) {
+        loop {
+            let events: Vec<Event> = std::iter::from_fn(|| self.board.poll_event()).collect();
+            if events.is_empty() {
+                return;
+            }
+            for event in events {
+                self.on_event(event).await;
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        let (call, news, agent) = match event {
+            Event::Position {
+                call,
+                position,
+                estimate,
+                callback,
+            } => {
+                debug!(call, position, estimate_s = ?estimate.map(|e| e.as_secs()), callback, "queue position");
+                let mut prompts = announcement(position, estimate, &self.audio.phrases);
+                if callback {
+                    prompts.extend(self.audio.callback_offer.iter().cloned());
+                }
+                (call, QueueEvent::Announce { prompts, callback }, None)
+            }
+            Event::Offer {
+                call,
+                agent,
+                uri,
+                ring_timeout,
+            } => {
+                let news = QueueEvent::Offer {
+                    agent: agent.clone(),
+                    uri,
+                    ring_timeout,
+                };
+                (call, news, Some(agent))
+            }
+            Event::Withdraw { call, agent } => (call, QueueEvent::Withdraw { agent }, None),
+            Event::TimedOut { call } | Event::NoAgents { call } => {
+                let (reason, news) = match event {
+                    Event::TimedOut { .. } => ("timeout", QueueEvent::TimedOut),
+                    _ => ("no_agents", QueueEvent::NoAgents),
+                };
+                if let Some(entry) = self.calls.remove(&call) {
+                    metrics::counter!(m::QUEUE_EXITS_TOTAL, "queue" => entry.queue, "reason" => reason)
+                        .increment(1);
+                    let _ = entry
+                        .events
+                        .send_timeout(CallInput::Queue(news), SEND_PATIENCE)
+                        .await;
+                }
+                return;
+            }
+            Event::CallbackDue { call, agent } => return self.call_back(now, call, agent).await,
+            Event::CallbackGaveUp { call } => {
+                if let Some(k) = self.kept.remove(&call) {
+                    warn!(callback = k.id, attempts = k.attempts, "callback given up");
+                    metrics::counter!(m::CALLBACKS_TOTAL, "state" => "given_up").increment(1);
+                    self.save(k.id, "failed", k.attempts).await;
+                }
+                return;
+            }
+            Event::Connected {
+                call,
+                queue,
+                waited,
+                predicted,
+                callback,
+            } => {
+                metrics::histogram!(m::QUEUE_WAIT_SECONDS, "queue" => queue)
+                    .record(waited.as_secs_f64());
+                if let Some(p) = predicted {
+                    let error = waited.abs_diff(p);
+                    metrics::histogram!(m::WAIT_ESTIMATE_ERROR_SECONDS).record(error.as_secs_f64());
+                }
+                if let Some(k) = self.kept.remove(&call).filter(|_| callback) {
+                    info!(callback = k.id, "called back and connected");
+                    metrics::counter!(m::CALLBACKS_TOTAL, "state" => "connected").increment(1);
+                    self.save(k.id, "connected", k.attempts + 1).await;
+                }
+                return;
+            }
+            Event::Abandoned { queue, .. } => {
+                metrics::counter!(m::QUEUE_ABANDONED_TOTAL, "queue" => queue).increment(1);
+                return;
+            }
+        };
+        let delivered = match self.calls.get(&call) {
+            Some(entry) => entry
+                .events
+                .send_timeout(CallInput::Queue(news), SEND_PATIENCE)
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !delivered {
+            // The call is gone without saying so (its task ended): it leaves the queue,
+            // and an agent rung for it is free again.
+            if let Some(agent) = agent {
+                self.board.offer_failed(now, call, &agent, OfferEnd::Failed);
+            }
+            if !self.kept.contains_key(&call) {
+                self.board.leave(now, call);
+            }
+            self.calls.remove(&call);
+        }
+    }
+
+    /// A kept place's turn: an agent is reserved; call the caller.
+    async fn call_back(&mut self, now: Instant, call: CallKey, agent: String) {
+        let Some(k) = self.kept.get(&call).cloned() else {
+            // Not ours to call (lost its row): the reserved agent goes back.
+            self.board.callback_failed(now, call);
+            return;
+        };
+        let Some(dialer) = self.dialer.clone() else {
+            // Starting up: the agent stays reserved until the SIP side can call.
+            self.due_early.push((call, agent));
+            return;
+        };
+        info!(callback = k.id, agent = %agent, attempt = k.attempts + 1, "calling back");
+        metrics::counter!(m::CALLBACKS_TOTAL, "state" => "calling").increment(1);
+        self.save(k.id, "calling", k.attempts).await;
+        let job = CallbackJob {
+            key: call,
+            number: k.number,
+            queue: k.queue,
+        };
+        if dialer.send(job).await.is_err() {
+            self.board.callback_failed(now, call);
+        }
+    }
+
+    async fn tell(&self, call: CallKey, news: QueueEvent) {
+        if let Some(entry) = self.calls.get(&call) {
+            let _ = entry
+                .events
+                .send_timeout(CallInput::Queue(news), SEND_PATIENCE)
+                .await;
+        }
+    }
+
+    async fn save(&self, id: i64, status: &'static str, attempts: u32) {
+        let store = self.store.clone();
+        let done =
+            tokio::task::spawn_blocking(move || store.set_callback_state(id, status, attempts))
+                .await;
+        if !matches!(done, Ok(Ok(()))) {
+            error!(callback = id, status, "callback state NOT stored");
+        }
+    }
+
+    fn record_gauges(&self) {
+        for (state, n) in self.board.agent_counts() {
+            metrics::gauge!(m::AGENTS, "state" => state.as_str()).set(n as f64);
+        }
+        let now = Instant::now();
+        for (q, name) in self.board.queues(now).iter().zip(&self.queue_names) {
+            metrics::gauge!(m::QUEUE_WAITING, "queue" => name.clone()).set(q.waiting as f64);
+        }
+    }
+}
+
+/// A number ivrd can call back: a SIP user part of digits and dial characters, or a name.
+fn dialable(number: &str) -> bool {
+    !number.is_empty()
+        && number.len() <= 64
+        && number != "anonymous"
+        && number
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.*#_".contains(c))
+}
+
+pub(super) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
