@@ -31,7 +31,12 @@ nodes:
     queue: support
     on_timeout: sorry
     on_no_agents: nobody
-    after_agent: goodbye
+    after_agent: survey
+  survey:
+    survey: survey_question
+    thanks: survey_thanks
+    timeout_ms: 4000
+    next: goodbye
   sorry:
     play: queue_timeout
     hangup: true
@@ -158,7 +163,15 @@ fn a_caller_reaches_an_agent_hears_them_and_goes_on_after_them() {
         "the caller's speech did not come back through the agent: {m:?} ({:.1} s heard)",
         heard.seconds()
     );
-    // The agent hangs up after 5 s: the caller goes on at `goodbye` and the call ends.
+    // The agent hangs up after 5 s: the caller goes on in the flow: the survey (key 4),
+    // then `goodbye`, and the call ends.
+    let question = prompt(d, "survey_question");
+    let asked = wait_for(Duration::from_secs(20), || {
+        thread::sleep(Duration::from_millis(500));
+        (caller.heard().since(bridged_at).find(&question).ncc >= 0.9).then_some(())
+    });
+    assert!(asked.is_some(), "no survey after the agent hung up");
+    caller.send_dtmf("4", 100);
     let bye = wait_for(Duration::from_secs(15), || caller.bye_received());
     assert!(
         bye.is_some(),
@@ -192,6 +205,13 @@ fn a_caller_reaches_an_agent_hears_them_and_goes_on_after_them() {
     assert!(free.is_some(), "agent not available after wrap-up");
     let waits = d.metric("ivrd_queue_wait_seconds_count{queue=\"support\"}");
     assert_eq!(waits, Some(1.0), "{}", d.metrics());
+    // The score reached the agent's record and the survey metric.
+    let fb = d.api_json("/api/agents/alice/feedback");
+    assert_eq!(fb["count"], 1, "{fb}");
+    assert_eq!(fb["average_score"], 4.0, "{fb}");
+    assert_eq!(fb["entries"][0]["queue"], "support", "{fb}");
+    let scores = d.metric("ivrd_survey_score_sum{queue=\"support\"}");
+    assert_eq!(scores, Some(4.0), "{}", d.metrics());
 }
 
 /// ~10 s: a busy agent (486) and one who never answers (CANCELled at the 2 s ring timeout)

@@ -186,6 +186,13 @@ pub enum CallOutput {
     CancelAgent { agent: String },
     /// Relay the caller's media to this agent's leg and back, from now on.
     Bridge { agent: String },
+    /// Store what the caller said of the call (a survey), for the agent's record.
+    Feedback {
+        score: Option<u8>,
+        comment: Option<String>,
+        agent: Option<String>,
+        queue: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +304,7 @@ impl Call {
         if call.settings.speech {
             call.vad = Some(Endpointer::new(EndpointConfig::default()));
         }
+        call.flow.set_speech(call.settings.speech);
         call.outputs.push_back(CallOutput::Ringing);
         call.handle(invite_at, CallInput::Timeout);
         call
@@ -565,6 +573,17 @@ impl Call {
                 }
                 FlowOutput::Queue { queue, context } => self.join_queue(queue, context),
                 FlowOutput::LeaveQueue => self.leave_queue(),
+                FlowOutput::Feedback {
+                    score,
+                    comment,
+                    agent,
+                    queue,
+                } => self.outputs.push_back(CallOutput::Feedback {
+                    score,
+                    comment,
+                    agent,
+                    queue,
+                }),
                 FlowOutput::KeepPlace => self
                     .outputs
                     .push_back(CallOutput::ToQueue(QueueReport::KeepPlace)),

@@ -453,6 +453,7 @@ impl Compiler<'_> {
             ("menu", n.menu.is_some()),
             ("transfer", n.transfer.is_some()),
             ("queue", n.queue.is_some()),
+            ("survey", n.survey.is_some()),
             ("goto", n.goto.is_some()),
             ("hangup", n.hangup.is_some()),
             ("callback", n.callback.is_some()),
@@ -473,8 +474,10 @@ impl Compiler<'_> {
         }
         let kind = actions.first().copied().unwrap_or("play");
         // Fields that belong to some kinds of node only.
-        let rules: [(&str, bool, &[&str]); 15] = [
-            ("next", n.next.is_some(), &["play", "callback"]),
+        let rules: [(&str, bool, &[&str]); 17] = [
+            ("next", n.next.is_some(), &["play", "callback", "survey"]),
+            ("comment", n.comment.is_some(), &["survey"]),
+            ("thanks", n.thanks.is_some(), &["survey"]),
             ("confirm", n.confirm.is_some(), &["callback"]),
             ("intents", n.intents.is_some(), &["menu"]),
             ("no_input", n.no_input.is_some(), &["menu"]),
@@ -482,7 +485,11 @@ impl Compiler<'_> {
             ("low_confidence", n.low_confidence.is_some(), &["menu"]),
             ("min_confidence", n.min_confidence.is_some(), &["menu"]),
             ("confirmation", n.confirmation.is_some(), &["menu"]),
-            ("timeout_ms", n.timeout_ms.is_some(), &["menu", "callback"]),
+            (
+                "timeout_ms",
+                n.timeout_ms.is_some(),
+                &["menu", "callback", "survey"],
+            ),
             ("on_failure", n.on_failure.is_some(), &["menu"]),
             ("on_fail", n.on_fail.is_some(), &["transfer"]),
             (
@@ -528,6 +535,7 @@ impl Compiler<'_> {
                 }
             }
             "queue" => self.queue_node(name, n),
+            "survey" => self.survey_node(name, n, def),
             "goto" => NodeKind::Goto(self.target(name, "goto", n.goto.as_deref().unwrap_or(""))),
             "callback" => {
                 let next = match &n.next {
@@ -668,6 +676,7 @@ fn successors(kind: &NodeKind) -> Vec<NodeId> {
             .into_iter()
             .chain(*after_agent)
             .collect(),
+        NodeKind::Survey(s) => vec![s.next],
         NodeKind::Goto(t) => vec![*t],
         NodeKind::Hangup { .. } => vec![],
         NodeKind::Callback { next, .. } => vec![*next],

@@ -98,6 +98,8 @@ pub enum NodeKind {
         /// Where the caller goes when the agent hangs up; None ends the call.
         after_agent: Option<NodeId>,
     },
+    /// After the agent: a score from 1 to 5 by key, then a spoken comment.
+    Survey(Box<Survey>),
     Goto(NodeId),
     Hangup {
         prompts: Vec<Arc<Prompt>>,
@@ -109,6 +111,18 @@ pub enum NodeKind {
         next: NodeId,
         timeout: Duration,
     },
+}
+
+pub struct Survey {
+    pub question: Vec<Arc<Prompt>>,
+    pub comment: Vec<Arc<Prompt>>,
+    pub thanks: Vec<Arc<Prompt>>,
+    pub next: NodeId,
+    /// How long the caller has for the key, and for the comment.
+    pub timeout: Duration,
+    /// Listens for the comment (any words: no intents).
+    pub listen: Option<Arc<Matcher>>,
+    pub endpoint: EndpointConfig,
 }
 
 #[derive(Debug)]
@@ -168,6 +182,16 @@ impl std::fmt::Debug for Escalation {
             .field("target", &self.target)
             .field("after_failures", &self.after_failures)
             .field("phrases", &self.phrases)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Survey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Survey")
+            .field("next", &self.next)
+            .field("timeout", &self.timeout)
+            .field("comment", &self.listen.is_some())
             .finish()
     }
 }

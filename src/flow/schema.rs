@@ -213,6 +213,13 @@ pub struct NodeDef {
     pub on_no_agents: Option<String>,
     /// Node the caller continues at when the agent hangs up (default: end the call).
     pub after_agent: Option<String>,
+    /// A survey after the call: this question asks for a key from 1 to 5.
+    pub survey: Option<Prompts>,
+    /// Survey: then this asks for a few words about the person who helped (recorded and
+    /// transcribed when speech is on).
+    pub comment: Option<Prompts>,
+    /// Survey: said at the end, before `next`.
+    pub thanks: Option<Prompts>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -177,7 +177,11 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
                 cfg.config.webrtc.enabled.then(|| {
                     http::webrtc::Phone::new(cfg.config.webrtc.clone(), sip.daemon.clone())
                 });
-            let app = http::router(state, phone, queues.clone(), token.into());
+            let agents = http::agents::QueuesState {
+                queues: queues.clone(),
+                store: store.clone(),
+            };
+            let app = http::router(state, phone, agents, token.into());
             tokio::spawn(http::serve(listener, app, shutdown.clone()));
             Some(bound)
         }

@@ -65,6 +65,10 @@ pub const AGENTS: &str = "ivrd_agents";
 pub const WAIT_ESTIMATE_ERROR_SECONDS: &str = "ivrd_wait_estimate_error_seconds";
 /// Counter by `result` (answered, no_answer, busy, failed): legs placed to agents.
 pub const AGENT_LEGS_TOTAL: &str = "ivrd_agent_legs_total";
+/// Histogram by `queue`: survey scores (1-5) after calls with agents.
+pub const SURVEY_SCORE: &str = "ivrd_survey_score";
+/// Buckets for survey scores: one per score.
+const SCORE_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0];
 /// Gauge: calls bridged to an agent now.
 pub const BRIDGED_CALLS: &str = "ivrd_bridged_calls";
 /// Buckets for queue waits and their estimate errors: seconds to half an hour.
@@ -95,6 +99,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         .set_buckets_for_metric(Matcher::Full(ASR_SECONDS.into()), ASR_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(QUEUE_WAIT_SECONDS.into()), WAIT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(SURVEY_SCORE.into()), SCORE_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full(WAIT_ESTIMATE_ERROR_SECONDS.into()),
             WAIT_BUCKETS,
@@ -138,6 +143,7 @@ fn describe() {
     );
     describe_counter!(AGENT_LEGS_TOTAL, "Calls placed to agents, by result");
     describe_gauge!(BRIDGED_CALLS, "Calls bridged to an agent now");
+    describe_histogram!(SURVEY_SCORE, "Survey scores (1-5) after calls, by queue");
     describe_gauge!(CALLS_ACTIVE, "Calls in progress");
     describe_counter!(DTMF_TOTAL, "Keys received");
     describe_counter!(RTP_PACKETS_TOTAL, "RTP packets by direction");

@@ -69,6 +69,19 @@ pub enum Kept {
     Duplicate(i64),
 }
 
+/// What a caller said of a call in a survey, kept for the agent's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Feedback {
+    pub at: u64,
+    pub agent: Option<String>,
+    pub queue: Option<String>,
+    pub flow: String,
+    /// 1 (bad) to 5 (very good).
+    pub score: Option<u8>,
+    /// What they said about the person who helped them, transcribed.
+    pub comment: Option<String>,
+}
+
 /// One admin change: who did what, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -96,6 +109,15 @@ CREATE TABLE IF NOT EXISTS callbacks (
     requested_at INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending'
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    at INTEGER NOT NULL,
+    agent TEXT,
+    queue TEXT,
+    flow TEXT NOT NULL,
+    score INTEGER,
+    comment TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_by_agent ON feedback (agent, at);
 CREATE TABLE IF NOT EXISTS audit (
     at INTEGER NOT NULL,
     actor TEXT NOT NULL,
@@ -395,6 +417,41 @@ impl Store {
             )
             .map_err(|e| self.db_err(e))?;
         Ok(())
+    }
+
+    pub fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO feedback (at, agent, queue, flow, score, comment) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![f.at as i64, f.agent, f.queue, f.flow, f.score, f.comment],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// An agent's feedback, newest first.
+    pub fn feedback_for(&self, agent: &str, limit: usize) -> Result<Vec<Feedback>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT at, agent, queue, flow, score, comment FROM feedback WHERE agent = ?1 \
+                 ORDER BY at DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(params![agent, limit as i64], |r| {
+                Ok(Feedback {
+                    at: r.get::<_, i64>(0)? as u64,
+                    agent: r.get(1)?,
+                    queue: r.get(2)?,
+                    flow: r.get(3)?,
+                    score: r.get(4)?,
+                    comment: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
     }
 
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

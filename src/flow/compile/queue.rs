@@ -1,9 +1,13 @@
 //! Compiling a queue node: the queue it names (checked against the config's queues when
-//! the flow is compiled with them) and where the caller goes on each way out.
+//! the flow is compiled with them) and where the caller goes on each way out; and the
+//! survey node that usually follows the agent.
 
-use super::{Compiler, UNRESOLVED};
-use crate::flow::schema::NodeDef;
-use crate::flow::NodeKind;
+use super::{endpoint_config, Compiler, UNRESOLVED};
+use crate::asr::matcher::Matcher;
+use crate::flow::schema::{FlowFile, NodeDef};
+use crate::flow::{NodeKind, Survey};
+use std::sync::Arc;
+use std::time::Duration;
 
 impl Compiler<'_> {
     pub(super) fn queue_node(&mut self, name: &str, n: &NodeDef) -> NodeKind {
@@ -50,5 +54,31 @@ impl Compiler<'_> {
             on_no_agents,
             after_agent,
         }
+    }
+
+    pub(super) fn survey_node(&mut self, name: &str, n: &NodeDef, def: &FlowFile) -> NodeKind {
+        let next = match &n.next {
+            Some(t) => self.target(name, "next", t),
+            None => {
+                self.err_node(
+                    name,
+                    Some("survey"),
+                    "a survey node needs 'next': where the call goes after it".into(),
+                );
+                UNRESOLVED
+            }
+        };
+        let comment = self.load_prompts(Some(name), "comment", n.comment.as_ref());
+        // Any words are a comment: a matcher without intents only shapes the recogniser.
+        let listen = (!comment.is_empty()).then(|| Arc::new(Matcher::new(Vec::new(), Vec::new())));
+        NodeKind::Survey(Box::new(Survey {
+            question: self.load_prompts(Some(name), "survey", n.survey.as_ref()),
+            comment,
+            thanks: self.load_prompts(Some(name), "thanks", n.thanks.as_ref()),
+            next,
+            timeout: Duration::from_millis(n.timeout_ms.unwrap_or(def.defaults.no_input_ms)),
+            listen,
+            endpoint: endpoint_config(&def.defaults),
+        }))
     }
 }

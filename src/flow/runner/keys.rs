@@ -24,6 +24,15 @@ impl FlowRunner {
             // Waiting for an agent: the escalation key, or 1 for a callback offer.
             return self.on_queued_key(key);
         }
+        if let State::Surveying { node, .. } = self.state {
+            if let Some(score) = super::score_of(key) {
+                self.survey_scored(now, node, Some(score));
+            }
+            return;
+        }
+        if let State::Commenting { .. } = self.state {
+            return;
+        }
         if self.digits.len() < MAX_TYPEAHEAD {
             self.digits.push(key);
         }

@@ -36,6 +36,14 @@ use std::time::{Duration, Instant};
 /// Node visits kept for the transfer context (oldest dropped first).
 const MAX_PATH: usize = 32;
 
+/// How long a survey listens for a comment at least.
+const COMMENT_WINDOW: Duration = Duration::from_secs(10);
+
+/// A survey score key: 1 to 5.
+fn score_of(key: char) -> Option<u8> {
+    matches!(key, '1'..='5').then(|| key as u8 - b'0')
+}
+
 /// The talk escalation keys (`*0`) must follow each other within this.
 const TALK_KEYS_WINDOW: Duration = Duration::from_secs(3);
 
@@ -197,6 +205,13 @@ pub enum FlowOutput {
     LeaveQueue,
     /// The caller took the callback offer: keep their place and call them back.
     KeepPlace,
+    /// What the caller said of the call after it (a survey node): for the agent's record.
+    Feedback {
+        score: Option<u8>,
+        comment: Option<String>,
+        agent: Option<String>,
+        queue: Option<String>,
+    },
     /// A menu choice was made.
     Intent { node: String, intent: String },
     /// The call is being escalated to a person.
@@ -284,6 +299,13 @@ enum AfterPlay {
     Queue {
         node: NodeId,
     },
+    /// A survey's question played: wait for the score.
+    SurveyQuestion(NodeId),
+    /// A survey's comment request played: listen.
+    SurveyComment {
+        node: NodeId,
+        score: Option<u8>,
+    },
     Escalate,
     Hangup,
     /// Outage messages played; `callback` names the outage whose callback was offered.
@@ -342,6 +364,17 @@ enum State {
     Bridged {
         node: NodeId,
     },
+    /// A survey waits for a key from 1 to 5 until `until`.
+    Surveying {
+        node: NodeId,
+        until: Instant,
+    },
+    /// A survey listens for the caller's comment until `until`.
+    Commenting {
+        node: NodeId,
+        score: Option<u8>,
+        until: Instant,
+    },
     Ended,
 }
 
@@ -359,8 +392,9 @@ struct Record {
     failures: u32,
     escalation: Option<EscalationReason>,
     heard: Vec<String>,
-    /// The agent the caller was last bridged to.
+    /// The agent the caller was last bridged to, and the queue.
     agent: Option<String>,
+    queue: Option<String>,
     /// Keys pressed while talking to an agent, and when the last one came (the talk
     /// escalation sequence must be typed within `TALK_KEYS_WINDOW`).
     talk_keys: (String, Option<Instant>),
@@ -378,6 +412,9 @@ pub struct FlowRunner {
     hold: Vec<Arc<Prompt>>,
     /// The last announcement offered a callback (key 1 takes it).
     callback_offered: bool,
+    /// Whether the call can hear speech (a recogniser is there): a survey asks for a
+    /// spoken comment only then.
+    speech_possible: bool,
     /// An announcement is playing; one that comes meanwhile waits for it (a caller must
     /// hear an announcement to its end, offer included).
     announcing: bool,
@@ -410,6 +447,7 @@ impl FlowRunner {
             callback_offered: false,
             announcing: false,
             pending_announcement: None,
+            speech_possible: true,
             saved_digits: None,
             outages: Arc::new(OutageSet::default()),
             outputs: VecDeque::new(),
@@ -424,6 +462,11 @@ impl FlowRunner {
     /// The outages in force now; the caller hears those that concern them, once each.
     pub fn set_outages(&mut self, outages: Arc<OutageSet>) {
         self.outages = outages;
+    }
+
+    /// Whether speech can be heard on this call (no recogniser: no spoken comments).
+    pub fn set_speech(&mut self, possible: bool) {
+        self.speech_possible = possible;
     }
 
     /// Outage ids this caller has heard.
@@ -465,7 +508,9 @@ impl FlowRunner {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Collecting { wait, .. } | State::Confirming { wait, .. } => wait.map(|w| w.at),
-            State::Choosing { until, .. } => Some(until),
+            State::Choosing { until, .. }
+            | State::Surveying { until, .. }
+            | State::Commenting { until, .. } => Some(until),
             _ => None,
         }
     }
@@ -498,6 +543,8 @@ impl FlowRunner {
             },
             State::Confirming { menu, .. } => self.failed_input(now, menu, Failure::NoInput),
             State::Choosing { choice, .. } => self.decline(now, choice),
+            State::Surveying { node, .. } => self.survey_done(now, node, None, None),
+            State::Commenting { node, score, .. } => self.survey_done(now, node, score, None),
             _ => {}
         }
     }
@@ -528,6 +575,14 @@ impl FlowRunner {
     /// What to listen for now: the menu's intents (while its prompt plays or it waits for
     /// input) or just the escalation phrases; None when nothing can be said.
     pub fn listening(&self) -> Option<Listening> {
+        if let State::Commenting { node, .. } = &self.state {
+            if let NodeKind::Survey(s) = &self.flow.node(*node).kind {
+                return s.listen.as_ref().map(|m| Listening {
+                    matcher: m.clone(),
+                    endpoint: s.endpoint,
+                });
+            }
+        }
         if let State::Confirming { menu, .. }
         | State::Playing {
             after: AfterPlay::Confirm { menu, .. },

@@ -16,6 +16,7 @@ impl FlowRunner {
             unreachable!("queue state only for queue nodes")
         };
         let queue = queue.clone();
+        self.record.queue = Some(queue.clone());
         self.digits.clear();
         self.hold.clear();
         self.announcing = false;
@@ -127,6 +128,51 @@ impl FlowRunner {
                 self.announcing = false;
                 self.hold_again();
             }
+        }
+    }
+
+    /// The survey's score came (or none did): the comment next, if the node asks for one
+    /// and speech can be heard; else the end of the survey.
+    pub(super) fn survey_scored(&mut self, now: Instant, node: NodeId, score: Option<u8>) {
+        let s = self.survey(node);
+        if s.listen.is_some() && !s.comment.is_empty() && self.speech_possible {
+            let prompts = s.comment.clone();
+            self.play(
+                now,
+                prompts,
+                false,
+                AfterPlay::SurveyComment { node, score },
+            );
+        } else {
+            self.survey_done(now, node, score, None);
+        }
+    }
+
+    /// The survey is over: what the caller said goes to the agent's record, then thanks.
+    pub(super) fn survey_done(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        score: Option<u8>,
+        comment: Option<String>,
+    ) {
+        if score.is_some() || comment.is_some() {
+            self.outputs.push_back(FlowOutput::Feedback {
+                score,
+                comment,
+                agent: self.record.agent.clone(),
+                queue: self.record.queue.clone(),
+            });
+        }
+        let s = self.survey(node);
+        let (thanks, next) = (s.thanks.clone(), s.next);
+        self.play(now, thanks, false, AfterPlay::Goto(next));
+    }
+
+    pub(super) fn survey(&self, node: NodeId) -> &crate::flow::Survey {
+        match &self.flow.node(node).kind {
+            NodeKind::Survey(s) => s,
+            _ => unreachable!("survey states only for survey nodes"),
         }
     }
 

@@ -51,6 +51,14 @@ impl FlowRunner {
                     wait: speech_wait,
                 }
             }
+            // The caller is commenting: give the recogniser time to finish.
+            State::Commenting { node, score, .. } => {
+                self.state = State::Commenting {
+                    node,
+                    score,
+                    until: now + SPEECH_RESULT_TIMEOUT,
+                }
+            }
             _ => {}
         }
     }
@@ -75,6 +83,10 @@ impl FlowRunner {
             .take(200)
             .collect();
         heard.text = said.clone();
+        if let State::Commenting { node, score, .. } = self.state {
+            let comment = Some(said).filter(|s| !s.trim().is_empty());
+            return self.survey_done(now, node, score, comment);
+        }
         let Some(listening) = self.listening() else {
             return;
         };

@@ -175,6 +175,10 @@ impl FlowRunner {
                 let prompts = prompts.clone();
                 self.play(now, prompts, bargein, AfterPlay::Queue { node });
             }
+            NodeKind::Survey(s) => {
+                let prompts = s.question.clone();
+                self.play(now, prompts, bargein, AfterPlay::SurveyQuestion(node));
+            }
             NodeKind::Goto(t) => {
                 let t = *t;
                 self.enter(now, t);
@@ -229,6 +233,27 @@ impl FlowRunner {
                 self.transfer(target, Some(node));
             }
             AfterPlay::Queue { node } => self.join_queue(node),
+            AfterPlay::SurveyQuestion(node) => {
+                let typed = std::mem::take(&mut self.digits);
+                match typed.chars().next().and_then(super::score_of) {
+                    Some(score) => self.survey_scored(now, node, Some(score)),
+                    None => {
+                        let timeout = self.survey(node).timeout;
+                        self.state = State::Surveying {
+                            node,
+                            until: now + timeout,
+                        };
+                    }
+                }
+            }
+            AfterPlay::SurveyComment { node, score } => {
+                let timeout = self.survey(node).timeout;
+                self.state = State::Commenting {
+                    node,
+                    score,
+                    until: now + timeout.max(super::COMMENT_WINDOW),
+                };
+            }
             AfterPlay::Escalate => {
                 let target = self
                     .flow

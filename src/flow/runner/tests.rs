@@ -34,6 +34,7 @@ fn describe(o: &FlowOutput) -> Option<String> {
         FlowOutput::Queue { queue, .. } => format!("queue:{queue}"),
         FlowOutput::LeaveQueue => "leave_queue".into(),
         FlowOutput::KeepPlace => "keep_place".into(),
+        FlowOutput::Feedback { score, .. } => format!("feedback:{score:?}"),
     })
 }
 
@@ -732,4 +733,90 @@ fn key_one_takes_the_callback_offer_and_the_confirmation_ends_the_call() {
     h.r.handle(h.now, FlowInput::Queue(QueueInput::PlaceKept { confirm }));
     assert_eq!(h.out(), ["stop", "play:kept"]);
     assert_eq!(h.done(), ["end:Hangup"]);
+}
+
+#[test]
+fn a_survey_after_the_agent_takes_a_score_and_a_comment_for_the_agent() {
+    let text = crate::flow::compile::tests::QUEUED.replace(
+        "  bye:\n    play: goodbye\n    hangup: true\n",
+        "  bye:\n    survey: question\n    comment: comment\n    thanks: thanks\n    timeout_ms: 5000\n    next: end\n  end:\n    hangup: true\n",
+    );
+    let flow = crate::flow::compile(
+        std::path::Path::new("q.yaml"),
+        &text,
+        &mut crate::flow::compile::tests::FakePrompts,
+    )
+    .unwrap();
+    let now = Instant::now();
+    let mut h = Harness {
+        r: FlowRunner::new(Arc::new(flow)),
+        now,
+    };
+    h.r.start(now, false);
+    h.out();
+    h.done();
+    h.done();
+    let agent = "ann".to_string();
+    h.r.handle(
+        h.now,
+        FlowInput::Queue(QueueInput::AgentConnected { agent }),
+    );
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentHungUp));
+    assert_eq!(h.out(), ["stop", "play:question"]);
+    assert!(h.done().is_empty(), "waiting for the score");
+    assert!(h.key('9').is_empty(), "not a score");
+    assert_eq!(h.key('4'), ["play:comment"]);
+    h.done();
+    assert!(h.r.listening().is_some(), "listening for the comment");
+    let heard = Heard {
+        text: "Ann was very kind and fixed it".into(),
+        closed: None,
+        embedding: None,
+    };
+    h.r.handle(h.now, FlowInput::Transcript(heard));
+    let outs: Vec<FlowOutput> = std::iter::from_fn(|| h.r.poll_output()).collect();
+    let feedback = outs.iter().find_map(|o| match o {
+        FlowOutput::Feedback {
+            score,
+            comment,
+            agent,
+            queue,
+        } => Some((*score, comment.clone(), agent.clone(), queue.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        feedback,
+        Some((
+            Some(4),
+            Some("Ann was very kind and fixed it".into()),
+            Some("ann".into()),
+            Some("support".into())
+        ))
+    );
+    assert_eq!(h.done(), ["end:Hangup"], "thanks played, then the end");
+    // Without a recogniser the comment is not asked for; no key: no feedback at all.
+    let flow = crate::flow::compile(
+        std::path::Path::new("q.yaml"),
+        &text,
+        &mut crate::flow::compile::tests::FakePrompts,
+    )
+    .unwrap();
+    let mut h = Harness {
+        r: FlowRunner::new(Arc::new(flow)),
+        now,
+    };
+    h.r.set_speech(false);
+    h.r.start(now, false);
+    h.out();
+    h.done();
+    h.done();
+    let agent = "ann".to_string();
+    h.r.handle(
+        h.now,
+        FlowInput::Queue(QueueInput::AgentConnected { agent }),
+    );
+    h.r.handle(h.now, FlowInput::Queue(QueueInput::AgentHungUp));
+    h.out();
+    h.done();
+    assert_eq!(h.wait(), ["play:thanks"]);
 }

@@ -218,6 +218,12 @@ impl CallHost {
                     metrics::counter!(m::OUTAGE_ANNOUNCEMENTS_TOTAL, "outage" => id).increment(1);
                 }
                 CallOutput::Callback { reason } => self.record_callback(reason),
+                CallOutput::Feedback {
+                    score,
+                    comment,
+                    agent,
+                    queue,
+                } => self.record_feedback(score, comment, agent, queue),
                 CallOutput::Transcribe {
                     audio,
                     prompt,
@@ -341,6 +347,35 @@ impl CallHost {
                 let _ = self.events.try_send(CallInput::SpeechBusy);
             }
         }
+    }
+
+    /// Stores what the caller said of the call with the agent and queue, off the async
+    /// threads; the score goes to `ivrd_survey_score{queue}`.
+    fn record_feedback(
+        &self,
+        score: Option<u8>,
+        comment: Option<String>,
+        agent: Option<String>,
+        queue: Option<String>,
+    ) {
+        info!(score = ?score, comment = comment.is_some(), agent = ?agent, "survey answered");
+        if let (Some(s), Some(q)) = (score, &queue) {
+            metrics::histogram!(m::SURVEY_SCORE, "queue" => q.clone()).record(f64::from(s));
+        }
+        let store = self.daemon.store.clone();
+        let feedback = crate::store::Feedback {
+            at: unix_now(),
+            agent,
+            queue,
+            flow: self.call.flow_name().to_string(),
+            score,
+            comment,
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.add_feedback(&feedback) {
+                tracing::error!(error = %e, "survey answer NOT stored");
+            }
+        });
     }
 
     /// Stores the caller's callback request durably, off the async threads.

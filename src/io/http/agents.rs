@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::request::{actor, parse_json};
 use crate::io::queues::{Queues, QueuesError};
 use crate::queue::{AgentState, AgentView, BoardError, QueueView};
+use crate::store::{Feedback, Store};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
@@ -13,17 +14,23 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::info;
 
-/// The queue service, when the config has queues.
-pub type QueuesState = Option<Queues>;
+/// The queue service (when the config has queues) and the store (feedback).
+#[derive(Clone)]
+pub struct QueuesState {
+    pub queues: Option<Queues>,
+    pub store: Arc<Store>,
+}
 
 pub fn api_routes() -> Router<QueuesState> {
     Router::new()
         .route("/api/agents", get(list))
         .route("/api/agents/{id}", get(one))
         .route("/api/agents/{id}/state", post(set_state))
+        .route("/api/agents/{id}/feedback", get(feedback))
         .route("/api/queues", get(queues))
 }
 
@@ -92,8 +99,8 @@ impl From<QueuesError> for ApiError {
     }
 }
 
-async fn list(State(q): State<QueuesState>) -> Result<Json<Vec<AgentJson>>, ApiError> {
-    let Some(q) = q else {
+async fn list(State(st): State<QueuesState>) -> Result<Json<Vec<AgentJson>>, ApiError> {
+    let Some(q) = st.queues else {
         return Ok(Json(Vec::new()));
     };
     let (now, agents) = q.agents().await?;
@@ -103,11 +110,11 @@ async fn list(State(q): State<QueuesState>) -> Result<Json<Vec<AgentJson>>, ApiE
 }
 
 async fn one(
-    State(q): State<QueuesState>,
+    State(st): State<QueuesState>,
     Path(id): Path<String>,
 ) -> Result<Json<AgentJson>, ApiError> {
     let not_found = || ApiError::NotFound(format!("no agent with id '{id}'"));
-    let q = q.ok_or_else(not_found)?;
+    let q = st.queues.ok_or_else(not_found)?;
     let (now, agents) = q.agents().await?;
     let a = agents
         .into_iter()
@@ -123,7 +130,7 @@ struct StateBody {
 }
 
 async fn set_state(
-    State(q): State<QueuesState>,
+    State(st): State<QueuesState>,
     Path(id): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -136,17 +143,58 @@ async fn set_state(
             body.state
         ))
     })?;
-    let q = q.ok_or_else(|| ApiError::NotFound(format!("no agent with id '{id}'")))?;
+    let q = st
+        .queues
+        .ok_or_else(|| ApiError::NotFound(format!("no agent with id '{id}'")))?;
     let agent = q.set_agent(&id, state).await?;
     info!(agent = %id, state = body.state, by = %actor(&headers, peer), "agent state changed");
     Ok(Json(AgentJson::new(agent, Instant::now())))
 }
 
-async fn queues(State(q): State<QueuesState>) -> Result<Json<Vec<QueueJson>>, ApiError> {
-    let Some(q) = q else {
+async fn queues(State(st): State<QueuesState>) -> Result<Json<Vec<QueueJson>>, ApiError> {
+    let Some(q) = st.queues else {
         return Ok(Json(Vec::new()));
     };
     Ok(Json(
         q.queues().await?.into_iter().map(QueueJson::from).collect(),
     ))
+}
+
+#[derive(Serialize)]
+struct FeedbackJson {
+    agent: String,
+    /// How many answers, and the average score of those with one.
+    count: usize,
+    average_score: Option<f64>,
+    /// Newest first (the last 100).
+    entries: Vec<Feedback>,
+}
+
+/// What callers said of the calls this agent took (survey nodes after the agent).
+async fn feedback(
+    State(st): State<QueuesState>,
+    Path(id): Path<String>,
+) -> Result<Json<FeedbackJson>, ApiError> {
+    let known = match &st.queues {
+        Some(q) => q.agents().await?.1.iter().any(|a| a.id == id),
+        None => false,
+    };
+    if !known {
+        return Err(ApiError::NotFound(format!("no agent with id '{id}'")));
+    }
+    let store = st.store.clone();
+    let agent = id.clone();
+    let entries = tokio::task::spawn_blocking(move || store.feedback_for(&agent, 100)).await??;
+    let scores: Vec<f64> = entries
+        .iter()
+        .filter_map(|f| f.score)
+        .map(f64::from)
+        .collect();
+    Ok(Json(FeedbackJson {
+        agent: id,
+        count: entries.len(),
+        average_score: (!scores.is_empty())
+            .then(|| scores.iter().sum::<f64>() / scores.len() as f64),
+        entries,
+    }))
 }

@@ -103,7 +103,8 @@ impl PageEvent {
             | CallOutput::ToQueue(_)
             | CallOutput::DialAgent { .. }
             | CallOutput::CancelAgent { .. }
-            | CallOutput::Bridge { .. } => return None,
+            | CallOutput::Bridge { .. }
+            | CallOutput::Feedback { .. } => return None,
         })
     }
 }
