@@ -482,3 +482,102 @@ fn a_kept_place_survives_kill_9_and_the_caller_is_called_back_and_bridged() {
     let n = support::daemon::metric_sum(&text, "ivrd_callbacks_total", &[("state", "connected")]);
     assert_eq!(n, 1.0, "{text}");
 }
+
+/// ~10 s: a real softphone (baresip, headless) logs in as an agent by REGISTER with digest
+/// credentials, is rung at its Contact when a caller waits, answers by itself, and the
+/// caller hears what the agent's phone sends (a spoken file) through the relay.
+#[test]
+fn a_baresip_agent_registers_with_digest_and_takes_the_call() {
+    let dir = TempDir::new("baresip-agent");
+    let password = dir.join("bea.password");
+    std::fs::write(&password, "s3cret-pw\n").unwrap();
+    let flows = flows::flows_dir(&[("queued", FLOW)]);
+    let d = Daemon::start(DaemonOpts {
+        flows_dir: flows.path().to_path_buf(),
+        default_flow: "queued".into(),
+        sounds_dir: support::repo_root().join("sounds"),
+        extra_yaml: format!(
+            "agents:\n  - {{id: bea, name: Bea, username: bea, password_file: \"{}\"}}\n\
+             queues:\n  support:\n    agents: [bea]\n    announce_every_s: 0\n",
+            password.display()
+        ),
+        ..DaemonOpts::default()
+    });
+    assert_eq!(agent_state(&d, "bea"), "offline", "not logged in yet");
+    // The agent's phone says this when it answers.
+    let speech = dir.join("agent.wav");
+    audio::espeak_wav(
+        "Hello, this is Bea from support, how can I help you today?",
+        &speech,
+    );
+    let sox = std::process::Command::new("sox")
+        .args([
+            speech.to_str().unwrap(),
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+        ])
+        .arg(dir.join("agent8k.wav"))
+        .status()
+        .unwrap();
+    assert!(sox.success());
+    let sip_port = free_udp_port();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
+             audio_player aufile,{play}\naudio_source aufile,{src}\naudio_alert aufile,{play}\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+             module_app account.so\n",
+            play = dir.join("heard.wav").display(),
+            src = dir.join("agent8k.wav").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:bea@127.0.0.1:{}>;auth_pass=s3cret-pw;answermode=auto;regint=120;audio_codecs=PCMU\n",
+            d.sip_udp.port()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new("baresip");
+    cmd.arg("-f")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("baresip.log")).unwrap())
+        .stderr(std::process::Stdio::null());
+    let _phone = support::ChildGuard::spawn(cmd, "baresip");
+    let logged_in = wait_for(Duration::from_secs(20), || {
+        (agent_state(&d, "bea") == "available").then_some(())
+    });
+    let log = || std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default();
+    assert!(logged_in.is_some(), "baresip did not log in\n{}", log());
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let talking = wait_for(Duration::from_secs(15), || {
+        (agent_state(&d, "bea") == "talking").then_some(())
+    });
+    assert!(talking.is_some(), "baresip never answered\n{}", log());
+    let bridged_at = Instant::now();
+    caller.wait_audio(Some(bridged_at), Duration::from_millis(4500));
+    // The middle of what the phone said (its first words may come before `talking` shows).
+    let said = audio::load_8k(&dir.join("agent8k.wav"));
+    let m = caller.heard().find(&said[4000..4000 + 8000 * 2]);
+    let relayed: Vec<String> = d
+        .metrics()
+        .lines()
+        .filter(|l| l.contains("bridge"))
+        .map(String::from)
+        .collect();
+    assert!(
+        m.ncc >= 0.8,
+        "the agent's phone was not heard: {m:?}\n{relayed:?}\n{}",
+        log()
+    );
+    caller.bye(Duration::from_secs(5));
+}

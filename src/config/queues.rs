@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-/// An agent reached at a fixed SIP URI (a desk phone, a softphone with a static address).
+/// An agent: reached at a fixed SIP URI (a desk phone, a softphone with a static address),
+/// or logging in from any phone that REGISTERs to ivrd with digest credentials.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDef {
@@ -20,8 +21,15 @@ pub struct AgentDef {
     /// Display name (never a metric label).
     #[serde(default)]
     pub name: Option<String>,
-    /// Where the agent's phone is rung.
-    pub uri: String,
+    /// Where the agent's phone is rung (a fixed agent).
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// The SIP user name the agent's phone registers with (an agent who logs in).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding that user's password (relative to the config file; keep it 0600).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -172,8 +180,30 @@ pub fn check(
                 Diagnostic::new(path, format!("agents: id '{}' is given twice", a.id)).at(at),
             );
         }
-        if let Err(e) = validate_transfer_target(&a.uri) {
-            errors.push(Diagnostic::new(path, format!("agents.{}: uri: {e}", a.id)).at(at));
+        match (&a.uri, &a.username, &a.password_file) {
+            (Some(uri), None, None) => {
+                if let Err(e) = validate_transfer_target(uri) {
+                    errors.push(Diagnostic::new(path, format!("agents.{}: uri: {e}", a.id)).at(at));
+                }
+            }
+            (None, Some(user), Some(_)) => {
+                if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "_-.+".contains(c)) {
+                    errors.push(
+                        Diagnostic::new(path, format!("agents.{}: username '{user}' must be letters, digits, '_', '-', '.' or '+'", a.id))
+                            .at(at),
+                    );
+                }
+            }
+            _ => errors.push(
+                Diagnostic::new(
+                    path,
+                    format!(
+                        "agents.{}: give either uri (a fixed phone) or username and password_file (a phone that registers)",
+                        a.id
+                    ),
+                )
+                .at(at),
+            ),
         }
     }
     for (name, q) in queues {
@@ -203,7 +233,7 @@ pub fn agent_settings(agents: &[AgentDef]) -> Vec<AgentSettings> {
         .map(|a| AgentSettings {
             id: a.id.clone(),
             name: a.name.clone().unwrap_or_else(|| a.id.clone()),
-            uri: a.uri.clone(),
+            uri: a.uri.clone().unwrap_or_default(),
         })
         .collect()
 }

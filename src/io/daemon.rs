@@ -54,6 +54,8 @@ pub struct Daemon {
     pub acks: Acks,
     /// Queues and agents, when the config has queues.
     pub queues: Option<Queues>,
+    /// Agents who log in by REGISTER, when the config has any.
+    pub registrar: Option<super::registrar::Registrar>,
     /// Where REFERs carry the context (`transfer.context`).
     pub transfer_context: crate::sip::context::ContextMode,
     admission: Slots,
@@ -109,6 +111,7 @@ pub struct Services {
     pub registry: Arc<CallRegistry>,
     pub asr: Option<AsrPool>,
     pub queues: Option<Queues>,
+    pub registrar: Option<super::registrar::Registrar>,
 }
 
 /// The SIP endpoint's part of the context.
@@ -144,6 +147,7 @@ impl Daemon {
             registry: services.registry,
             asr: services.asr,
             queues: services.queues,
+            registrar: services.registrar,
             transfer_context: cfg.transfer.context,
             dialogs: sip.dialogs,
             contact_udp: sip.contact_udp,

@@ -20,6 +20,7 @@ mod http;
 mod media;
 mod outages;
 mod queues;
+mod registrar;
 mod registry;
 mod service;
 mod sip;

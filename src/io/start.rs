@@ -141,6 +141,7 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         registry: registry.clone(),
         asr,
         queues: queues.clone(),
+        registrar: super::registrar::Registrar::load(&cfg)?,
     };
     let calls_stop = CancellationToken::new();
     let sip = sip::endpoint::start(&cfg.config, services, calls_stop).await?;

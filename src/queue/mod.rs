@@ -91,6 +91,8 @@ pub enum Strategy {
 pub struct AgentSettings {
     pub id: String,
     pub name: String,
+    /// Where the agent is rung; empty for an agent who logs in with REGISTER (their phone's
+    /// Contact is used while registered).
     pub uri: String,
 }
 
@@ -213,6 +215,8 @@ struct Agent {
     wrap_up_until: Option<Instant>,
     /// The talk in progress: its queue and when it started (for handle times).
     talk: Option<(usize, Instant)>,
+    /// A REGISTERed agent's binding ends then (they are offline after it).
+    registered_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,13 +293,20 @@ pub struct Board {
 
 impl Board {
     /// Agents with a fixed URI start available: they are reachable as soon as ivrd runs.
+    /// Agents who log in start offline until their phone registers.
     pub fn new(now: Instant, agents: Vec<AgentSettings>, queues: Vec<QueueSettings>) -> Self {
         let agents = agents
             .into_iter()
             .map(|settings| {
+                let state = if settings.uri.is_empty() {
+                    AgentState::Offline
+                } else {
+                    AgentState::Available
+                };
                 let agent = Agent {
                     settings,
-                    state: AgentState::Available,
+                    state,
+                    registered_until: None,
                     since: now,
                     idle_since: now,
                     after_call: None,
@@ -587,6 +598,39 @@ impl Board {
         self.handle_timeout(now);
     }
 
+    /// An agent's phone registered (or refreshed its registration) from `uri` for
+    /// `expires`: they are reachable there, and available if they were offline.
+    pub fn register(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        uri: &str,
+        expires: Duration,
+    ) -> Result<(), BoardError> {
+        let a = self
+            .agents
+            .get_mut(agent)
+            .ok_or_else(|| BoardError::UnknownAgent(agent.to_string()))?;
+        a.settings.uri = uri.to_string();
+        a.registered_until = Some(now + expires);
+        if a.state == AgentState::Offline {
+            a.state = AgentState::Available;
+            a.since = now;
+            a.idle_since = now;
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The phone unregistered (or its registration ran out): the agent is offline (after
+    /// the call, if on one).
+    pub fn unregister(&mut self, now: Instant, agent: &str) -> Result<(), BoardError> {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.registered_until = None;
+        }
+        self.set_state(now, agent, AgentState::Offline)
+    }
+
     /// An admin (or the agent) sets available, away or offline. An agent on a call gets the
     /// new state once the call and its wrap-up are over.
     pub fn set_state(
@@ -632,7 +676,10 @@ impl Board {
     /// The next moment something is due: a wrap-up ending, a caller's announcement or
     /// maximum wait, a skipped agent eligible again.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let wrap = self.agents.values().filter_map(|a| a.wrap_up_until);
+        let wrap = self
+            .agents
+            .values()
+            .flat_map(|a| [a.wrap_up_until, a.registered_until].into_iter().flatten());
         let waiters = self.queues.iter().flat_map(|q| {
             let max_wait = q.settings.max_wait;
             q.waiting.iter().flat_map(move |w| {
@@ -653,6 +700,15 @@ impl Board {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .agents
+            .values()
+            .filter(|a| a.registered_until.is_some_and(|t| now >= t))
+            .map(|a| a.settings.id.clone())
+            .collect();
+        for id in expired {
+            let _ = self.unregister(now, &id);
+        }
         let ready: Vec<String> = self
             .agents
             .values()

@@ -493,3 +493,34 @@ fn callbacks_are_capped_and_keep_their_place_across_a_restart() {
         agent: "a".into()
     }));
 }
+
+#[test]
+fn a_registered_agent_is_available_at_their_phone_until_the_binding_ends() {
+    let t0 = Instant::now();
+    let phone = AgentSettings {
+        uri: String::new(),
+        ..agent("reg")
+    };
+    let mut b = Board::new(
+        t0,
+        vec![phone],
+        vec![queue("q", &["reg"], Strategy::LongestIdle)],
+    );
+    assert_eq!(state(&b, "reg"), AgentState::Offline, "not logged in yet");
+    b.register(t0, "reg", "sip:reg@10.0.0.9:5062", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(state(&b, "reg"), AgentState::Available);
+    b.join(t0, "q", 1).unwrap();
+    let evs = events(&mut b);
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, Event::Offer { uri, .. } if uri == "sip:reg@10.0.0.9:5062")));
+    b.offer_failed(t0, 1, "reg", OfferEnd::NoAnswer);
+    b.leave(t0, 1);
+    assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    b.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(state(&b, "reg"), AgentState::Offline, "the binding ran out");
+    assert!(b
+        .register(t0, "nobody", "sip:x@y", Duration::from_secs(1))
+        .is_err());
+}

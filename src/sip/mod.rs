@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod dialog;
+pub mod digest;
 pub mod guard;
 pub mod sdp;
 pub mod shield;

@@ -176,6 +176,12 @@ enum Command {
     },
     /// Where calls back are placed (the SIP side, once it runs).
     Dialer(mpsc::Sender<CallbackJob>),
+    /// An agent's phone registered from `uri` (None: unregistered).
+    Register {
+        agent: String,
+        uri: Option<String>,
+        expires: Duration,
+    },
     Report {
         call: CallKey,
         report: QueueReport,
@@ -272,6 +278,25 @@ impl Queues {
     /// Calls back are placed through `tx` from now on.
     pub async fn set_dialer(&self, tx: mpsc::Sender<CallbackJob>) {
         let _ = self.tx.send(Command::Dialer(tx)).await;
+    }
+
+    /// An agent's phone registered: they are rung at `uri` until `expires` has passed.
+    pub async fn register(&self, agent: &str, uri: &str, expires: Duration) {
+        let cmd = Command::Register {
+            agent: agent.to_string(),
+            uri: Some(uri.to_string()),
+            expires,
+        };
+        let _ = self.tx.send(cmd).await;
+    }
+
+    pub async fn unregister(&self, agent: &str) {
+        let cmd = Command::Register {
+            agent: agent.to_string(),
+            uri: None,
+            expires: Duration::ZERO,
+        };
+        let _ = self.tx.send(cmd).await;
     }
 
     /// A call back ended without an agent taking it (`reached`: the caller answered).

@@ -122,6 +122,19 @@ impl Service {
                     self.board.callback_failed(now, call);
                 }
             }
+            Command::Register {
+                agent,
+                uri,
+                expires,
+            } => {
+                let result = match uri {
+                    Some(uri) => self.board.register(now, &agent, &uri, expires),
+                    None => self.board.unregister(now, &agent),
+                };
+                if let Err(e) = result {
+                    warn!(agent = %agent, error = %e, "registration");
+                }
+            }
             Command::Dialer(tx) => {
                 self.dialer = Some(tx);
                 for (call, agent) in std::mem::take(&mut self.due_early) {

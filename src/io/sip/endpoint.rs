@@ -209,6 +209,9 @@ fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {
             vec![],
             "no_dialog",
         ),
+        (Method::Register, false) if daemon.registrar.is_some() => {
+            tokio::spawn(super::registrar::handle(tx, daemon.clone()));
+        }
         (Method::Register | Method::Subscribe | Method::Publish | Method::Message, false) => reply(
             tx,
             StatusCode::MethodNotAllowed,

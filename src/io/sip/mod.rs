@@ -6,6 +6,7 @@ pub mod agent;
 pub mod call;
 pub mod callback;
 pub mod endpoint;
+pub mod registrar;
 pub mod reply;
 mod tcp_guard;
 mod udp_guard;
