@@ -581,3 +581,45 @@ fn a_baresip_agent_registers_with_digest_and_takes_the_call() {
     );
     caller.bye(Duration::from_secs(5));
 }
+
+/// ~8 s: a caller on A-law and an agent on mu-law: the relay transcodes both ways, and the
+/// caller's speech still comes back through the agent's echo.
+#[test]
+fn the_relay_transcodes_between_a_law_callers_and_mu_law_agents() {
+    let port = free_udp_port();
+    let phone = agent("agent_answer.xml", port, &["-rtp_echo", "-d", "4000"]);
+    let s = daemon(&[("ivy", port)], "    announce_every_s: 0\n");
+    let d = &s.daemon;
+    let speech = audio::tts_reference("Testing the relay between two kinds of telephone audio.");
+    let caller = Caller::new(
+        d.sip_udp,
+        CallerOpts {
+            codecs: vec![8],
+            ..CallerOpts::default()
+        },
+    );
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    assert_eq!(
+        caller.negotiated().map(|n| n.0),
+        Some(8),
+        "the caller talks A-law"
+    );
+    let talking = wait_for(Duration::from_secs(15), || {
+        (agent_state(d, "ivy") == "talking").then_some(())
+    });
+    assert!(talking.is_some());
+    let bridged_at = Instant::now();
+    caller.set_audio(AudioSource::Samples(speech.clone().into()));
+    caller.wait_audio(Some(bridged_at), Duration::from_millis(3500));
+    let m = caller.heard().since(bridged_at).find(&speech[..8000 * 2]);
+    assert!(
+        m.ncc >= 0.85,
+        "the caller's speech did not come back: {m:?}"
+    );
+    let run = phone.join().unwrap();
+    run.assert_success();
+    assert!(
+        run.messages_log.contains("m=audio") && run.messages_log.contains("RTP/AVP 0 8 101"),
+        "the agent was offered both laws"
+    );
+}

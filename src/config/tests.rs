@@ -156,3 +156,49 @@ admin:
     let c = Config::parse(Path::new("c.yaml"), text).unwrap();
     assert_eq!(c.config.admin.listen, c.config.sip.udp);
 }
+
+#[test]
+fn agents_and_queues_are_checked_together_with_their_lines() {
+    let text = "\
+agents:
+  - {id: ann, uri: \"sip:ann@10.0.0.1\"}
+  - {id: ann, uri: \"not a uri\"}
+  - {id: bob, username: bob}
+queues:
+  support:
+    agents: [ann, zed]
+    ring_timeout_s: 0
+callbacks:
+  trunk: \"http://nope\"
+";
+    let e = Config::parse(Path::new("c.yaml"), text)
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "agents: id 'ann' is given twice",
+        "agents.ann: uri:",
+        "agents.bob: give either uri",
+        "c.yaml:6: queues.support: agent 'zed' is not in agents",
+        "ring_timeout_s must be between 1 and 300",
+        "c.yaml:10: callbacks.trunk:",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let good = "\
+agents:
+  - {id: ann, name: Ann, uri: \"sip:ann@10.0.0.1\"}
+  - {id: bob, username: bob, password_file: bob.pw}
+queues:
+  support: {agents: [ann, bob], strategy: ring_all, callback_after_s: 120}
+callbacks: {trunk: \"sip:10.0.0.5:5060\"}
+";
+    let c = Config::parse(Path::new("c.yaml"), good).unwrap().config;
+    let q = &queues::queue_settings(&c.queues)[0];
+    assert_eq!(q.strategy, crate::queue::Strategy::RingAll);
+    assert_eq!(q.callback_after, Some(Duration::from_secs(120)));
+    assert_eq!(c.callbacks.policy().max_per_queue, 50);
+    assert!(
+        queues::agent_settings(&c.agents)[1].uri.is_empty(),
+        "bob registers"
+    );
+}

@@ -255,6 +255,9 @@ pub fn check(cfg: &LoadedConfig) -> Result<String, Diagnostics> {
         .map_err(|e| Diagnostics(vec![crate::diag::Diagnostic::new(&cfg.path, e.to_string())]))?;
     let embedder = embedder.map(|e| e as Arc<dyn TextEmbedder>);
     let (flows, prompts) = load_flows(cfg, embedder.as_deref())?;
+    // Queue prompts and callback flows, and the password files of agents who log in.
+    QueueAudio::load(cfg)?;
+    super::registrar::Registrar::load(cfg)?;
     let mut summary = format!(
         "{}: ok ({} flow{}, {prompts} prompt{})",
         cfg.path.display(),
@@ -262,6 +265,32 @@ pub fn check(cfg: &LoadedConfig) -> Result<String, Diagnostics> {
         if flows.flows.len() == 1 { "" } else { "s" },
         if prompts == 1 { "" } else { "s" }
     );
+    if !cfg.config.queues.is_empty() {
+        summary.push_str(&format!(
+            "\n{} agent{}, {} queue{}",
+            cfg.config.agents.len(),
+            if cfg.config.agents.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            cfg.config.queues.len(),
+            if cfg.config.queues.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ));
+        if cfg
+            .config
+            .queues
+            .values()
+            .any(|q| q.callback_after_s.is_some())
+            && cfg.config.callbacks.trunk.is_none()
+        {
+            summary.push_str("\nnote: queues offer callbacks only with callbacks.trunk set");
+        }
+    }
     for f in flows.flows.values() {
         if f.overflow.is_none() && cfg.config.limits.overflow == crate::config::Overflow::Answer {
             summary.push_str(&format!(
