@@ -55,7 +55,11 @@ struct Setup {
 
 /// A daemon with the `queued` flow and these agents (`(id, sip port)`) in queue `support`.
 fn daemon(agents: &[(&str, u16)], queue: &str) -> Setup {
-    let flows = flows::flows_dir(&[("queued", FLOW)]);
+    daemon_with_flow(FLOW, agents, queue)
+}
+
+fn daemon_with_flow(flow: &str, agents: &[(&str, u16)], queue: &str) -> Setup {
+    let flows = flows::flows_dir(&[("queued", flow)]);
     let list: String = agents
         .iter()
         .map(|(id, port)| {
@@ -621,5 +625,47 @@ fn the_relay_transcodes_between_a_law_callers_and_mu_law_agents() {
     assert!(
         run.messages_log.contains("m=audio") && run.messages_log.contains("RTP/AVP 0 8 101"),
         "the agent was offered both laws"
+    );
+}
+
+/// ~8 s: nobody serves the queue, so the flow offers a callback node that keeps a place in
+/// it (the overflow and outage paths do the same): key 1 stores the place, which waits for
+/// an agent; the admin API shows it.
+#[test]
+fn a_callback_node_keeps_a_place_in_a_queue() {
+    let flow = FLOW.replace(
+        "  nobody:\n    play: queue_no_agents\n    hangup: true\n",
+        "  nobody:\n    callback: queue_callback_offer\n    confirm: queue_callback_kept\n    \
+         callback_queue: support\n    timeout_ms: 5000\n    next: goodbye\n",
+    );
+    assert_ne!(flow, FLOW);
+    let s = daemon_with_flow(
+        &flow,
+        &[("jo", free_udp_port())],
+        "callbacks:\n  trunk: \"sip:127.0.0.1:9\"\n",
+    );
+    let d = &s.daemon;
+    cli(d, &["agent", "away", "jo"]);
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let offer = prompt(d, "queue_callback_offer");
+    let offered = wait_for(Duration::from_secs(20), || {
+        thread::sleep(Duration::from_millis(500));
+        (caller.heard().find(&offer).ncc >= 0.9).then_some(())
+    });
+    assert!(offered.is_some(), "no callback offer");
+    caller.send_dtmf("1", 100);
+    let kept = wait_for(Duration::from_secs(10), || {
+        let rows = d.api_json("/api/callbacks");
+        rows.as_array()?
+            .iter()
+            .find(|r| r["queue"] == "support" && r["status"] == "waiting")
+            .cloned()
+    });
+    assert!(kept.is_some(), "{}", d.api_json("/api/callbacks"));
+    let queues = d.api_json("/api/queues");
+    assert_eq!(
+        queues[0]["waiting"], 1,
+        "the place is in the queue: {queues}"
     );
 }

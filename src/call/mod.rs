@@ -157,8 +157,12 @@ pub enum CallOutput {
     EscalationFailed,
     /// An outage announcement starts now.
     OutageAnnounced(String),
-    /// Record a callback request for this caller durably.
-    Callback { reason: String },
+    /// Record a callback request for this caller durably; with `queue`, keep a place at
+    /// the back of that queue and call back from it.
+    Callback {
+        reason: String,
+        queue: Option<String>,
+    },
     /// Transcribe this utterance (8 kHz) and answer with `Transcript`, `SpeechUnusable`
     /// or `SpeechBusy`. `prompt` biases the recogniser to the phrases expected now;
     /// `candidates` is the closed set it may score.
@@ -597,9 +601,9 @@ impl Call {
                 FlowOutput::OutageAnnounced(id) => {
                     self.outputs.push_back(CallOutput::OutageAnnounced(id))
                 }
-                FlowOutput::CallbackRequested { reason } => {
-                    self.outputs.push_back(CallOutput::Callback { reason })
-                }
+                FlowOutput::CallbackRequested { reason, queue } => self
+                    .outputs
+                    .push_back(CallOutput::Callback { reason, queue }),
                 FlowOutput::Speech(o) => self.outputs.push_back(CallOutput::Speech(o)),
                 FlowOutput::SpeechConfidence(c) => {
                     self.outputs.push_back(CallOutput::SpeechConfidence(c))

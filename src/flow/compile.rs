@@ -474,9 +474,10 @@ impl Compiler<'_> {
         }
         let kind = actions.first().copied().unwrap_or("play");
         // Fields that belong to some kinds of node only.
-        let rules: [(&str, bool, &[&str]); 17] = [
+        let rules: [(&str, bool, &[&str]); 18] = [
             ("next", n.next.is_some(), &["play", "callback", "survey"]),
             ("comment", n.comment.is_some(), &["survey"]),
+            ("callback_queue", n.callback_queue.is_some(), &["callback"]),
             ("thanks", n.thanks.is_some(), &["survey"]),
             ("confirm", n.confirm.is_some(), &["callback"]),
             ("intents", n.intents.is_some(), &["menu"]),
@@ -551,11 +552,15 @@ impl Compiler<'_> {
                     }
                 };
                 let timeout_ms = n.timeout_ms.unwrap_or(def.defaults.no_input_ms);
+                if let Some(q) = &n.callback_queue {
+                    self.check_queue_name(name, "callback_queue", q);
+                }
                 NodeKind::Callback {
                     offer: self.load_prompts(Some(name), "callback", n.callback.as_ref()),
                     confirm: self.load_prompts(Some(name), "confirm", n.confirm.as_ref()),
                     next,
                     timeout: Duration::from_millis(timeout_ms),
+                    queue: n.callback_queue.clone(),
                 }
             }
             "hangup" => {

@@ -110,6 +110,8 @@ pub enum NodeKind {
         confirm: Vec<Arc<Prompt>>,
         next: NodeId,
         timeout: Duration,
+        /// Keep a place in this queue and call back from it.
+        queue: Option<String>,
     },
 }
 

@@ -203,6 +203,9 @@ pub struct NodeDef {
     pub callback: Option<Prompts>,
     /// Said when the caller accepted the callback offer.
     pub confirm: Option<Prompts>,
+    /// Callback nodes: keep a place at the back of this queue and call the caller back when
+    /// it comes up (without it the request is recorded for people to act on).
+    pub callback_queue: Option<String>,
     /// Overrides `defaults.bargein` for this node.
     pub bargein: Option<bool>,
     /// Put the caller in this queue (config `queues`) until an agent answers.

@@ -12,20 +12,7 @@ use std::time::Duration;
 impl Compiler<'_> {
     pub(super) fn queue_node(&mut self, name: &str, n: &NodeDef) -> NodeKind {
         let queue = n.queue.clone().unwrap_or_default();
-        if let Some(known) = self.queues {
-            if !known.contains(&queue) {
-                let have = if known.is_empty() {
-                    "the config has no queues".to_string()
-                } else {
-                    format!("the config's queues are {}", known.join(", "))
-                };
-                self.err_node(
-                    name,
-                    Some("queue"),
-                    format!("queue: no queue named '{queue}' ({have})"),
-                );
-            }
-        }
+        self.check_queue_name(name, "queue", &queue);
         let mut required = |field: &str, value: &Option<String>, why: &str| match value {
             Some(t) => self.target(name, field, t),
             None => {
@@ -53,6 +40,25 @@ impl Compiler<'_> {
             on_timeout,
             on_no_agents,
             after_agent,
+        }
+    }
+
+    /// A queue named in a node must be one of the config's (when they are known).
+    pub(super) fn check_queue_name(&mut self, node: &str, field: &str, queue: &str) {
+        let Some(known) = self.queues else {
+            return;
+        };
+        if !known.iter().any(|k| k == queue) {
+            let have = if known.is_empty() {
+                "the config has no queues".to_string()
+            } else {
+                format!("the config's queues are {}", known.join(", "))
+            };
+            self.err_node(
+                node,
+                Some(field),
+                format!("{field}: no queue named '{queue}' ({have})"),
+            );
         }
     }
 

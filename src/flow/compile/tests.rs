@@ -246,6 +246,17 @@ fn queue_nodes_name_a_configured_queue_and_every_way_out() {
             && err.contains("no queue named 'support' (the config has no queues)"),
         "{err}"
     );
+    let callback = QUEUED.replace(
+        "  nobody:\n    play: nobody\n    hangup: true\n",
+        "  nobody:\n    callback: offer\n    callback_queue: sales\n    next: sorry\n",
+    );
+    let err = compile_dir(&dir(&callback), &settings(&SUPPORT), &mut FakePrompts, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("callback_queue: no queue named 'sales'"),
+        "{err}"
+    );
     let text = QUEUED.replace("    on_no_agents: nobody\n", "");
     let err = compile(Path::new("q.yaml"), &text, &mut FakePrompts)
         .unwrap_err()

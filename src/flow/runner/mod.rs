@@ -225,7 +225,11 @@ pub enum FlowOutput {
     /// The confidence of the best intent for a transcript heard in a menu.
     SpeechConfidence(f32),
     /// The caller asked to be called back; `reason` is `outage:ID` or the callback node.
-    CallbackRequested { reason: String },
+    CallbackRequested {
+        reason: String,
+        /// Keep a place in this queue and call back from it (else: a request for people).
+        queue: Option<String>,
+    },
     /// The node the flow is now in (for logs and live views).
     Entered(String),
     /// End the call.

@@ -333,17 +333,25 @@ impl FlowRunner {
                 self.saved_digits = None;
                 self.outputs.push_back(FlowOutput::CallbackRequested {
                     reason: format!("outage:{outage}"),
+                    queue: None,
                 });
                 let confirm = self.flow.outage_prompts.callback_confirmed.clone();
                 self.play(now, confirm, false, AfterPlay::Hangup);
             }
             Choice::CallbackNode(node) => {
-                let NodeKind::Callback { confirm, next, .. } = &self.flow.node(node).kind else {
+                let NodeKind::Callback {
+                    confirm,
+                    next,
+                    queue,
+                    ..
+                } = &self.flow.node(node).kind
+                else {
                     unreachable!("callback choices only come from callback nodes")
                 };
-                let (confirm, next) = (confirm.clone(), *next);
+                let (confirm, next, queue) = (confirm.clone(), *next, queue.clone());
                 self.outputs.push_back(FlowOutput::CallbackRequested {
                     reason: self.flow.node(node).name.clone(),
+                    queue,
                 });
                 self.play(now, confirm, false, AfterPlay::Goto(next));
             }

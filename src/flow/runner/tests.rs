@@ -28,7 +28,7 @@ fn describe(o: &FlowOutput) -> Option<String> {
         FlowOutput::End(e) => format!("end:{e:?}"),
         FlowOutput::EscalationFailed => "escalation_failed".into(),
         FlowOutput::OutageAnnounced(id) => format!("outage:{id}"),
-        FlowOutput::CallbackRequested { reason } => format!("callback:{reason}"),
+        FlowOutput::CallbackRequested { reason, .. } => format!("callback:{reason}"),
         FlowOutput::Speech(o) => format!("speech:{}", o.as_str()),
         FlowOutput::SpeechConfidence(c) => format!("confidence:{c:.2}"),
         FlowOutput::Queue { queue, .. } => format!("queue:{queue}"),

@@ -217,7 +217,11 @@ impl CallHost {
                     }
                     metrics::counter!(m::OUTAGE_ANNOUNCEMENTS_TOTAL, "outage" => id).increment(1);
                 }
-                CallOutput::Callback { reason } => self.record_callback(reason),
+                CallOutput::Callback {
+                    reason,
+                    queue: Some(queue),
+                } if self.daemon.queues.is_some() => self.keep_place_in(reason, queue),
+                CallOutput::Callback { reason, .. } => self.record_callback(reason),
                 CallOutput::Feedback {
                     score,
                     comment,
@@ -376,6 +380,21 @@ impl CallHost {
                 tracing::error!(error = %e, "survey answer NOT stored");
             }
         });
+    }
+
+    /// A callback node that names a queue: the caller gets a place at its back, and is
+    /// called back from it (the queue service falls back to a recorded request when the
+    /// number cannot be called).
+    fn keep_place_in(&self, reason: String, queue: String) {
+        info!(reason = %reason, queue = %queue, "callback requested from a queue");
+        let Some(q) = self.daemon.queues.clone() else {
+            return;
+        };
+        let caller = Caller {
+            number: number_of(&self.caller),
+            flow: self.call.flow_name().to_string(),
+        };
+        tokio::spawn(async move { q.keep_place_in(queue, caller).await }.in_current_span());
     }
 
     /// Stores the caller's callback request durably, off the async threads.

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 const SEND_PATIENCE: Duration = Duration::from_millis(500);
 
 /// Keys of calls back to kept places restored after a restart (live calls count from 1).
-const RESTORED_KEYS: CallKey = 1 << 48;
+pub(crate) const RESTORED_KEYS: CallKey = 1 << 48;
 
 /// The prompts a queue speaks with: its hold audio, the announcement phrases, the
 /// callback offer and confirmation; and the flow a call back runs.
@@ -176,6 +176,12 @@ enum Command {
     },
     /// Where calls back are placed (the SIP side, once it runs).
     Dialer(mpsc::Sender<CallbackJob>),
+    /// A place at the back of a queue for a caller who is not in it (a callback node).
+    KeepPlaceIn {
+        queue: String,
+        number: String,
+        flow: String,
+    },
     /// An agent's phone registered from `uri` (None: unregistered).
     Register {
         agent: String,
@@ -278,6 +284,16 @@ impl Queues {
     /// Calls back are placed through `tx` from now on.
     pub async fn set_dialer(&self, tx: mpsc::Sender<CallbackJob>) {
         let _ = self.tx.send(Command::Dialer(tx)).await;
+    }
+
+    /// Keeps a place at the back of `queue` for this caller, to call them back.
+    pub async fn keep_place_in(&self, queue: String, caller: Caller) {
+        let cmd = Command::KeepPlaceIn {
+            queue,
+            number: caller.number,
+            flow: caller.flow,
+        };
+        let _ = self.tx.send(cmd).await;
     }
 
     /// An agent's phone registered: they are rung at `uri` until `expires` has passed.

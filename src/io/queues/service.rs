@@ -122,6 +122,11 @@ impl Service {
                     self.board.callback_failed(now, call);
                 }
             }
+            Command::KeepPlaceIn {
+                queue,
+                number,
+                flow,
+            } => self.keep_place_in(now, queue, number, flow).await,
             Command::Register {
                 agent,
                 uri,
@@ -237,6 +242,49 @@ impl Service {
         let confirm = self.audio.callback_kept.clone();
         self.tell(call, QueueEvent::PlaceKept { confirm }).await;
         self.calls.remove(&call);
+    }
+
+    /// A callback node's request: a place at the back of the queue, kept like the others.
+    /// A number that cannot be called back becomes a request for people to act on.
+    async fn keep_place_in(&mut self, now: Instant, queue: String, number: String, flow: String) {
+        let store = self.store.clone();
+        if !dialable(&number) || self.dialer.is_none() {
+            let reason = format!("queue:{queue}");
+            let _ = tokio::task::spawn_blocking(move || {
+                store.add_callback(&number, &flow, &reason, unix_now())
+            })
+            .await;
+            metrics::counter!(m::CALLBACKS_TOTAL, "state" => "requested").increment(1);
+            return;
+        }
+        let (n, q) = (number.clone(), queue.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            store.keep_place(&n, &q, &flow, unix_ms(), unix_now())
+        })
+        .await;
+        match kept {
+            Ok(Ok(Kept::New(id))) => {
+                let key = super::RESTORED_KEYS + id as CallKey;
+                if let Err(e) = self.board.restore_callback(now, &queue, key, now, 0) {
+                    warn!(error = %e, "callback place not kept");
+                    return;
+                }
+                info!(callback = id, queue = %queue, "place kept for a callback");
+                metrics::counter!(m::CALLBACKS_TOTAL, "state" => "kept").increment(1);
+                let place = KeptPlace {
+                    id,
+                    number,
+                    queue,
+                    attempts: 0,
+                };
+                self.kept.insert(key, place);
+            }
+            Ok(Ok(Kept::Duplicate(id))) => {
+                info!(callback = id, "callback already kept for this number");
+                metrics::counter!(m::CALLBACKS_TOTAL, "state" => "duplicate").increment(1);
+            }
+            _ => error!("kept place NOT stored"),
+        }
     }
 
     async fn carry_out(&mut self) {

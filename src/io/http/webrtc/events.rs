@@ -86,7 +86,7 @@ impl PageEvent {
                 reason: reason.as_str().to_string(),
             },
             CallOutput::EscalationFailed => PageEvent::EscalationFailed,
-            CallOutput::Callback { reason } => PageEvent::Callback {
+            CallOutput::Callback { reason, .. } => PageEvent::Callback {
                 reason: reason.clone(),
             },
             CallOutput::Speech(outcome) => PageEvent::Speech {
