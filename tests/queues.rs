@@ -669,3 +669,57 @@ fn a_callback_node_keeps_a_place_in_a_queue() {
         "the place is in the queue: {queues}"
     );
 }
+
+/// ~20 s, real Whisper: after the agent, the survey takes a score by key and the caller's
+/// spoken words about the agent, transcribed and kept in the agent's record.
+#[test]
+fn the_survey_keeps_a_spoken_comment_about_the_agent() {
+    let Some(asr) = support::asr_yaml("  workers: 1\n  threads_per_worker: 1\n  queue: 4\n") else {
+        return;
+    };
+    let flow = FLOW.replace(
+        "    survey: survey_question\n",
+        "    survey: survey_question\n    comment: survey_comment\n",
+    );
+    assert_ne!(flow, FLOW);
+    let port = free_udp_port();
+    let phone = agent("agent_answer.xml", port, &["-rtp_echo", "-d", "1500"]);
+    let s = daemon_with_flow(
+        &flow,
+        &[("kim", port)],
+        &format!("    announce_every_s: 0\n{asr}"),
+    );
+    let d = &s.daemon;
+    let caller = Caller::new(d.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
+    let heard_prompt = |name: &str, within: Duration| {
+        let p = prompt(d, name);
+        wait_for(within, || {
+            thread::sleep(Duration::from_millis(500));
+            (caller.heard().find(&p).ncc >= 0.9).then_some(())
+        })
+    };
+    assert!(heard_prompt("survey_question", Duration::from_secs(30)).is_some());
+    caller.send_dtmf("5", 100);
+    assert!(heard_prompt("survey_comment", Duration::from_secs(15)).is_some());
+    let words = audio::tts_reference("Kim was wonderful. She fixed my internet in two minutes.");
+    caller.set_audio(AudioSource::Samples(words.into()));
+    let stored = wait_for(Duration::from_secs(40), || {
+        thread::sleep(Duration::from_millis(300));
+        let fb = d.api_json("/api/agents/kim/feedback");
+        (fb["count"] == 1).then_some(fb)
+    })
+    .expect("no feedback stored");
+    let entry = &stored["entries"][0];
+    assert_eq!(entry["score"], 5, "{stored}");
+    let comment = entry["comment"].as_str().unwrap_or("").to_lowercase();
+    let words_heard = ["wonderful", "fixed", "internet", "minutes"]
+        .iter()
+        .filter(|w| comment.contains(*w))
+        .count();
+    assert!(
+        words_heard >= 2,
+        "the comment was not transcribed: {comment:?}"
+    );
+    phone.join().unwrap().assert_success();
+}
