@@ -121,13 +121,10 @@ impl Call {
             }
             QueueEvent::PlaceKept { confirm } => {
                 // The waiter stays in the queue as a callback: this call no longer
-                // speaks for it (its end is not a leave).
-                if let Link::Queued { dialing, .. } = std::mem::take(&mut self.link) {
-                    for agent in dialing {
-                        self.outputs.push_back(CallOutput::CancelAgent { agent });
-                    }
+                // speaks for it (its end is not a leave). Bridged meanwhile: the talk wins.
+                if self.stop_dialing() {
+                    self.tell_flow(now, QueueInput::PlaceKept { confirm })
                 }
-                self.tell_flow(now, QueueInput::PlaceKept { confirm })
             }
             QueueEvent::CallbackRefused => self.tell_flow(now, QueueInput::CallbackRefused),
             QueueEvent::Offer {
@@ -163,10 +160,9 @@ impl Call {
                 }
             }
             QueueEvent::TimedOut | QueueEvent::NoAgents => {
-                if let Link::Queued { dialing, .. } = std::mem::take(&mut self.link) {
-                    for agent in dialing {
-                        self.outputs.push_back(CallOutput::CancelAgent { agent });
-                    }
+                if !self.stop_dialing() {
+                    // Bridged as the news crossed: the caller stays with the agent.
+                    return;
                 }
                 let input = match event {
                     QueueEvent::TimedOut => QueueInput::TimedOut,
@@ -241,6 +237,24 @@ impl Call {
                     self.tell_flow(now, QueueInput::AgentHungUp);
                 }
             }
+        }
+    }
+
+    /// Leaves the queue's side of the link: agents still ringing for the caller stop.
+    /// False when the call is bridged (then nothing changes).
+    fn stop_dialing(&mut self) -> bool {
+        match std::mem::take(&mut self.link) {
+            Link::Queued { dialing, .. } => {
+                for agent in dialing {
+                    self.outputs.push_back(CallOutput::CancelAgent { agent });
+                }
+                true
+            }
+            bridged @ Link::Bridged { .. } => {
+                self.link = bridged;
+                false
+            }
+            Link::None => true,
         }
     }
 

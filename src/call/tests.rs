@@ -312,3 +312,24 @@ fn an_offer_for_a_caller_no_longer_waiting_frees_the_agent() {
         ["report:OfferFailed { agent: \"a\", why: Failed }"]
     );
 }
+
+#[test]
+fn news_that_crosses_the_bridge_leaves_the_talk_alone() {
+    let mut now = Instant::now();
+    let mut c = queued_call(now);
+    until_queued(&mut c, &mut now);
+    links(&mut c);
+    c.handle(now, offer("a"));
+    c.handle(now, leg("a", LegEvent::Answered));
+    links(&mut c);
+    for news in [
+        QueueEvent::PlaceKept { confirm: vec![] },
+        QueueEvent::TimedOut,
+        QueueEvent::NoAgents,
+    ] {
+        c.handle(now, CallInput::Queue(news));
+        assert!(c.is_bridged(), "still talking to the agent");
+    }
+    c.handle(now, leg("a", LegEvent::HungUp));
+    assert_eq!(links(&mut c), ["report:TalkEnded { agent: \"a\" }"]);
+}

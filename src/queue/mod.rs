@@ -458,14 +458,36 @@ impl Board {
         cb.retry_at =
             Some(now + self.callbacks.retry * 2u32.saturating_pow(attempts.saturating_sub(1)));
         let offers = std::mem::take(&mut w.offers);
+        if attempts >= self.callbacks.attempts {
+            self.queues[q].waiting.retain(|w| w.call != call);
+            self.events.push_back(Event::CallbackGaveUp { call });
+        }
+        // Freeing may send callers of a queue nobody serves on: after the removal above.
         for agent in offers {
             self.free_agent(now, &agent);
         }
-        if attempts >= self.callbacks.attempts {
-            self.queues[q].waiting.remove(i);
-            self.events.push_back(Event::CallbackGaveUp { call });
-        }
         self.dispatch(now);
+    }
+
+    /// Whether this call (or kept place) is in a queue.
+    pub fn is_waiting(&self, call: CallKey) -> bool {
+        self.find_waiter(call).is_some()
+    }
+
+    /// A callback node's request: a place at the back of the queue, within the cap.
+    pub fn add_callback(
+        &mut self,
+        now: Instant,
+        queue: &str,
+        call: CallKey,
+    ) -> Result<(), BoardError> {
+        let q = self
+            .queue_index(queue)
+            .ok_or_else(|| BoardError::UnknownQueue(queue.to_string()))?;
+        if self.callback_count(q) >= self.callbacks.max_per_queue {
+            return Err(BoardError::CallbacksFull(queue.to_string()));
+        }
+        self.restore_callback(now, queue, call, now, 0)
     }
 
     fn callback_returned(&mut self, now: Instant, q: usize, i: usize) {
@@ -513,10 +535,16 @@ impl Board {
     }
 
     /// The caller left the queue before an agent took them (hung up, escalated).
+    ///
+    /// A kept place that has not called back yet stays: only its returning call speaks for
+    /// it (a caller who hangs up right after keeping their place keeps it).
     pub fn leave(&mut self, now: Instant, call: CallKey) {
         let Some((q, i)) = self.find_waiter(call) else {
             return;
         };
+        if !self.queues[q].waiting[i].live() {
+            return;
+        }
         let w = self.queues[q].waiting.remove(i).expect("found above");
         for agent in w.offers {
             self.free_agent(now, &agent);
@@ -532,6 +560,17 @@ impl Board {
     /// The agent answered this caller: they talk now, other agents rung for the caller stop.
     pub fn answered(&mut self, now: Instant, call: CallKey, agent: &str) {
         let Some((q, i)) = self.find_waiter(call) else {
+            // The call was bridged as it left the queue (the news crossed): the agent is
+            // talking all the same, until the talk ends.
+            let queue = self
+                .queues
+                .iter()
+                .position(|q| q.settings.agents.iter().any(|a| a == agent));
+            if let (Some(a), Some(q)) = (self.agents.get_mut(agent), queue) {
+                a.state = AgentState::Talking;
+                a.since = now;
+                a.talk = Some((q, now));
+            }
             return;
         };
         let w = self.queues[q].waiting.remove(i).expect("found above");
@@ -558,14 +597,23 @@ impl Board {
     }
 
     /// Ringing the agent did not get the call through; the caller keeps their place.
+    ///
+    /// Only the waiter's own offer is freed: news about a leg to an agent who is ringing for
+    /// someone else by now changes nothing, and a kept place's reservation ends only with
+    /// `callback_failed` or the returning call's own offer.
     pub fn offer_failed(&mut self, now: Instant, call: CallKey, agent: &str, _why: OfferEnd) {
-        if let Some((q, i)) = self.find_waiter(call) {
-            let w = &mut self.queues[q].waiting[i];
-            if let Some(pos) = w.offers.iter().position(|a| a == agent) {
-                w.offers.remove(pos);
-                w.tried.push((agent.to_string(), now));
-            }
+        let Some((q, i)) = self.find_waiter(call) else {
+            return;
+        };
+        let w = &mut self.queues[q].waiting[i];
+        if !w.live() {
+            return;
         }
+        let Some(pos) = w.offers.iter().position(|a| a == agent) else {
+            return;
+        };
+        w.offers.remove(pos);
+        w.tried.push((agent.to_string(), now));
         if self
             .agents
             .get(agent)
@@ -613,6 +661,9 @@ impl Board {
             .ok_or_else(|| BoardError::UnknownAgent(agent.to_string()))?;
         a.settings.uri = uri.to_string();
         a.registered_until = Some(now + expires);
+        if a.after_call == Some(AgentState::Offline) {
+            a.after_call = None;
+        }
         if a.state == AgentState::Offline {
             a.state = AgentState::Available;
             a.since = now;
@@ -689,7 +740,9 @@ impl Board {
                     .map(|(_, at)| *at + RETRY_PAUSE)
                     .min()
                     .filter(|_| w.offers.is_empty());
-                let max_wait = max_wait.filter(|_| w.live()).map(|m| w.joined + m);
+                let max_wait = max_wait
+                    .filter(|_| w.callback.is_none())
+                    .map(|m| w.joined + m);
                 let callback = w.callback.and_then(|c| c.retry_at).filter(|_| !w.live());
                 [w.next_announce, max_wait, retry, callback]
                     .into_iter()
@@ -726,7 +779,7 @@ impl Board {
             let max_wait = self.queues[q].settings.max_wait;
             let mut timed_out = Vec::new();
             for w in &self.queues[q].waiting {
-                if w.live() && max_wait.is_some_and(|m| now >= w.joined + m) {
+                if w.callback.is_none() && max_wait.is_some_and(|m| now >= w.joined + m) {
                     timed_out.push(w.call);
                 }
             }
@@ -742,6 +795,11 @@ impl Board {
                     due.push((w.call, i + 1, w.callback.is_none()));
                 }
                 w.tried.retain(|(_, at)| now < *at + RETRY_PAUSE);
+                if let Some(cb) = w.callback.as_mut() {
+                    if cb.retry_at.is_some_and(|t| now >= t) {
+                        cb.retry_at = None;
+                    }
+                }
             }
             for (call, position, may_offer) in due {
                 let estimate = self.estimate(q, position);

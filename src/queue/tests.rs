@@ -524,3 +524,80 @@ fn a_registered_agent_is_available_at_their_phone_until_the_binding_ends() {
         .register(t0, "nobody", "sip:x@y", Duration::from_secs(1))
         .is_err());
 }
+
+#[test]
+fn review_no_timer_in_the_past_after_a_failed_call_back() {
+    let t0 = Instant::now();
+    let mut b = callbacks_on(Board::new(
+        t0,
+        vec![agent("a")],
+        vec![long_wait_queue("q", &["a"])],
+    ));
+    b.set_state(t0, "a", AgentState::Away).unwrap();
+    b.restore_callback(t0, "q", 7, t0, 0).unwrap();
+    b.set_state(t0, "a", AgentState::Available).unwrap();
+    events(&mut b);
+    b.callback_failed(t0, 7);
+    b.set_state(t0, "a", AgentState::Away).unwrap();
+    // The retry time passes while nobody is free: the board must not keep asking to be
+    // woken in the past (the service would spin).
+    let later = t0 + Duration::from_secs(61);
+    b.handle_timeout(later);
+    assert!(
+        b.poll_timeout().is_none_or(|t| t > later),
+        "{:?}",
+        b.poll_timeout()
+    );
+}
+
+#[test]
+fn review_a_kept_place_outlives_its_first_call_and_the_wait_limit() {
+    let t0 = Instant::now();
+    let mut b = callbacks_on(Board::new(
+        t0,
+        vec![agent("a"), agent("b")],
+        vec![QueueSettings {
+            max_wait: Some(Duration::from_secs(10)),
+            ..long_wait_queue("q", &["a", "b"])
+        }],
+    ));
+    b.set_state(t0, "a", AgentState::Away).unwrap();
+    b.set_state(t0, "b", AgentState::Away).unwrap();
+    b.join(t0, "q", 1).unwrap();
+    // Nobody serving: the caller is sent on at once; make one serve first.
+    b.set_state(t0, "a", AgentState::Available).unwrap();
+    b.join(t0, "q", 2).unwrap();
+    events(&mut b);
+    b.keep_place(t0, 2).unwrap();
+    // The caller hangs up right after pressing 1: the place stays.
+    b.leave(t0, 2);
+    assert!(b.is_waiting(2));
+    // Called back long after the wait limit: not timed out on return.
+    let t1 = t0 + Duration::from_secs(100);
+    b.join(t1, "q", 2).unwrap();
+    b.handle_timeout(t1 + Duration::from_secs(1));
+    assert!(!events(&mut b).contains(&Event::TimedOut { call: 2 }));
+}
+
+#[test]
+fn review_news_of_an_old_offer_does_not_free_an_agent_ringing_for_someone_else() {
+    let t0 = Instant::now();
+    let mut b = Board::new(
+        t0,
+        vec![agent("x")],
+        vec![queue("q", &["x"], Strategy::LongestIdle)],
+    );
+    b.join(t0, "q", 1).unwrap();
+    b.join(t0, "q", 2).unwrap();
+    events(&mut b);
+    b.leave(t0, 1); // x is free, then rung for 2
+    assert_eq!(offers(&events(&mut b)), [(2, "x".to_string())]);
+    b.offer_failed(t0, 1, "x", OfferEnd::NoAnswer); // caller 1's leg news, late
+    assert_eq!(
+        state(&b, "x"),
+        AgentState::Ringing,
+        "still ringing for caller 2"
+    );
+    b.join(t0, "q", 3).unwrap();
+    assert!(offers(&events(&mut b)).is_empty(), "not offered twice");
+}

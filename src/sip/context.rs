@@ -150,7 +150,7 @@ fn escape_uri_header(v: &str) -> String {
 }
 
 /// Header values must not break the message: drop control characters, bound the length.
-fn clean(v: &str) -> String {
+pub fn clean(v: &str) -> String {
     v.chars().filter(|c| !c.is_control()).take(256).collect()
 }
 

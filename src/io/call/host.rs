@@ -271,7 +271,7 @@ impl CallHost {
             number: number_of(&self.caller),
             flow: self.call.flow_name().to_string(),
         };
-        tokio::spawn(async move { q.join(key, queue, caller, events).await }.in_current_span());
+        q.join(key, queue, caller, events);
     }
 
     /// Notes the answer latency (call arrived -> answer sent). A WebRTC answer is final once

@@ -21,6 +21,8 @@ use tracing::{debug, Instrument};
 pub struct End {
     pub socket: std::net::UdpSocket,
     pub remote: Option<SocketAddr>,
+    /// `remote` is where its RTP already came from (no need to learn it again).
+    pub latched: bool,
 }
 
 /// Where the caller's key presses go while bridged (they reach the agent as well): the
@@ -59,8 +61,10 @@ impl Relay {
         let task = Task {
             caller: caller_sock,
             caller_dest: caller.remote,
+            caller_latched: caller.latched,
             agent: agent_sock,
             agent_dest: agent_end.remote,
+            agent_latched: false,
             to_agent,
             to_caller,
             caller_next_seq: caller_next_seq.clone(),
@@ -94,8 +98,12 @@ impl Drop for Relay {
 struct Task {
     caller: UdpSocket,
     caller_dest: Option<SocketAddr>,
+    /// The caller's address is the source of its first valid RTP here (set once: a
+    /// stranger's packet afterwards cannot take the stream over).
+    caller_latched: bool,
     agent: UdpSocket,
     agent_dest: Option<SocketAddr>,
+    agent_latched: bool,
     to_agent: RelayPath,
     to_caller: RelayPath,
     caller_next_seq: Arc<AtomicU32>,
@@ -113,8 +121,12 @@ impl Task {
             tokio::select! {
                 r = self.caller.recv_from(&mut from_caller) => {
                     let Ok((n, from)) = r else { continue };
-                    self.caller_dest = Some(from);
                     let Ok(p) = parse(&from_caller[..n]) else { continue };
+                    // Symmetric RTP: the first valid packet decides where the caller is.
+                    if !self.caller_latched {
+                        self.caller_dest = Some(from);
+                        self.caller_latched = true;
+                    }
                     self.packets_in.increment(1);
                     if self.keys.telephone_event == Some(p.payload_type) {
                         if let Some(key) = self.dtmf.on_packet(p.timestamp, p.payload) {
@@ -131,8 +143,11 @@ impl Task {
                 }
                 r = self.agent.recv_from(&mut from_agent) => {
                     let Ok((n, from)) = r else { continue };
-                    self.agent_dest = Some(from);
                     let Ok(p) = parse(&from_agent[..n]) else { continue };
+                    if !self.agent_latched {
+                        self.agent_dest = Some(from);
+                        self.agent_latched = true;
+                    }
                     self.packets_in.increment(1);
                     if self.to_caller.forward(Instant::now(), &p, &mut out) != Relayed::Dropped {
                         if let Some(dest) = self.caller_dest {

@@ -235,7 +235,13 @@ impl Queues {
         )
         .with_callbacks(cfg.config.callbacks.policy());
         let mut kept = HashMap::new();
-        match store.kept_places() {
+        let places = if cfg.config.callbacks.trunk.is_some() {
+            store.kept_places()
+        } else {
+            // Nothing can call them back: they wait in the store for a trunk.
+            Ok(Vec::new())
+        };
+        match places {
             Ok(places) => {
                 let now_ms = unix_ms();
                 for p in places {
@@ -325,35 +331,38 @@ impl Queues {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub async fn join(
+    /// Puts a call in a queue. Sent on the same ordered path as the call's reports, so a
+    /// leave right after the join comes after it.
+    pub fn join(
         &self,
         call: CallKey,
         queue: String,
         caller: Caller,
         events: mpsc::Sender<CallInput<'static>>,
     ) {
-        let _ = self
-            .tx
-            .send(Command::Join {
-                call,
-                queue,
-                number: caller.number,
-                flow: caller.flow,
-                events,
-            })
-            .await;
+        self.send_ordered(Command::Join {
+            call,
+            queue,
+            number: caller.number,
+            flow: caller.flow,
+            events,
+        });
     }
 
-    /// Reports without waiting (from the call's synchronous output handling).
-    pub fn report(&self, call: CallKey, report: QueueReport) {
-        let tx = self.tx.clone();
-        if let Err(mpsc::error::TrySendError::Full(cmd)) =
-            tx.try_send(Command::Report { call, report })
-        {
+    /// Sends now when there is room (keeping the order of a call's commands); a full
+    /// channel waits in a task.
+    fn send_ordered(&self, cmd: Command) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.tx.try_send(cmd) {
+            let tx = self.tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(cmd).await;
             });
         }
+    }
+
+    /// Reports without waiting (from the call's synchronous output handling).
+    pub fn report(&self, call: CallKey, report: QueueReport) {
+        self.send_ordered(Command::Report { call, report });
     }
 
     pub async fn set_agent(&self, id: &str, state: AgentState) -> Result<AgentView, QueuesError> {

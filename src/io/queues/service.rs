@@ -112,7 +112,14 @@ impl Service {
             }
             Command::Report { call, report } => self.on_report(now, call, report).await,
             Command::CallbackEnded { call, reached } => {
-                if let Some(k) = self.kept.get_mut(&call) {
+                if self.kept.contains_key(&call) && !self.board.is_waiting(call) {
+                    // The returned call left the queue another way (timed out, nobody
+                    // serving): the place is gone, and so is its row.
+                    if let Some(k) = self.kept.remove(&call) {
+                        metrics::counter!(m::CALLBACKS_TOTAL, "state" => "given_up").increment(1);
+                        self.save(k.id, "failed", k.attempts + 1).await;
+                    }
+                } else if let Some(k) = self.kept.get_mut(&call) {
                     // The call back ended before an agent took it: another attempt.
                     k.attempts += 1;
                     let (id, attempts) = (k.id, k.attempts);
@@ -236,12 +243,29 @@ impl Service {
                 metrics::counter!(m::CALLBACKS_TOTAL, "state" => "duplicate").increment(1);
                 self.board.leave(now, call);
             }
-            Ok(Err(e)) => error!(error = %e, "kept place NOT stored (kept in memory only)"),
-            Err(e) => error!(error = %e, "kept place NOT stored (kept in memory only)"),
+            Ok(Err(e)) => {
+                error!(error = %e, "kept place NOT stored (kept in memory only)");
+                self.kept_in_memory(call, number, queue);
+            }
+            Err(e) => {
+                error!(error = %e, "kept place NOT stored (kept in memory only)");
+                self.kept_in_memory(call, number, queue);
+            }
         }
         let confirm = self.audio.callback_kept.clone();
         self.tell(call, QueueEvent::PlaceKept { confirm }).await;
         self.calls.remove(&call);
+    }
+
+    /// A place the store could not take: it is called back all the same (until a restart).
+    fn kept_in_memory(&mut self, call: CallKey, number: String, queue: String) {
+        let place = KeptPlace {
+            id: -1,
+            number,
+            queue,
+            attempts: 0,
+        };
+        self.kept.insert(call, place);
     }
 
     /// A callback node's request: a place at the back of the queue, kept like the others.
@@ -265,8 +289,9 @@ impl Service {
         match kept {
             Ok(Ok(Kept::New(id))) => {
                 let key = super::RESTORED_KEYS + id as CallKey;
-                if let Err(e) = self.board.restore_callback(now, &queue, key, now, 0) {
+                if let Err(e) = self.board.add_callback(now, &queue, key) {
                     warn!(error = %e, "callback place not kept");
+                    self.save(id, "failed", 0).await;
                     return;
                 }
                 info!(callback = id, queue = %queue, "place kept for a callback");
@@ -334,6 +359,11 @@ impl Service {
                     Event::TimedOut { .. } => ("timeout", QueueEvent::TimedOut),
                     _ => ("no_agents", QueueEvent::NoAgents),
                 };
+                if let Some(k) = self.kept.remove(&call) {
+                    // A called-back caller sent on: their place is gone.
+                    metrics::counter!(m::CALLBACKS_TOTAL, "state" => "given_up").increment(1);
+                    self.save(k.id, "failed", k.attempts + 1).await;
+                }
                 if let Some(entry) = self.calls.remove(&call) {
                     metrics::counter!(m::QUEUE_EXITS_TOTAL, "queue" => entry.queue, "reason" => reason)
                         .increment(1);

@@ -244,8 +244,14 @@ fn invite_option(
         .map(|(k, v)| Header::Other(k.into(), v))
         .collect();
     headers.push(Header::Other("X-IVR-Agent".into(), dial.agent.clone()));
-    headers.push(Header::Other("X-IVR-Caller".into(), dial.caller.clone()));
-    headers.push(Header::Other("X-IVR-Call-ID".into(), dial.call_id.clone()));
+    headers.push(Header::Other(
+        "X-IVR-Caller".into(),
+        context::clean(&dial.caller),
+    ));
+    headers.push(Header::Other(
+        "X-IVR-Call-ID".into(),
+        context::clean(&dial.call_id),
+    ));
     Some(InviteOption {
         caller,
         callee,

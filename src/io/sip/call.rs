@@ -488,14 +488,7 @@ impl CallTask {
         let leg = self.legs.get_mut(&agent).and_then(|l| l.answered.take());
         let (Some(leg), Some(neg)) = (leg, self.media.as_ref()) else {
             warn!(agent = %agent, "no media to bridge");
-            self.host.call.handle(
-                now,
-                CallInput::AgentLeg {
-                    agent,
-                    event: LegEvent::HungUp,
-                },
-            );
-            return;
+            return self.bridge_failed(now, agent);
         };
         let caller_media = LegMedia {
             codec: neg.codec,
@@ -516,17 +509,19 @@ impl CallTask {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot share the caller's RTP socket with the relay");
-                return;
+                return self.bridge_failed(now, agent);
             }
         };
         let ends = (
             End {
                 socket: caller_socket,
                 remote: caller_dest,
+                latched: self.latched.is_some(),
             },
             End {
                 socket: leg.socket,
                 remote: leg.remote,
+                latched: false,
             },
         );
         let keys = CallerKeys {
@@ -538,8 +533,26 @@ impl CallTask {
                 info!(agent = %agent, "bridged to the agent");
                 self.relay = Some(relay);
             }
-            Err(e) => warn!(error = %e, "cannot start the media relay"),
+            Err(e) => {
+                warn!(error = %e, "cannot start the media relay");
+                self.bridge_failed(now, agent);
+            }
         }
+    }
+
+    /// A bridge that could not be made: the agent's leg ends (so their phone is not left
+    /// holding a dead call) and the call goes on as if they had hung up.
+    fn bridge_failed(&mut self, now: Instant, agent: String) {
+        if let Some(leg) = self.legs.remove(&agent) {
+            leg.stop.cancel();
+        }
+        self.host.call.handle(
+            now,
+            CallInput::AgentLeg {
+                agent,
+                event: LegEvent::HungUp,
+            },
+        );
     }
 
     /// Ends the relay; the call's own stream carries on after what the relay sent.
