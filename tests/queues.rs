@@ -99,6 +99,34 @@ fn agent(scenario: &'static str, port: u16, extra: &[&str]) -> thread::JoinHandl
     })
 }
 
+/// The announcement that carried the first callback offer, piece by piece in order: the
+/// place in line, the wait in words, the offer.
+#[track_caller]
+fn assert_heard_in_order(d: &Daemon, caller: &Caller) {
+    let heard = caller.heard();
+    let offer = prompt(d, "queue_callback_offer");
+    let end = heard.find(&offer).offset + offer.len();
+    let upto = &heard.samples[..end.min(heard.samples.len())];
+    let first = audio::find_best_match(&prompt(d, "queue_wait_about"), upto);
+    assert!(first.ncc >= 0.9, "no estimate before the offer: {first:?}");
+    // The pieces of that announcement: "You are ..." (next in line, or number N in line),
+    // "The expected wait is about", a number, "minutes.", the offer.
+    let place = ["queue_next_in_line", "queue_you_are_number"]
+        .iter()
+        .map(|p| audio::find_best_match(&prompt(d, p), &upto[..first.offset]))
+        .max_by(|a, b| a.ncc.total_cmp(&b.ncc))
+        .unwrap();
+    assert!(
+        place.ncc >= 0.9,
+        "the place in line was not said first: {place:?}"
+    );
+    let minutes = audio::find_best_match(&prompt(d, "queue_minutes"), &upto[first.offset..]);
+    assert!(
+        minutes.ncc >= 0.9,
+        "no minutes after the estimate: {minutes:?}"
+    );
+}
+
 fn prompt(daemon: &Daemon, name: &str) -> Vec<i16> {
     audio::load_8k(&daemon.opts.sounds_dir.join(format!("{name}.wav")))
 }
@@ -427,6 +455,7 @@ fn a_kept_place_survives_kill_9_and_the_caller_is_called_back_and_bridged() {
             (caller.heard().find(&offer).ncc >= 0.9).then_some(())
         });
         assert!(offered.is_some(), "no callback offer heard");
+        assert_heard_in_order(d, caller);
         caller.send_dtmf("1", 100);
         let bye = wait_for(Duration::from_secs(15), || caller.bye_received());
         assert!(
