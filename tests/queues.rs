@@ -525,7 +525,7 @@ fn a_baresip_agent_registers_with_digest_and_takes_the_call() {
     let password = dir.join("bea.password");
     std::fs::write(&password, "s3cret-pw\n").unwrap();
     let flows = flows::flows_dir(&[("queued", FLOW)]);
-    let d = Daemon::start(DaemonOpts {
+    let mut d = Daemon::start(DaemonOpts {
         flows_dir: flows.path().to_path_buf(),
         default_flow: "queued".into(),
         sounds_dir: support::repo_root().join("sounds"),
@@ -613,6 +613,17 @@ fn a_baresip_agent_registers_with_digest_and_takes_the_call() {
         log()
     );
     caller.bye(Duration::from_secs(5));
+    // The binding is durable: after kill -9 the agent is still logged in (the phone would
+    // register again only after its 120 s interval).
+    d.kill9_and_restart();
+    let still = wait_for(Duration::from_secs(10), || {
+        (agent_state(&d, "bea") == "available").then_some(())
+    });
+    assert!(
+        still.is_some(),
+        "the registration was lost: {}",
+        d.api_json("/api/agents")
+    );
 }
 
 /// ~8 s: a caller on A-law and an agent on mu-law: the relay transcodes both ways, and the

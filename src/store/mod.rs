@@ -109,6 +109,11 @@ CREATE TABLE IF NOT EXISTS callbacks (
     requested_at INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending'
 );
+CREATE TABLE IF NOT EXISTS registrations (
+    agent TEXT PRIMARY KEY,
+    uri TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS feedback (
     at INTEGER NOT NULL,
     agent TEXT,
@@ -419,6 +424,40 @@ impl Store {
         Ok(())
     }
 
+    /// An agent's phone registered from `uri` until `expires_at` (Unix seconds); `None`
+    /// removes the binding.
+    pub fn set_registration(
+        &self,
+        agent: &str,
+        binding: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let done = match binding {
+            Some((uri, expires_at)) => conn.execute(
+                "INSERT INTO registrations (agent, uri, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(agent) DO UPDATE SET uri = ?2, expires_at = ?3",
+                params![agent, uri, expires_at as i64],
+            ),
+            None => conn.execute("DELETE FROM registrations WHERE agent = ?1", params![agent]),
+        };
+        done.map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Bindings that have not run out at `now` (Unix seconds): (agent, uri, expires_at).
+    pub fn registrations(&self, now: u64) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT agent, uri, expires_at FROM registrations WHERE expires_at > ?1")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([now as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+
     pub fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {
         self.conn()
             .execute(
@@ -554,6 +593,26 @@ mod tests {
         let all = s.callbacks().unwrap();
         assert_eq!(all[0].status, "connected");
         assert_eq!(all[0].queue.as_deref(), Some("support"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn registrations_are_kept_until_they_run_out() {
+        let dir = std::env::temp_dir().join(format!("ivrd-store-reg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Store::open(&dir).unwrap();
+        s.set_registration("bea", Some(("sip:bea@10.0.0.1", 200)))
+            .unwrap();
+        s.set_registration("bea", Some(("sip:bea@10.0.0.2", 300)))
+            .unwrap();
+        s.set_registration("cy", Some(("sip:cy@10.0.0.3", 100)))
+            .unwrap();
+        assert_eq!(
+            s.registrations(150).unwrap(),
+            [("bea".to_string(), "sip:bea@10.0.0.2".to_string(), 300)]
+        );
+        s.set_registration("bea", None).unwrap();
+        assert!(s.registrations(150).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

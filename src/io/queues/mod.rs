@@ -234,6 +234,19 @@ impl Queues {
             queue_settings(&cfg.config.queues),
         )
         .with_callbacks(cfg.config.callbacks.policy());
+        // Agents logged in before a restart are still logged in until their binding ends.
+        match store.registrations(crate::io::clock::unix_now()) {
+            Ok(bindings) => {
+                let now_s = crate::io::clock::unix_now();
+                for (agent, uri, until) in bindings {
+                    let left = Duration::from_secs(until.saturating_sub(now_s));
+                    if let Err(e) = board.register(now, &agent, &uri, left) {
+                        warn!(agent = %agent, error = %e, "registration not restored");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "registrations could not be read"),
+        }
         let mut kept = HashMap::new();
         let places = if cfg.config.callbacks.trunk.is_some() {
             store.kept_places()

@@ -87,6 +87,7 @@ pub async fn handle(mut tx: Transaction, daemon: Arc<Daemon>) {
     if expires == 0 || uri == "*" {
         info!(agent = %agent, "agent unregistered");
         queues.unregister(&agent).await;
+        remember(&daemon, &agent, None).await;
         let _ = tx.reply(StatusCode::OK).await;
         return;
     }
@@ -102,11 +103,26 @@ pub async fn handle(mut tx: Transaction, daemon: Arc<Daemon>) {
     queues
         .register(&agent, &uri, Duration::from_secs(expires))
         .await;
+    remember(&daemon, &agent, Some((uri.clone(), now + expires))).await;
     let headers = vec![
         Header::Other("Contact".into(), format!("<{uri}>;expires={expires}")),
         Header::Other("Expires".into(), expires.to_string()),
     ];
     let _ = tx.reply_with(StatusCode::OK, headers, None).await;
+}
+
+/// Keeps the binding in the store: after a restart the agent is still logged in (phones
+/// only register again at their own interval, up to an hour later).
+async fn remember(daemon: &Daemon, agent: &str, binding: Option<(String, u64)>) {
+    let store = daemon.store.clone();
+    let agent = agent.to_string();
+    let saved = tokio::task::spawn_blocking(move || {
+        store.set_registration(&agent, binding.as_ref().map(|(u, t)| (u.as_str(), *t)))
+    })
+    .await;
+    if !matches!(saved, Ok(Ok(()))) {
+        warn!("registration NOT stored (lost at a restart)");
+    }
 }
 
 /// `<sip:a@h:p;transport=udp>;expires=60` -> (`sip:a@h:p;transport=udp`, Some(60)); `*`.
