@@ -300,12 +300,20 @@ fn busy_and_unanswered_agents_are_skipped_without_dead_air() {
 /// to `on_no_agents`; the CLI lists the states.
 #[test]
 fn nobody_serving_sends_the_caller_on_and_the_cli_sets_agents_away() {
-    let s = daemon(&[("erin", free_udp_port())], "");
+    let mut s = daemon(&[("erin", free_udp_port())], "");
     let d = &s.daemon;
     let out = cli(d, &["agent", "away", "erin"]);
     assert!(out.contains("erin: away"), "{out}");
     let list = cli(d, &["agent", "list"]);
     assert!(list.contains("erin\taway"), "{list}");
+    // What an admin set holds across a restart.
+    s.daemon.kill9_and_restart();
+    let d = &s.daemon;
+    assert_eq!(
+        agent_state(d, "erin"),
+        "away",
+        "the state set by hand was lost"
+    );
     let caller = Caller::new(d.sip_udp, CallerOpts::default());
     assert_eq!(caller.invite(Duration::from_secs(10)).status(), Some(200));
     let bye = wait_for(Duration::from_secs(15), || caller.bye_received());

@@ -109,6 +109,10 @@ CREATE TABLE IF NOT EXISTS callbacks (
     requested_at INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending'
 );
+CREATE TABLE IF NOT EXISTS agent_states (
+    agent TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS registrations (
     agent TEXT PRIMARY KEY,
     uri TEXT NOT NULL,
@@ -424,6 +428,30 @@ impl Store {
         Ok(())
     }
 
+    /// The state an admin (or the CLI) last set for an agent: `available`, `away` or
+    /// `offline`, kept across restarts.
+    pub fn set_agent_state(&self, agent: &str, state: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO agent_states (agent, state) VALUES (?1, ?2) \
+                 ON CONFLICT(agent) DO UPDATE SET state = ?2",
+                params![agent, state],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    pub fn agent_states(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT agent, state FROM agent_states")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+
     /// An agent's phone registered from `uri` until `expires_at` (Unix seconds); `None`
     /// removes the binding.
     pub fn set_registration(
@@ -613,6 +641,12 @@ mod tests {
         );
         s.set_registration("bea", None).unwrap();
         assert!(s.registrations(150).unwrap().is_empty());
+        s.set_agent_state("bea", "away").unwrap();
+        s.set_agent_state("bea", "available").unwrap();
+        assert_eq!(
+            s.agent_states().unwrap(),
+            [("bea".to_string(), "available".to_string())]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -259,7 +259,14 @@ impl CallHost {
     fn join_queue(&mut self, queue: String) {
         info!(queue = %queue, "joining queue");
         let events = self.events.clone();
-        let Some(q) = self.daemon.queues.clone() else {
+        // The WebRTC test phone has no RTP socket to relay: no agent can take its call, so
+        // it goes the flow's no-agents way at once (rather than ringing agents for nothing).
+        let queues = self
+            .daemon
+            .queues
+            .clone()
+            .filter(|_| self.transport != "webrtc");
+        let Some(q) = queues else {
             let _ = events.try_send(CallInput::Queue(crate::call::QueueEvent::NoAgents));
             return;
         };

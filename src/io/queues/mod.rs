@@ -234,6 +234,20 @@ impl Queues {
             queue_settings(&cfg.config.queues),
         )
         .with_callbacks(cfg.config.callbacks.policy());
+        // What admins set (away, offline) holds across a restart.
+        match store.agent_states() {
+            Ok(states) => {
+                for (agent, state) in states {
+                    let known = AgentState::parse(&state)
+                        .map(|s| board.set_state(now, &agent, s).is_ok())
+                        .unwrap_or(false);
+                    if !known {
+                        warn!(agent = %agent, state = %state, "stored agent state not restored");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "agent states could not be read"),
+        }
         // Agents logged in before a restart are still logged in until their binding ends.
         match store.registrations(crate::io::clock::unix_now()) {
             Ok(bindings) => {

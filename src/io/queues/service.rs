@@ -161,6 +161,14 @@ impl Service {
                 });
                 if let Ok(a) = &result {
                     info!(agent = %a.id, state = a.state.as_str(), "agent state set");
+                    let store = self.store.clone();
+                    let saved = tokio::task::spawn_blocking(move || {
+                        store.set_agent_state(&id, state.as_str())
+                    })
+                    .await;
+                    if !matches!(saved, Ok(Ok(()))) {
+                        error!("agent state NOT stored (lost at a restart)");
+                    }
                 }
                 let _ = reply.send(result);
             }

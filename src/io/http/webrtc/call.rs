@@ -253,8 +253,8 @@ impl BrowserCall {
                 // The connection is closed once the call has ended, whoever ended it.
                 Signal::Hangup => debug!("hanging up the browser"),
                 Signal::Ended(outcome) => return Some(outcome),
-                // The test phone has no RTP to relay: an agent cannot be bridged to it, so
-                // the queue rings the next one (and the caller keeps hearing the hold audio).
+                // The test phone has no RTP to relay and never joins a queue (see
+                // `CallHost::join_queue`); should an offer come all the same, it fails.
                 Signal::DialAgent { agent, .. } => {
                     info!(agent = %agent, "the test phone cannot be bridged to an agent");
                     let why = crate::queue::OfferEnd::Failed;
