@@ -428,7 +428,7 @@ fn a_kept_place_survives_kill_9_and_the_caller_is_called_back_and_bridged() {
     let ring2_phone = agent("agent_no_answer.xml", ring2, &[]);
     let helper_phone = agent("agent_answer.xml", helper, &["-rtp_echo", "-d", "3000"]);
     let callers_phone = agent("agent_answer_wait.xml", phone, &["-rtp_echo"]);
-    // Round robin from the top: after the restart `helper` is the first free agent.
+    // `helper` is away until after the restart, then the only free agent.
     let mut s = daemon(
         &[("helper", helper), ("ring1", ring1), ("ring2", ring2)],
         &format!(
@@ -492,6 +492,11 @@ fn a_kept_place_survives_kill_9_and_the_caller_is_called_back_and_bridged() {
 
     s.daemon.kill9_and_restart();
     let d = &s.daemon;
+    // Every agent is still away (states set by hand survive the restart too): the place
+    // waits until one is back.
+    assert_eq!(agent_state(d, "helper"), "away");
+    assert_eq!(kept_rows(d)[0]["status"], "waiting");
+    cli(d, &["agent", "available", "helper"]);
     let connected = wait_for(Duration::from_secs(30), || {
         let rows = kept_rows(d);
         (rows.len() == 1 && rows[0]["status"] == "connected").then_some(())
