@@ -269,12 +269,7 @@ impl CallTask {
         if !task.host.call.is_acked() && outcome != Some(Outcome::Abandoned) {
             invite_tx.abort();
         }
-        task.relay = None;
-        for (_, leg) in task.legs.drain() {
-            leg.stop.cancel();
-        }
-        task.host.daemon.dialogs.remove_dialog(&task.dialog.id());
-        task.host.daemon.acks.forget(&task.dialog.id().to_string());
+        task.wind_up();
         outcome.unwrap_or(Outcome::Failed).as_str()
     }
 
@@ -341,13 +336,18 @@ impl CallTask {
         if outcome.is_none() {
             outcome = Some(task.run(states, events_rx).await);
         }
-        task.relay = None;
-        for (_, leg) in task.legs.drain() {
+        task.wind_up();
+        outcome.unwrap_or(Outcome::Failed).as_str()
+    }
+
+    /// After the call: the relay and every agent leg stop, the dialog is forgotten.
+    fn wind_up(&mut self) {
+        self.relay = None;
+        for (_, leg) in self.legs.drain() {
             leg.stop.cancel();
         }
-        task.host.daemon.dialogs.remove_dialog(&task.dialog.id());
-        task.host.daemon.acks.forget(&task.dialog.id().to_string());
-        outcome.unwrap_or(Outcome::Failed).as_str()
+        self.host.daemon.dialogs.remove_dialog(&self.dialog.id());
+        self.host.daemon.acks.forget(&self.dialog.id().to_string());
     }
 
     async fn run(
