@@ -60,6 +60,10 @@ pub struct Config {
     pub queues: IndexMap<String, queues::QueueDef>,
     /// Calling back callers whose place in a queue is kept.
     pub callbacks: queues::CallbacksConfig,
+    /// Opening hours and holidays by name, for flow `branch` conditions.
+    pub schedules: IndexMap<String, schedules::ScheduleDef>,
+    /// What ivrd remembers of returning callers.
+    pub callers: schedules::CallersConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -178,6 +182,8 @@ impl Default for Config {
             agents: Vec::new(),
             queues: IndexMap::new(),
             callbacks: queues::CallbacksConfig::default(),
+            schedules: IndexMap::new(),
+            callers: schedules::CallersConfig::default(),
         }
     }
 }
@@ -578,6 +584,10 @@ pub struct LoadedConfig {
     pub asr_model: Option<PathBuf>,
     /// The sentence-embedding model directory, resolved (`asr.embedder`).
     pub asr_embedder: Option<PathBuf>,
+    /// The `schedules:` section, built.
+    pub schedules: IndexMap<String, std::sync::Arc<crate::schedule::Schedule>>,
+    /// Where rendered text prompts are cached (`STATE_DIR/tts`).
+    pub tts_cache: PathBuf,
 }
 
 impl Config {
@@ -735,6 +745,9 @@ impl Config {
             &config.queues,
             &config.callbacks,
         ));
+        let (schedules, schedule_errors) = schedules::build(path, &map, &config.schedules);
+        errors.extend(schedule_errors);
+        let tts_cache = state_dir.join("tts");
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -748,6 +761,8 @@ impl Config {
             token_file,
             asr_model,
             asr_embedder,
+            schedules,
+            tts_cache,
         })
     }
 }
@@ -798,5 +813,6 @@ fn parse_sections(path: &Path, text: &str) -> Result<(Config, Vec<Diagnostic>), 
 }
 
 pub mod queues;
+pub mod schedules;
 #[cfg(test)]
 mod tests;

@@ -16,5 +16,7 @@ pub mod media;
 pub mod metrics;
 pub mod outage;
 pub mod queue;
+pub mod schedule;
 pub mod sip;
 pub mod store;
+pub mod template;

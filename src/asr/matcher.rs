@@ -19,11 +19,11 @@
 //! `low_confidence` (and be asked again), not a coin toss.
 
 mod words;
+pub use words::normalize;
 
 use crate::asr::embed::{cosine, EmbedError, TextEmbedder};
 use rphonetic::DoubleMetaphone;
 use std::collections::HashMap;
-pub use words::normalize;
 use words::{phrase_score, words, Words};
 
 /// One menu entry of a flow node: the intent name and example phrases callers say.

@@ -5,5 +5,6 @@ pub mod audio;
 pub mod embed;
 pub mod matcher;
 pub mod model;
+pub mod upset;
 pub mod vad;
 pub mod whisper;

@@ -71,7 +71,7 @@ pub(super) enum Link {
     None,
     /// In a queue; these agents are being rung.
     Queued {
-        context: TransferContext,
+        context: Box<TransferContext>,
         dialing: Vec<String>,
     },
     /// Talking to this agent.
@@ -86,7 +86,7 @@ impl Call {
 
     pub(super) fn join_queue(&mut self, queue: String, context: TransferContext) {
         self.link = Link::Queued {
-            context,
+            context: Box::new(context),
             dialing: Vec::new(),
         };
         self.outputs.push_back(CallOutput::JoinQueue { queue });
@@ -134,7 +134,7 @@ impl Call {
             } => match &mut self.link {
                 Link::Queued { context, dialing } if !dialing.contains(&agent) => {
                     dialing.push(agent.clone());
-                    let context = context.clone();
+                    let context = (**context).clone();
                     self.outputs.push_back(CallOutput::DialAgent {
                         agent,
                         uri,

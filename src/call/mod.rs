@@ -12,12 +12,14 @@ pub use bridge::{LegEvent, QueueEvent, QueueReport};
 
 use crate::asr::matcher::Heard;
 use crate::asr::vad::{EndpointConfig, Endpointer, VadEvent};
+use crate::flow::cond::CallerInfo;
 use crate::flow::runner::{
-    EscalationReason, FlowEnd, FlowInput, FlowOutput, FlowRunner, TransferContext,
+    CallFacts, EscalationReason, FlowEnd, FlowInput, FlowOutput, FlowRunner, TransferContext,
 };
 use crate::flow::Flow;
 use crate::media::g711::Codec;
 use crate::media::playout::{PlayId, Playout};
+use crate::media::prompt::Prompt;
 use crate::outage::OutageSet;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,6 +27,10 @@ use std::time::{Duration, Instant};
 
 /// How long after a REFER is accepted we wait for the NOTIFY that says how it ended.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// The longest a text spoken per call may take to render before it is left out (the rest
+/// of its prompts play without it: never silence).
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct CallSettings {
@@ -39,6 +45,10 @@ pub struct CallSettings {
     pub speech: bool,
     /// End the call when no RTP arrived for this long while answered and not on hold.
     pub rtp_timeout: Option<Duration>,
+    /// The number dialled, the caller's number, the wall clock.
+    pub facts: CallFacts,
+    /// The caller's record is being looked up (`CallInput::Caller` follows).
+    pub caller_lookup: bool,
 }
 
 /// Everything that happens to a call. `Audio` borrows the caller's samples for the moment
@@ -91,6 +101,13 @@ pub enum CallInput<'a> {
     AgentLeg {
         agent: String,
         event: LegEvent,
+    },
+    /// What ivrd remembers of the caller (None: nothing), after `CallSettings::caller_lookup`.
+    Caller(Option<CallerInfo>),
+    /// The audio of a text asked for with `CallOutput::Render` (None: it could not be made).
+    Rendered {
+        text: String,
+        prompt: Option<Arc<Prompt>>,
     },
 }
 
@@ -190,6 +207,10 @@ pub enum CallOutput {
     CancelAgent { agent: String },
     /// Relay the caller's media to this agent's leg and back, from now on.
     Bridge { agent: String },
+    /// Speak this text (TTS) and answer with `CallInput::Rendered`.
+    Render { text: String },
+    /// Telemetry: the caller sounded upset (`words`, `meaning`) or failed too often.
+    Upset(&'static str),
     /// Store what the caller said of the call (a survey), for the agent's record.
     Feedback {
         score: Option<u8>,
@@ -224,11 +245,13 @@ enum Timer {
     TransferReply = 1,
     /// No media since `rtp_timeout`: the call has gone silent.
     MediaSilence = 2,
+    /// Texts of the prompts waiting to play must be rendered by then.
+    Render = 3,
 }
 
 /// One slot per [`Timer`].
 #[derive(Debug, Default)]
-struct TimerTable([Option<Instant>; 3]);
+struct TimerTable([Option<Instant>; 4]);
 
 impl TimerTable {
     fn set(&mut self, timer: Timer, at: Option<Instant>) {
@@ -278,6 +301,8 @@ pub struct Call {
     last_media: Option<Instant>,
     /// The queue and agent this call is waiting for or talking to.
     link: bridge::Link,
+    /// Prompts waiting for their texts to be rendered before they play.
+    rendering: Vec<Arc<Prompt>>,
 }
 
 impl Call {
@@ -304,7 +329,12 @@ impl Call {
             transcribing: false,
             last_media: None,
             link: bridge::Link::None,
+            rendering: Vec::new(),
         };
+        call.flow.set_facts(call.settings.facts.clone());
+        if call.settings.caller_lookup {
+            call.flow.expect_caller();
+        }
         if call.settings.speech {
             call.vad = Some(Endpointer::new(EndpointConfig::default()));
         }
@@ -378,6 +408,14 @@ impl Call {
                     self.transfer = Transfer::Idle;
                     self.flow.handle(now, FlowInput::TransferFailed);
                 }
+                if self.timers.expired(Timer::Render, now) {
+                    // Texts not rendered in time are left out; the rest plays.
+                    let ready = std::mem::take(&mut self.rendering)
+                        .into_iter()
+                        .filter(|p| p.to_render.is_none())
+                        .collect();
+                    self.start_batch(now, ready);
+                }
                 self.flow.handle_timeout(now);
             }
             _ => {}
@@ -444,6 +482,8 @@ impl Call {
                 self.flow.handle(now, FlowInput::SpeechBusy);
             }
             CallInput::Queue(event) => self.on_queue_event(now, event),
+            CallInput::Caller(info) => self.flow.handle(now, FlowInput::Caller(info)),
+            CallInput::Rendered { text, prompt } => self.on_rendered(now, &text, prompt),
             CallInput::AgentLeg { agent, event } => self.on_agent_leg(now, agent, event),
             CallInput::Hold(h) => {
                 self.held = h;
@@ -554,20 +594,30 @@ impl Call {
                 FlowOutput::Play { prompts, .. } => {
                     self.playout.stop();
                     self.batch_end = None;
-                    for p in prompts {
-                        let id = self.next_play_id;
-                        self.next_play_id += 1;
-                        self.playout.enqueue(id, p);
-                        self.batch_end = Some(id);
-                    }
-                    if self.batch_end.is_none() {
-                        self.flow.handle(now, FlowInput::PlaybackDone);
+                    self.rendering.clear();
+                    self.timers.set(Timer::Render, None);
+                    let texts: Vec<String> = prompts
+                        .iter()
+                        .filter_map(|p| p.to_render.as_ref().map(|t| t.source.clone()))
+                        .collect();
+                    if texts.is_empty() {
+                        self.start_batch(now, prompts);
+                    } else {
+                        // Played once every text has its audio (cached ones come back at once).
+                        self.rendering = prompts;
+                        self.timers.set(Timer::Render, Some(now + RENDER_TIMEOUT));
+                        for text in texts {
+                            self.outputs.push_back(CallOutput::Render { text });
+                        }
                     }
                 }
                 FlowOutput::StopPlayback => {
                     self.playout.stop();
                     self.batch_end = None;
+                    self.rendering.clear();
+                    self.timers.set(Timer::Render, None);
                 }
+                FlowOutput::Upset(cause) => self.outputs.push_back(CallOutput::Upset(cause)),
                 FlowOutput::Transfer { target, context } => {
                     self.transfer = Transfer::Pending { accepted: false };
                     self.timers
@@ -621,6 +671,39 @@ impl Call {
         }
     }
 
+    /// Plays a batch of prompts; the flow hears `PlaybackDone` when its last one ends.
+    fn start_batch(&mut self, now: Instant, prompts: Vec<Arc<Prompt>>) {
+        for p in prompts {
+            let id = self.next_play_id;
+            self.next_play_id += 1;
+            self.playout.enqueue(id, p);
+            self.batch_end = Some(id);
+        }
+        if self.batch_end.is_none() {
+            self.flow.handle(now, FlowInput::PlaybackDone);
+        }
+    }
+
+    /// A text's audio is here: once the waiting batch has all of its audio, it plays.
+    fn on_rendered(&mut self, now: Instant, text: &str, prompt: Option<Arc<Prompt>>) {
+        let mut changed = false;
+        self.rendering = std::mem::take(&mut self.rendering)
+            .into_iter()
+            .filter_map(|p| match &p.to_render {
+                Some(t) if t.source == text => {
+                    changed = true;
+                    prompt.clone()
+                }
+                _ => Some(p),
+            })
+            .collect();
+        if changed && self.rendering.iter().all(|p| p.to_render.is_none()) {
+            self.timers.set(Timer::Render, None);
+            let ready = std::mem::take(&mut self.rendering);
+            self.start_batch(now, ready);
+        }
+    }
+
     fn end(&mut self, outcome: Outcome, send_bye: bool) {
         if self.phase == Phase::Ended {
             return;
@@ -630,6 +713,7 @@ impl Call {
         self.phase = Phase::Ended;
         self.timers = TimerTable::default();
         self.playout.stop();
+        self.rendering.clear();
         if send_bye && answered {
             self.outputs.push_back(CallOutput::Hangup);
         }

@@ -5,6 +5,8 @@ use crate::flow::compile::tests::good_flow;
 
 fn settings(min_ring_ms: u64) -> CallSettings {
     CallSettings {
+        facts: Default::default(),
+        caller_lookup: false,
         ring_budget: Duration::from_millis(4000),
         min_ring: Duration::from_millis(min_ring_ms),
         overflow: false,

@@ -2,7 +2,7 @@
 //! (unknown node, missing prompt, bad SIP URI, unreachable node, key collisions, ...) and
 //! reports each with the file, the node and the line, so an admin fixes them all at once.
 
-use super::schema::{FlowFile, NodeDef, Prompts};
+use super::schema::{FlowFile, NodeDef, PromptItem, Prompts};
 use super::{Escalation, Flow, Node, NodeId, NodeKind, OutagePrompts};
 use crate::asr::embed::{Memo, TextEmbedder};
 use crate::asr::matcher::Matcher;
@@ -21,6 +21,15 @@ use std::time::Duration;
 /// directory (read by `io`); tests use an in-memory one.
 pub trait PromptSource {
     fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, PromptError>;
+
+    /// Text spoken by the text-to-speech engine (a `say:` without placeholders), rendered
+    /// now. Catalogues without an engine refuse.
+    fn say(&mut self, text: &str) -> Result<Arc<Prompt>, PromptError> {
+        Err(PromptError::Speech {
+            text: text.to_string(),
+            reason: "no text-to-speech engine (tts: ~ in the config); use a sound file".into(),
+        })
+    }
 }
 
 /// Keys a caller can press.
@@ -78,6 +87,8 @@ pub struct DirSettings<'a> {
     pub routes: &'a IndexMap<String, String>,
     /// The queues `queue` nodes may name.
     pub queues: &'a [String],
+    /// The schedules `branch` conditions may name.
+    pub schedules: &'a IndexMap<String, Arc<crate::schedule::Schedule>>,
 }
 
 /// Compiles every flow of a directory and resolves the config's routes.
@@ -104,7 +115,11 @@ pub fn compile_dir(
                 continue;
             }
         };
-        match compile_checked(file, text, prompts, embedder, Some(settings.queues)) {
+        let known = Known {
+            queues: Some(settings.queues),
+            schedules: Some(settings.schedules),
+        };
+        match compile_checked(file, text, prompts, embedder, known) {
             Ok(flow) => {
                 if let Some(other) = flows.get(&flow.name) {
                     errors.push(Diagnostic::new(
@@ -169,16 +184,34 @@ pub fn compile_with(
     prompts: &mut dyn PromptSource,
     embedder: Option<&dyn TextEmbedder>,
 ) -> Result<Flow, Diagnostics> {
-    compile_checked(file, text, prompts, embedder, None)
+    compile_checked(file, text, prompts, embedder, Known::default())
 }
 
-/// Compiles one flow file; `queues` (when known) are the queue names its nodes may use.
+/// What the config declares that a flow may name (None: not checked, the flow compiled
+/// alone).
+#[derive(Default, Clone, Copy)]
+pub struct Known<'a> {
+    pub queues: Option<&'a [String]>,
+    pub schedules: Option<&'a IndexMap<String, Arc<crate::schedule::Schedule>>>,
+}
+
+/// Compiles one flow file against what the config declares.
+pub fn compile_known(
+    file: &Path,
+    text: &str,
+    prompts: &mut dyn PromptSource,
+    embedder: Option<&dyn TextEmbedder>,
+    known: Known<'_>,
+) -> Result<Flow, Diagnostics> {
+    compile_checked(file, text, prompts, embedder, known)
+}
+
 fn compile_checked(
     file: &Path,
     text: &str,
     prompts: &mut dyn PromptSource,
     embedder: Option<&dyn TextEmbedder>,
-    queues: Option<&[String]>,
+    known: Known<'_>,
 ) -> Result<Flow, Diagnostics> {
     let def: FlowFile =
         serde_yaml::from_str(text).map_err(|e| Diagnostics(vec![yaml_diagnostic(file, &e)]))?;
@@ -188,7 +221,10 @@ fn compile_checked(
         prompts,
         embedder,
         yes_no: None,
-        queues,
+        queues: known.queues,
+        schedules: known.schedules,
+        vars: logic::declared_vars(&def),
+        uses_caller: false,
         errors: Vec::new(),
         ids: def
             .nodes
@@ -213,6 +249,13 @@ struct Compiler<'a> {
     yes_no: Option<Arc<Matcher>>,
     /// Queue names `queue` nodes may use (None: not checked, the flow compiled alone).
     queues: Option<&'a [String]>,
+    /// Schedules `branch` conditions may use (None: not checked; a condition on one is
+    /// then always false).
+    schedules: Option<&'a IndexMap<String, Arc<crate::schedule::Schedule>>>,
+    /// Call variables some node sets (`set`, `digits` + `into`), without `vars.`.
+    vars: HashSet<String>,
+    /// Whether a condition or a text uses the caller's record.
+    uses_caller: bool,
     errors: Vec<Diagnostic>,
     ids: HashMap<String, NodeId>,
 }
@@ -300,10 +343,21 @@ impl Compiler<'_> {
     ) -> Vec<Arc<Prompt>> {
         let Some(p) = p else { return Vec::new() };
         let mut out = Vec::new();
-        for name in p.names() {
-            match self.prompts.prompt(name) {
-                Ok(pr) => out.push(pr),
-                Err(e) => report(self, name, e.to_string()),
+        for item in p.items() {
+            match item {
+                PromptItem::Name(name) => match self.prompts.prompt(name) {
+                    Ok(pr) => out.push(pr),
+                    Err(e) => report(self, name, e.to_string()),
+                },
+                PromptItem::Say(say) => match self.template(&say.say) {
+                    Err(e) => report(self, &say.say, e),
+                    // Placeholders: spoken per call.
+                    Ok(t) if t.has_placeholders() => out.push(Arc::new(Prompt::to_render(t))),
+                    Ok(_) => match self.prompts.say(&say.say) {
+                        Ok(pr) => out.push(pr),
+                        Err(e) => report(self, &say.say, e.to_string()),
+                    },
+                },
             }
         }
         out
@@ -417,6 +471,7 @@ impl Compiler<'_> {
             },
             None => OutagePrompts::default(),
         };
+        let upset = def.upset.as_ref().map(|u| self.upset(u));
         let mut nodes = Vec::with_capacity(def.nodes.len());
         for (name, n) in &def.nodes {
             let kind = self.node(name, n, def, esc_key, &esc_phrases);
@@ -435,6 +490,8 @@ impl Compiler<'_> {
             outage_prompts,
             speech_busy,
             endpoint,
+            upset,
+            uses_caller: self.uses_caller,
             nodes,
         };
         self.check_graph(&flow);
@@ -457,6 +514,10 @@ impl Compiler<'_> {
             ("goto", n.goto.is_some()),
             ("hangup", n.hangup.is_some()),
             ("callback", n.callback.is_some()),
+            ("digits", n.digits.is_some()),
+            ("branch", n.branch.is_some()),
+            ("set", n.set.is_some()),
+            ("escalate", n.escalate.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
@@ -474,29 +535,38 @@ impl Compiler<'_> {
         }
         let kind = actions.first().copied().unwrap_or("play");
         // Fields that belong to some kinds of node only.
-        let rules: [(&str, bool, &[&str]); 18] = [
-            ("next", n.next.is_some(), &["play", "callback", "survey"]),
+        let rules: [(&str, bool, &[&str]); 23] = [
+            (
+                "next",
+                n.next.is_some(),
+                &["play", "callback", "survey", "digits", "set"],
+            ),
+            ("into", n.into.is_some(), &["digits"]),
+            ("min_digits", n.min_digits.is_some(), &["digits"]),
+            ("max_digits", n.max_digits.is_some(), &["digits"]),
+            ("end_key", n.end_key.is_some(), &["digits"]),
+            ("else", n.otherwise.is_some(), &["branch"]),
             ("comment", n.comment.is_some(), &["survey"]),
             ("callback_queue", n.callback_queue.is_some(), &["callback"]),
             ("thanks", n.thanks.is_some(), &["survey"]),
             ("confirm", n.confirm.is_some(), &["callback"]),
             ("intents", n.intents.is_some(), &["menu"]),
-            ("no_input", n.no_input.is_some(), &["menu"]),
-            ("no_match", n.no_match.is_some(), &["menu"]),
+            ("no_input", n.no_input.is_some(), &["menu", "digits"]),
+            ("no_match", n.no_match.is_some(), &["menu", "digits"]),
             ("low_confidence", n.low_confidence.is_some(), &["menu"]),
             ("min_confidence", n.min_confidence.is_some(), &["menu"]),
             ("confirmation", n.confirmation.is_some(), &["menu"]),
             (
                 "timeout_ms",
                 n.timeout_ms.is_some(),
-                &["menu", "callback", "survey"],
+                &["menu", "callback", "survey", "digits"],
             ),
-            ("on_failure", n.on_failure.is_some(), &["menu"]),
+            ("on_failure", n.on_failure.is_some(), &["menu", "digits"]),
             ("on_fail", n.on_fail.is_some(), &["transfer"]),
             (
                 "play",
                 n.play.is_some(),
-                &["play", "transfer", "queue", "hangup"],
+                &["play", "transfer", "queue", "hangup", "escalate"],
             ),
             ("on_timeout", n.on_timeout.is_some(), &["queue"]),
             ("on_no_agents", n.on_no_agents.is_some(), &["queue"]),
@@ -536,6 +606,10 @@ impl Compiler<'_> {
                 }
             }
             "queue" => self.queue_node(name, n),
+            "digits" => self.digits_node(name, n, def),
+            "branch" => self.branch_node(name, n),
+            "set" => self.set_node(name, n),
+            "escalate" => self.escalate_node(name, n, def),
             "survey" => self.survey_node(name, n, def),
             "goto" => NodeKind::Goto(self.target(name, "goto", n.goto.as_deref().unwrap_or(""))),
             "callback" => {
@@ -580,7 +654,7 @@ impl Compiler<'_> {
                     self.err_node(
                         name,
                         None,
-                        "node has no action: give it one of play, menu, transfer, queue, goto or hangup"
+                        "node has no action: give it one of play, menu, digits, branch, set, transfer, queue, escalate, goto or hangup"
                             .into(),
                     );
                 }
@@ -614,6 +688,9 @@ impl Compiler<'_> {
         if let Some(e) = &flow.escalation {
             roots.extend(e.on_fail);
         }
+        if let Some(u) = &flow.upset {
+            roots.push(u.next);
+        }
         let mut seen = HashSet::new();
         let mut queue: VecDeque<NodeId> = roots.into_iter().collect();
         while let Some(id) = queue.pop_front() {
@@ -635,14 +712,16 @@ impl Compiler<'_> {
         for (id, node) in flow.nodes.iter().enumerate() {
             let mut cur = id;
             let mut steps = 0;
-            while let Some(NodeKind::Goto(next)) = flow.nodes.get(cur).map(|n| &n.kind) {
+            while let Some(NodeKind::Goto(next) | NodeKind::Set { next, .. }) =
+                flow.nodes.get(cur).map(|n| &n.kind)
+            {
                 cur = *next;
                 steps += 1;
                 if cur == id || steps > flow.nodes.len() {
                     self.err_node(
                         &node.name,
                         Some("goto"),
-                        "goto loop: these nodes only jump to each other".into(),
+                        "goto loop: these nodes only jump to each other (goto and set)".into(),
                     );
                     break;
                 }
@@ -662,7 +741,8 @@ fn endpoint_config(d: &super::schema::DefaultsDef) -> EndpointConfig {
     }
 }
 
-fn successors(kind: &NodeKind) -> Vec<NodeId> {
+/// The nodes a node can lead to (in the flow's own order of its fields).
+pub fn successors(kind: &NodeKind) -> Vec<NodeId> {
     match kind {
         NodeKind::Play { next, .. } => vec![*next],
         NodeKind::Menu(m) => m
@@ -685,9 +765,18 @@ fn successors(kind: &NodeKind) -> Vec<NodeId> {
         NodeKind::Goto(t) => vec![*t],
         NodeKind::Hangup { .. } => vec![],
         NodeKind::Callback { next, .. } => vec![*next],
+        NodeKind::Digits(d) => std::iter::once(d.next).chain(d.on_failure).collect(),
+        NodeKind::Branch { arms, otherwise } => arms
+            .iter()
+            .map(|(_, t)| *t)
+            .chain(std::iter::once(*otherwise))
+            .collect(),
+        NodeKind::Set { next, .. } => vec![*next],
+        NodeKind::Escalate { .. } => vec![],
     }
 }
 
+mod logic;
 mod menu;
 mod queue;
 #[cfg(test)]

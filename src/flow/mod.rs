@@ -3,6 +3,8 @@
 //! interpreter gets time and events as arguments.
 
 pub mod compile;
+pub mod cond;
+pub mod graph;
 pub mod runner;
 pub mod schema;
 
@@ -35,7 +37,32 @@ pub struct Flow {
     pub speech_busy: Vec<Arc<Prompt>>,
     /// Endpointing for nodes that only listen for escalation phrases.
     pub endpoint: EndpointConfig,
+    /// Upset callers: how they are noticed and where they go.
+    pub upset: Option<Upset>,
+    /// Whether any condition or text uses what ivrd remembers of the caller (the flow
+    /// waits briefly for that record before starting).
+    pub uses_caller: bool,
     pub nodes: Vec<Node>,
+}
+
+/// An upset caller is acknowledged first and offered a person at once.
+pub struct Upset {
+    /// Notices it in what the caller says.
+    pub detector: Arc<crate::asr::upset::UpsetDetector>,
+    /// Failed inputs in the call that count as upset (0: never).
+    pub after_failures: u32,
+    /// The acknowledgement.
+    pub prompts: Vec<Arc<Prompt>>,
+    pub next: NodeId,
+}
+
+impl std::fmt::Debug for Upset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upset")
+            .field("after_failures", &self.after_failures)
+            .field("next", &self.next)
+            .finish()
+    }
 }
 
 /// Prompts around outage announcements (empty when the flow gives none).
@@ -113,6 +140,40 @@ pub enum NodeKind {
         /// Keep a place in this queue and call back from it.
         queue: Option<String>,
     },
+    /// A number typed on the keypad, kept in a call variable.
+    Digits(Box<Digits>),
+    /// The first arm whose condition holds, else `otherwise`.
+    Branch {
+        arms: Vec<(cond::Cond, NodeId)>,
+        otherwise: NodeId,
+    },
+    /// Set call variables, then go on.
+    Set {
+        vars: Vec<(String, crate::template::Template)>,
+        next: NodeId,
+    },
+    /// Transfer to the escalation target (a person), after `prompts`.
+    Escalate {
+        prompts: Vec<Arc<Prompt>>,
+    },
+}
+
+/// A digits node: ask, collect keys until the end key, the most keys or a pause.
+#[derive(Debug)]
+pub struct Digits {
+    pub prompts: Vec<Arc<Prompt>>,
+    /// The variable (without `vars.`).
+    pub into: String,
+    pub min: usize,
+    pub max: usize,
+    pub end_key: Option<char>,
+    pub timeout: Duration,
+    pub inter_digit: Duration,
+    pub no_input: Retry,
+    /// Too few keys.
+    pub no_match: Retry,
+    pub next: NodeId,
+    pub on_failure: Option<NodeId>,
 }
 
 pub struct Survey {

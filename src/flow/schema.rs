@@ -2,8 +2,13 @@
 //! (`compile.rs`) turns this into a checked [`super::Flow`].
 //!
 //! A node does one thing, chosen by which action key it has:
-//! `play` + `next`, `menu` + `intents`, `transfer`, `queue`, `callback` + `next`, `goto` or
-//! `hangup`. `play` also works as a lead-in prompt on `transfer`, `queue` and `hangup` nodes.
+//! `play` + `next`, `menu` + `intents`, `digits` + `into`, `branch` + `else`, `set` + `next`,
+//! `transfer`, `queue`, `callback` + `next`, `survey`, `escalate`, `goto` or `hangup`.
+//! `play` also works as a lead-in prompt on `transfer`, `queue`, `escalate` and `hangup` nodes.
+//!
+//! Wherever a prompt is named, `{say: "text"}` works too: spoken by the configured
+//! text-to-speech engine, rendered when the flow loads. Text with `{placeholders}`
+//! (`{caller.name}`, `{vars.account}`, `{call.dialled}`) is rendered per call.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -33,7 +38,84 @@ pub struct FlowFile {
     /// Speech routing settings for the whole flow.
     #[serde(default)]
     pub speech: Option<SpeechDef>,
+    /// Callers who sound upset (or fail again and again) are acknowledged first and
+    /// offered a person at once.
+    #[serde(default)]
+    pub upset: Option<UpsetDef>,
     pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// How the flow notices an upset caller, and what it does then.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsetDef {
+    /// Words that say it plainly ("ridiculous", "third time"), matched in transcripts.
+    #[serde(default = "default_upset_phrases")]
+    pub phrases: Vec<String>,
+    /// Sentences the meaning matcher compares with, so other wordings count too.
+    #[serde(default = "default_upset_examples")]
+    pub examples: Vec<String>,
+    /// How close in meaning (0..1) a transcript must come to the examples.
+    #[serde(default = "default_upset_similarity")]
+    pub min_similarity: f32,
+    /// Failed inputs in one call (no input, no match) that count as upset; 0 = never.
+    #[serde(default = "default_upset_failures")]
+    pub after_failures: u32,
+    /// The acknowledgement, said first ("I am sorry this has been so frustrating.").
+    pub play: Option<Prompts>,
+    /// Where the caller goes then: a node that offers a person.
+    pub next: String,
+}
+
+fn default_upset_phrases() -> Vec<String> {
+    [
+        "ridiculous",
+        "unacceptable",
+        "fed up",
+        "sick of",
+        "sick and tired",
+        "third time",
+        "fourth time",
+        "so frustrating",
+        "so frustrated",
+        "waste of time",
+        "wasting my time",
+        "this is a joke",
+        "furious",
+        "useless",
+        "absolutely terrible",
+        "nobody helps",
+        "nobody is helping",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn default_upset_examples() -> Vec<String> {
+    [
+        "this is ridiculous",
+        "I have called three times already and nothing has been fixed",
+        "I am so angry with your service",
+        "I am really frustrated",
+        "nobody ever helps me",
+        "this is the worst service I have ever had",
+        "I have been waiting for days and I am fed up",
+        "I want to make a complaint",
+        "you people are useless",
+        "I am not happy at all",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn default_upset_similarity() -> f32 {
+    0.6
+}
+
+fn default_upset_failures() -> u32 {
+    3
 }
 
 /// Flow-wide speech settings.
@@ -60,20 +142,36 @@ pub struct OutagePromptsDef {
     pub callback_confirmed: Option<Prompts>,
 }
 
-/// One prompt name or a list played in order. A name is `sounds/NAME.wav`; a name
-/// containing `/` or ending in `.wav` is a path relative to the sounds directory.
+/// One prompt or a list played in order. A name is `sounds/NAME.wav`; a name containing
+/// `/` or ending in `.wav` is a path relative to the sounds directory; `{say: "text"}` is
+/// spoken by the text-to-speech engine.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Prompts {
-    One(String),
-    Many(Vec<String>),
+    One(PromptItem),
+    Many(Vec<PromptItem>),
+}
+
+/// One prompt: a sound file's name, or text to speak.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PromptItem {
+    Name(String),
+    Say(SayDef),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SayDef {
+    /// Text to speak; `{caller.name}`-style placeholders are filled in per call.
+    pub say: String,
 }
 
 impl Prompts {
-    pub fn names(&self) -> Vec<&str> {
+    pub fn items(&self) -> Vec<&PromptItem> {
         match self {
-            Prompts::One(s) => vec![s.as_str()],
-            Prompts::Many(v) => v.iter().map(String::as_str).collect(),
+            Prompts::One(s) => vec![s],
+            Prompts::Many(v) => v.iter().collect(),
         }
     }
 }
@@ -223,6 +321,78 @@ pub struct NodeDef {
     pub comment: Option<Prompts>,
     /// Survey: said at the end, before `next`.
     pub thanks: Option<Prompts>,
+    /// Ask for a number typed on the keypad (an account number): this prompt asks.
+    pub digits: Option<Prompts>,
+    /// Digits nodes: the call variable that keeps what was typed.
+    pub into: Option<String>,
+    /// Digits nodes: fewest keys accepted (default 1).
+    pub min_digits: Option<usize>,
+    /// Digits nodes: most keys; the entry ends by itself there (default 16).
+    pub max_digits: Option<usize>,
+    /// Digits nodes: the key that ends the entry (default "#").
+    pub end_key: Option<String>,
+    /// Go to the first arm whose condition holds (else to `else`).
+    pub branch: Option<Vec<BranchArm>>,
+    /// Branch nodes: where the call goes when no arm's condition holds.
+    #[serde(rename = "else")]
+    pub otherwise: Option<String>,
+    /// Set call variables (values may use placeholders), then go to `next`. Variables
+    /// travel with transfers and to agents (`X-IVR-Var-NAME`).
+    pub set: Option<IndexMap<String, String>>,
+    /// Transfer the caller to the flow's escalation target (a person), like the
+    /// escalation key does.
+    pub escalate: Option<bool>,
+}
+
+/// One arm of a branch node: if the condition holds, go there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchArm {
+    #[serde(rename = "if")]
+    pub cond: CondDef,
+    pub goto: String,
+}
+
+/// A condition: every field given must hold (and), `any` needs one of its conditions,
+/// `not` the opposite of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CondDef {
+    /// Open now by this schedule (config `schedules`).
+    pub schedule: Option<String>,
+    /// Today is a holiday (or an exception that closes the day) in this schedule.
+    pub holiday: Option<String>,
+    /// `known`: ivrd remembers this caller; `unknown`: it does not.
+    pub caller: Option<String>,
+    /// The intent the caller chose last time they called.
+    pub last_intent: Option<String>,
+    /// With `last_intent` (or alone): the last call was this many days ago at most.
+    pub within_days: Option<u32>,
+    /// `any` outage in force, or an outage id, or an outage that concerns this scope.
+    pub outage: Option<String>,
+    /// The number dialled (one or a list).
+    pub dialled: Option<StringOrList>,
+    /// A call variable: with `equals` it must have that value, alone it must be set.
+    pub var: Option<String>,
+    pub equals: Option<String>,
+    pub any: Option<Vec<CondDef>>,
+    pub not: Option<Box<CondDef>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s.clone()],
+            StringOrList::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

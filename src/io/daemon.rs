@@ -58,6 +58,14 @@ pub struct Daemon {
     pub registrar: Option<super::registrar::Registrar>,
     /// Where REFERs carry the context (`transfer.context`).
     pub transfer_context: crate::sip::context::ContextMode,
+    /// Text to speech for texts filled in per call (`say:` with placeholders).
+    pub tts: Option<Arc<super::tts::Tts>>,
+    /// What ivrd remembers of callers (`callers:`).
+    pub callers: crate::config::schedules::CallersConfig,
+    /// This install's key for the tags that stand for numbers in logs.
+    pub number_key: Vec<u8>,
+    /// Calls per node over the last hour (the admin page's flow pictures).
+    pub traffic: Arc<super::traffic::Traffic>,
     admission: Slots,
 }
 
@@ -112,6 +120,9 @@ pub struct Services {
     pub asr: Option<AsrPool>,
     pub queues: Option<Queues>,
     pub registrar: Option<super::registrar::Registrar>,
+    pub tts: Option<Arc<super::tts::Tts>>,
+    pub number_key: Vec<u8>,
+    pub traffic: Arc<super::traffic::Traffic>,
 }
 
 /// The SIP endpoint's part of the context.
@@ -148,6 +159,10 @@ impl Daemon {
             asr: services.asr,
             queues: services.queues,
             registrar: services.registrar,
+            tts: services.tts,
+            callers: cfg.callers.clone(),
+            number_key: services.number_key,
+            traffic: services.traffic,
             transfer_context: cfg.transfer.context,
             dialogs: sip.dialogs,
             contact_udp: sip.contact_udp,

@@ -2,6 +2,7 @@
 //! catalogue over the sounds directory (WAV files, each loaded once and shared by every
 //! flow and call that uses it).
 
+use super::tts::Tts;
 use crate::flow::{is_flow_file, FlowDir, PromptSource};
 use crate::media::prompt::{Prompt, PromptError};
 use std::collections::HashMap;
@@ -24,10 +25,12 @@ pub fn read_flow_dir(dir: &Path) -> Result<FlowDir, std::io::Error> {
     })
 }
 
-/// The prompt catalogue over a sounds directory.
+/// The prompt catalogue over a sounds directory, and text to speech for `say:` texts.
 pub struct SoundLibrary {
     dir: PathBuf,
     cache: HashMap<String, Arc<Prompt>>,
+    /// The engine for `say:` texts, or why there is none.
+    tts: Result<Arc<Tts>, String>,
 }
 
 impl SoundLibrary {
@@ -35,7 +38,14 @@ impl SoundLibrary {
         SoundLibrary {
             dir: dir.to_path_buf(),
             cache: HashMap::new(),
+            tts: Err("no text-to-speech engine (tts: ~ in the config); use a sound file".into()),
         }
+    }
+
+    /// With an engine for `say:` texts (or why it cannot run, reported where one is used).
+    pub fn with_tts(mut self, tts: Result<Arc<Tts>, String>) -> Self {
+        self.tts = tts;
+        self
     }
 
     /// `greeting` -> `DIR/greeting.wav`; `menus/main.wav` -> `DIR/menus/main.wav`.
@@ -62,6 +72,17 @@ impl SoundLibrary {
 }
 
 impl PromptSource for SoundLibrary {
+    fn say(&mut self, text: &str) -> Result<Arc<Prompt>, PromptError> {
+        let speech = |reason: String| PromptError::Speech {
+            text: text.to_string(),
+            reason,
+        };
+        let tts = self.tts.as_ref().map_err(|e| speech(e.clone()))?;
+        tts.render_blocking(text)
+            .map(|(p, _)| p)
+            .map_err(|e| speech(e.to_string()))
+    }
+
     fn prompt(&mut self, name: &str) -> Result<Arc<Prompt>, PromptError> {
         if let Some(p) = self.cache.get(name) {
             return Ok(p.clone());

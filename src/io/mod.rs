@@ -11,6 +11,7 @@
 //! - `outages`: the outage board (durable, rendered to audio) and its watchers.
 //! - `registry`: the calls in progress (`/api/calls`, drain).
 //! - `service`: signals, drain, systemd.
+//! - `tts`: text to speech with its memory and disk caches.
 
 mod call;
 mod clock;
@@ -25,5 +26,7 @@ mod registry;
 mod service;
 mod sip;
 mod start;
+mod traffic;
+pub mod tts;
 
 pub use start::{check, load_config, load_embedder, load_flows, run, RunError};

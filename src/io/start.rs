@@ -23,7 +23,7 @@ pub fn load_flows(
     cfg: &LoadedConfig,
     embedder: Option<&dyn TextEmbedder>,
 ) -> Result<(FlowSet, usize), Diagnostics> {
-    let mut sounds = SoundLibrary::new(&cfg.sounds_dir);
+    let mut sounds = SoundLibrary::new(&cfg.sounds_dir).with_tts(open_tts(cfg));
     let dir = read_flow_dir(&cfg.flows_dir).map_err(|e| {
         Diagnostics(vec![crate::diag::Diagnostic::new(
             &cfg.flows_dir,
@@ -36,9 +36,21 @@ pub fn load_flows(
         default: &cfg.config.flows.default,
         routes: &cfg.config.flows.routes,
         queues: &queues,
+        schedules: &cfg.schedules,
     };
     let flows = compile_dir(&dir, &settings, &mut sounds, embedder)?;
     Ok((flows, sounds.len()))
+}
+
+/// The configured text-to-speech engine with its disk cache (`STATE_DIR/tts`), or why
+/// there is none. Blocking (checks the engine runs).
+pub fn open_tts(cfg: &LoadedConfig) -> Result<Arc<super::tts::Tts>, String> {
+    match &cfg.config.tts {
+        Some(t) => super::tts::Tts::open(t, Some(&cfg.tts_cache))
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
+        None => Err("no text-to-speech engine (tts: ~ in the config); use a sound file".into()),
+    }
 }
 
 /// Loads the sentence-embedding model named by `asr.embedder` (none without it).
@@ -89,6 +101,11 @@ pub enum RunError {
     Embed(#[from] EmbedError),
     #[error("{0}")]
     Token(#[from] http::auth::TokenError),
+    #[error("state file {path}: {source}")]
+    State {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -113,14 +130,18 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
 
     // A missing TTS engine is a start-up error, not something a caller finds out.
     let tts = match &cfg.config.tts {
-        Some(t) => Some(Arc::new(
-            outages::tts::Tts::start(&t.program, &t.voice, t.speed).await?,
-        )),
+        Some(t) => {
+            let (t, dir) = (t.clone(), cfg.tts_cache.clone());
+            Some(Arc::new(
+                tokio::task::spawn_blocking(move || super::tts::Tts::open(&t, Some(&dir)))
+                    .await??,
+            ))
+        }
         None => None,
     };
     let store = Arc::new(open_store(&cfg.state_dir).await?);
     info!(db = %store.path().display(), "state");
-    let board = outages::OutageBoard::open(store.clone(), tts, &cfg.sounds_dir).await?;
+    let board = outages::OutageBoard::open(store.clone(), tts.clone(), &cfg.sounds_dir).await?;
     if let Some(file) = &cfg.outages_file {
         outages::sync_file(&board, file).await;
     }
@@ -134,7 +155,17 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
     };
 
     let queues = QueueAudio::load(&cfg)?.map(|audio| Queues::start(&cfg, audio, store.clone()));
+    let number_key = Arc::new(load_number_key(&cfg.state_dir)?);
+    let traffic = Arc::new(super::traffic::Traffic::default());
+    spawn_caller_retention(
+        store.clone(),
+        cfg.config.callers.retention_days,
+        shutdown.clone(),
+    );
     let services = Services {
+        tts: tts.clone(),
+        number_key: number_key.to_vec(),
+        traffic: traffic.clone(),
         flows: flows.clone(),
         outages: board.clone(),
         store: store.clone(),
@@ -182,7 +213,13 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
                 queues: queues.clone(),
                 store: store.clone(),
             };
-            let app = http::router(state, phone, agents, token.into());
+            let callers = http::callers::CallersState {
+                store: store.clone(),
+                number_key: number_key.clone(),
+                flows: flows.clone(),
+                traffic: traffic.clone(),
+            };
+            let app = http::router(state, phone, agents, callers, token.into());
             tokio::spawn(http::serve(listener, app, shutdown.clone()));
             Some(bound)
         }
@@ -225,6 +262,59 @@ async fn start_asr(
         tokio::task::spawn_blocking(move || crate::asr::whisper::AsrPool::start(&cfg)).await??;
     info!(model = %model.display(), load_ms = started.elapsed().as_millis() as u64, "speech recognition ready");
     Ok(pool)
+}
+
+/// This install's key for the tags that stand for callers' numbers in logs and the audit
+/// trail: `STATE_DIR/number.key`, made once (random, owner-only).
+fn load_number_key(dir: &std::path::Path) -> Result<Vec<u8>, RunError> {
+    let path = dir.join("number.key");
+    if let Ok(k) = std::fs::read(&path) {
+        if k.len() >= 16 {
+            return Ok(k);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&key));
+    written.map_err(|source| RunError::State {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(key.to_vec())
+}
+
+/// Erases caller records untouched for `days` (0: keep them), at start and hourly.
+fn spawn_caller_retention(store: Arc<Store>, days: u32, shutdown: CancellationToken) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let before = crate::io::clock::unix_now() as i64 - i64::from(days) * 86_400;
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.purge_callers(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(
+                    erased = n,
+                    days, "caller records past their retention erased"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "caller retention sweep failed"),
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 async fn open_store(dir: &std::path::Path) -> Result<Store, RunError> {

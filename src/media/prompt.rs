@@ -15,6 +15,7 @@ use std::time::Duration;
 use rubato::{FftFixedInOut, Resampler};
 
 use super::g711::{Codec, SAMPLE_RATE};
+use crate::template::Template;
 
 /// Longest prompt accepted. Anything longer is almost certainly the wrong file (music on
 /// hold, a recording) and would cost memory for every codec it is encoded in.
@@ -38,6 +39,9 @@ pub struct Prompt {
     pub pcm: Arc<[i16]>,
     pcmu: Arc<[u8]>,
     pcma: Arc<[u8]>,
+    /// Text spoken per call that has no audio yet (a `say:` with placeholders, or its
+    /// filled-in text): the call has it rendered before playing it. None for audio.
+    pub to_render: Option<Arc<Template>>,
 }
 
 /// Why a prompt could not be loaded. Every message starts with the file (or, for
@@ -78,6 +82,9 @@ pub enum PromptError {
     UnsupportedSampleRate { origin: String, rate: u32 },
     #[error("{origin}: no audio samples")]
     Empty { origin: String },
+    /// Text could not be spoken (no engine, the engine failed).
+    #[error("say \"{text}\": {reason}")]
+    Speech { text: String, reason: String },
     #[error("{origin}: {seconds} seconds of audio; a prompt may be at most 10 minutes long")]
     TooLong { origin: String, seconds: u64 },
     #[error("{origin}: resampling from {rate} Hz to 8000 Hz failed: {reason}")]
@@ -180,7 +187,20 @@ impl Prompt {
             pcmu: encode(Codec::Pcmu),
             pcma: encode(Codec::Pcma),
             pcm: pcm.into(),
+            to_render: None,
         })
+    }
+
+    /// Text to be rendered per call: no audio until the call has it spoken. Named by its
+    /// text, as every `say:` prompt is.
+    pub fn to_render(template: Template) -> Prompt {
+        Prompt {
+            name: template.source.clone(),
+            pcm: Arc::from(Vec::new()),
+            pcmu: Arc::from(Vec::new()),
+            pcma: Arc::from(Vec::new()),
+            to_render: Some(Arc::new(template)),
+        }
     }
 
     /// The prompt pre-encoded for `codec`, one byte per 8 kHz sample.

@@ -71,6 +71,16 @@ pub const SURVEY_SCORE: &str = "ivrd_survey_score";
 const SCORE_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0];
 /// Gauge: calls bridged to an agent now.
 pub const BRIDGED_CALLS: &str = "ivrd_bridged_calls";
+/// Counter by `cause` (words, meaning, failures): callers the flow found upset,
+/// acknowledged and offered a person.
+pub const UPSET_CALLERS_TOTAL: &str = "ivrd_upset_callers_total";
+/// Histogram by `source` (memory, disk, engine): a text spoken per call, asked -> audio ready.
+pub const TTS_RENDER_SECONDS: &str = "ivrd_tts_render_seconds";
+/// Buckets for text rendering: a cached text in microseconds, a new one in tens of ms.
+const RENDER_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0,
+    3.0,
+];
 /// Buckets for queue waits and their estimate errors: seconds to half an hour.
 const WAIT_BUCKETS: &[f64] = &[
     1.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
@@ -100,6 +110,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         .set_buckets_for_metric(Matcher::Full(ASR_CONFIDENCE.into()), CONFIDENCE_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(QUEUE_WAIT_SECONDS.into()), WAIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(SURVEY_SCORE.into()), SCORE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(TTS_RENDER_SECONDS.into()), RENDER_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full(WAIT_ESTIMATE_ERROR_SECONDS.into()),
             WAIT_BUCKETS,
@@ -177,6 +188,15 @@ fn describe() {
         "Time to transcribe an utterance"
     );
     describe_gauge!(ASR_QUEUE_DEPTH, "Utterances waiting for a Whisper worker");
+    describe_counter!(
+        UPSET_CALLERS_TOTAL,
+        "Callers found upset (acknowledged, offered a person), by cause"
+    );
+    describe_histogram!(
+        TTS_RENDER_SECONDS,
+        Unit::Seconds,
+        "Texts spoken per call: asked to audio ready, by source"
+    );
     // Series that should read 0 rather than be absent before the first event.
     metrics::counter!(RING_BUDGET_EXCEEDED_TOTAL).absolute(0);
     metrics::gauge!(CALLS_ACTIVE).set(0.0);

@@ -10,6 +10,11 @@ pub enum EscalationReason {
     Failures,
     /// The caller pressed the talk escalation keys (`*0`) while talking to an agent.
     DuringTalk,
+    /// The caller was upset and took the offer of a person (an `escalate` node after the
+    /// flow's upset handler).
+    Upset,
+    /// The flow sent the caller to a person (an `escalate` node).
+    Flow,
 }
 
 impl EscalationReason {
@@ -19,6 +24,8 @@ impl EscalationReason {
             EscalationReason::Phrase => "phrase",
             EscalationReason::Failures => "failures",
             EscalationReason::DuringTalk => "during_talk",
+            EscalationReason::Upset => "upset",
+            EscalationReason::Flow => "flow",
         }
     }
 }
@@ -40,6 +47,10 @@ pub struct TransferContext {
     pub outages: Vec<String>,
     /// The agent the caller talked to last (an escalation from the talk names them).
     pub agent: Option<String>,
+    /// Call variables the flow set (an account number typed), by name without `vars.`.
+    pub vars: Vec<(String, String)>,
+    /// The name the caller prefers, when ivrd knows them.
+    pub caller_name: Option<String>,
 }
 
 /// ISDN User-to-User information is limited to 128 octets; stay within it (RFC 7433).
@@ -68,6 +79,19 @@ pub fn headers(ctx: &TransferContext) -> Vec<(&'static str, String)> {
     }
     if let Some(a) = &ctx.agent {
         h.push(("X-IVR-Agent", clean(a)));
+    }
+    if let Some(n) = &ctx.caller_name {
+        h.push(("X-IVR-Caller-Name", clean(n)));
+    }
+    if !ctx.vars.is_empty() {
+        // One header for every variable: `name=value` pairs, `;`-separated (names are
+        // letters, digits and '_'; values are cleaned and have their ';' replaced).
+        let vars: Vec<String> = ctx
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}", clean(v).replace(';', ",")))
+            .collect();
+        h.push(("X-IVR-Vars", vars.join(";")));
     }
     h.push(("User-to-User", user_to_user(ctx)));
     h
@@ -169,7 +193,27 @@ mod tests {
             transcript: Some("my bill, please".into()),
             outages: vec!["net-1".into()],
             agent: None,
+            vars: Vec::new(),
+            caller_name: None,
         }
+    }
+
+    #[test]
+    fn variables_and_the_callers_name_travel_in_headers() {
+        let mut c = ctx();
+        c.vars = vec![
+            ("account".into(), "12345".into()),
+            ("plan".into(), "home;fibre\r\n".into()),
+        ];
+        c.caller_name = Some("Ann".into());
+        let h = headers(&c);
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("X-IVR-Caller-Name").as_deref(), Some("Ann"));
+        let vars = get("X-IVR-Vars").unwrap();
+        assert!(vars.starts_with("account=12345;plan=home,fibre"), "{vars}");
+        assert!(!vars.contains('\r') && !vars.contains('\n'));
+        // Without any, no header.
+        assert!(headers(&ctx()).iter().all(|(k, _)| *k != "X-IVR-Vars"));
     }
 
     #[test]

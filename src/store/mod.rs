@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 pub const DB_FILE: &str = "ivrd.sqlite";
 
+pub mod callers;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state directory {path}: {source}")]
@@ -127,6 +129,15 @@ CREATE TABLE IF NOT EXISTS feedback (
     comment TEXT
 );
 CREATE INDEX IF NOT EXISTS feedback_by_agent ON feedback (agent, at);
+CREATE TABLE IF NOT EXISTS callers (
+    number TEXT PRIMARY KEY,
+    name TEXT,
+    last_intent TEXT,
+    last_call_at INTEGER,
+    notes TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callers_by_age ON callers (updated_at);
 CREATE TABLE IF NOT EXISTS audit (
     at INTEGER NOT NULL,
     actor TEXT NOT NULL,

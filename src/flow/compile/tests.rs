@@ -15,6 +15,11 @@ impl PromptSource for FakePrompts {
             Prompt::from_samples(name, &vec![0.0; 800], 8000).unwrap(),
         ))
     }
+
+    /// Spoken text: silence named by the text.
+    fn say(&mut self, text: &str) -> Result<Arc<Prompt>, PromptError> {
+        self.prompt(text)
+    }
 }
 
 pub const GOOD: &str = r#"
@@ -229,11 +234,13 @@ fn queue_nodes_name_a_configured_queue_and_every_way_out() {
         files: vec![("flows/q.yaml".into(), Ok(text.to_string()))],
     };
     let routes = IndexMap::new();
+    let schedules = IndexMap::new();
     let settings = |queues: &'static [String]| DirSettings {
         config_file: Path::new("ivrd.yaml"),
         default: "queued",
         routes: &routes,
         queues,
+        schedules: &schedules,
     };
     static SUPPORT: std::sync::LazyLock<Vec<String>> =
         std::sync::LazyLock::new(|| vec!["support".to_string()]);

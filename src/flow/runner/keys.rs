@@ -16,7 +16,17 @@ impl FlowRunner {
             _ => {}
         }
         let esc_key = self.flow.escalation.as_ref().and_then(|e| e.dtmf);
-        if self.digits.is_empty() && Some(key) == esc_key {
+        // A number being typed may contain the escalation key (0): there it is a digit
+        // (escalation phrases still work).
+        let typing = matches!(
+            self.state,
+            State::Typing { .. }
+                | State::Playing {
+                    after: AfterPlay::TypeDigits(_),
+                    ..
+                }
+        );
+        if self.digits.is_empty() && Some(key) == esc_key && !typing {
             self.escalate(now, EscalationReason::Key);
             return;
         }
@@ -45,6 +55,7 @@ impl FlowRunner {
                 self.after_play(now, after);
             }
             State::Collecting { menu, .. } => self.match_digits(now, menu),
+            State::Typing { visit, .. } => self.digit_typed(now, visit),
             State::Confirming { menu, intent, .. } => {
                 let typed = std::mem::take(&mut self.digits);
                 if typed.starts_with('1') {
@@ -133,15 +144,7 @@ impl FlowRunner {
             menu: visit,
             wait: None,
         };
-        self.record.failures += 1;
-        let after_failures = self
-            .flow
-            .escalation
-            .as_ref()
-            .map(|e| e.after_failures)
-            .unwrap_or(0);
-        if after_failures > 0 && self.record.failures >= after_failures {
-            self.escalate(now, EscalationReason::Failures);
+        if self.count_failure(now) {
             return;
         }
         let menu = self.menu(visit.node);

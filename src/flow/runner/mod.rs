@@ -16,19 +16,23 @@
 //! caller already did and heard, so nobody has to ask again.
 
 mod keys;
+mod logic;
 mod queue;
 mod speech;
 mod steps;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_logic;
 
-use super::{Flow, Menu, NodeId, NodeKind};
+use super::cond::CallerInfo;
+use super::{Digits, Flow, Menu, NodeId, NodeKind};
 use crate::asr::matcher::{Heard, Matcher};
 use crate::asr::vad::EndpointConfig;
 use crate::media::prompt::Prompt;
 use crate::outage::OutageSet;
 pub use crate::sip::context::{EscalationReason, TransferContext};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,8 +55,11 @@ const TALK_KEYS_WINDOW: Duration = Duration::from_secs(3);
 /// the compiler could not see, and the call is ended rather than spinning.
 const MAX_HOPS_PER_STEP: usize = 64;
 
-/// Keys kept while prompts play (type-ahead).
-const MAX_TYPEAHEAD: usize = 16;
+/// Keys kept while prompts play (type-ahead; a digits node takes up to 32).
+const MAX_TYPEAHEAD: usize = 33;
+
+/// How long a flow that uses the caller's record waits for it before starting without.
+pub const CALLER_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a caller has to press 1 after an outage's callback offer.
 pub const OUTAGE_CHOICE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,6 +84,8 @@ pub enum FlowInput {
     SpeechBusy,
     /// What happens to the caller in the queue (after `FlowOutput::Queue`).
     Queue(QueueInput),
+    /// What ivrd remembers of this caller (None: nothing), after `expect_caller`.
+    Caller(Option<CallerInfo>),
 }
 
 /// News from the queue the caller waits in, and from the agent they talk to.
@@ -232,6 +241,9 @@ pub enum FlowOutput {
     },
     /// The node the flow is now in (for logs and live views).
     Entered(String),
+    /// The caller sounds upset (`words`, `meaning`) or failed too often (`failures`):
+    /// acknowledged and offered a person.
+    Upset(&'static str),
     /// End the call.
     End(FlowEnd),
 }
@@ -324,6 +336,18 @@ enum AfterPlay {
         menu: MenuVisit,
         intent: usize,
     },
+    /// A digits node's question played: take the keys.
+    TypeDigits(DigitsVisit),
+    /// An escalate node's lead-in played.
+    EscalateNode,
+}
+
+/// One visit of a digits node: its retry counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DigitsVisit {
+    node: NodeId,
+    no_input: u32,
+    no_match: u32,
 }
 
 /// A yes/no question waiting for key 1.
@@ -350,6 +374,16 @@ enum State {
         menu: MenuVisit,
         intent: usize,
         wait: Option<Wait>,
+    },
+    /// A digits node takes keys (until the end key, the most keys, or its wait).
+    Typing {
+        visit: DigitsVisit,
+        wait: Option<Wait>,
+    },
+    /// The flow uses the caller's record and waits for it (at most `CALLER_WAIT`).
+    AwaitingCaller {
+        node: NodeId,
+        until: Instant,
     },
     /// Waiting for key 1 until `until`.
     Choosing {
@@ -404,6 +438,32 @@ struct Record {
     talk_keys: (String, Option<Instant>),
     /// Whether any node has been entered yet (the first one is the greeting).
     entered_any: bool,
+    /// Call variables (`vars.NAME`), set by `set` and `digits` nodes.
+    vars: BTreeMap<String, String>,
+    /// Failed inputs in the whole call (for the upset handler).
+    all_failures: u32,
+    /// The upset handler has run (it runs once a call).
+    upset: bool,
+}
+
+/// What the call knows from the network and the clock when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct CallFacts {
+    /// The number dialled (the Request-URI's user part).
+    pub dialled: String,
+    /// The caller's number (From user part) when it is one.
+    pub caller: Option<String>,
+    /// The wall clock (Unix seconds) when the flow starts.
+    pub unix_at_start: i64,
+}
+
+/// Whether the caller's record is known yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallerRecord {
+    /// No lookup is coming (or it came back empty).
+    None,
+    Pending,
+    Known(CallerInfo),
 }
 
 pub struct FlowRunner {
@@ -428,6 +488,10 @@ pub struct FlowRunner {
     outages: Arc<OutageSet>,
     outputs: VecDeque<FlowOutput>,
     hops: usize,
+    facts: CallFacts,
+    /// When the flow started (its clock's zero for `facts.unix_at_start`).
+    started: Option<Instant>,
+    caller: CallerRecord,
 }
 
 impl fmt::Debug for FlowRunner {
@@ -456,7 +520,28 @@ impl FlowRunner {
             outages: Arc::new(OutageSet::default()),
             outputs: VecDeque::new(),
             hops: 0,
+            facts: CallFacts::default(),
+            started: None,
+            caller: CallerRecord::None,
         }
+    }
+
+    /// The number dialled, the caller's number and the wall clock; before `start`.
+    pub fn set_facts(&mut self, facts: CallFacts) {
+        self.facts = facts;
+    }
+
+    /// A lookup of the caller's record is on its way (`FlowInput::Caller`); a flow that
+    /// uses it waits for it at the start, for at most `CALLER_WAIT`.
+    pub fn expect_caller(&mut self) {
+        if self.caller == CallerRecord::None {
+            self.caller = CallerRecord::Pending;
+        }
+    }
+
+    /// Call variables set so far (`vars.NAME` -> value).
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.record.vars
     }
 
     pub fn flow(&self) -> &Arc<Flow> {
@@ -488,6 +573,14 @@ impl FlowRunner {
             _ => self.flow.start,
         };
         self.hops = 0;
+        self.started = Some(now);
+        if self.flow.uses_caller && self.caller == CallerRecord::Pending {
+            self.state = State::AwaitingCaller {
+                node,
+                until: now + CALLER_WAIT,
+            };
+            return;
+        }
         self.enter(now, node);
     }
 
@@ -511,8 +604,11 @@ impl FlowRunner {
     /// The current state's deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Collecting { wait, .. } | State::Confirming { wait, .. } => wait.map(|w| w.at),
-            State::Choosing { until, .. }
+            State::Collecting { wait, .. }
+            | State::Confirming { wait, .. }
+            | State::Typing { wait, .. } => wait.map(|w| w.at),
+            State::AwaitingCaller { until, .. }
+            | State::Choosing { until, .. }
             | State::Surveying { until, .. }
             | State::Commenting { until, .. } => Some(until),
             _ => None,
@@ -546,6 +642,17 @@ impl FlowRunner {
                 }
             },
             State::Confirming { menu, .. } => self.failed_input(now, menu, Failure::NoInput),
+            State::Typing {
+                visit,
+                wait: Some(wait),
+            } => match wait.why {
+                Timer::InterDigit => self.digits_done(now, visit),
+                _ => self.digits_failed(now, visit, Failure::NoInput),
+            },
+            State::AwaitingCaller { node, .. } => {
+                self.caller = CallerRecord::None;
+                self.enter(now, node);
+            }
             State::Choosing { choice, .. } => self.decline(now, choice),
             State::Surveying { node, .. } => self.survey_done(now, node, None, None),
             State::Commenting { node, score, .. } => self.survey_done(now, node, score, None),
@@ -573,6 +680,15 @@ impl FlowRunner {
                 }
             }
             FlowInput::TransferFailed => self.on_transfer_failed(now),
+            FlowInput::Caller(info) => {
+                self.caller = match info {
+                    Some(i) => CallerRecord::Known(i),
+                    None => CallerRecord::None,
+                };
+                if let State::AwaitingCaller { node, .. } = self.state {
+                    self.enter(now, node);
+                }
+            }
         }
     }
 
@@ -608,6 +724,7 @@ impl FlowRunner {
             } => Some(*menu),
             State::NotStarted
             | State::Ended
+            | State::AwaitingCaller { .. }
             | State::Transferring { .. }
             | State::Bridged { .. } => return None,
             _ => None,
@@ -626,6 +743,13 @@ impl FlowRunner {
             matcher: m.clone(),
             endpoint: self.flow.endpoint,
         })
+    }
+
+    fn digits_node(&self, node: NodeId) -> &Digits {
+        match &self.flow.node(node).kind {
+            NodeKind::Digits(d) => d,
+            _ => unreachable!("typing only happens in digits nodes"),
+        }
     }
 
     fn menu(&self, node: NodeId) -> &Menu {

@@ -98,6 +98,26 @@ impl FlowRunner {
             self.escalate(now, EscalationReason::Phrase);
             return;
         }
+        // An upset caller is answered before what they asked for: acknowledged, and
+        // offered a person (once a call; only in menus, not while waiting for a person).
+        if matches!(
+            self.state,
+            State::Collecting { .. } | State::Confirming { .. }
+        ) {
+            let flow = self.flow.clone();
+            if let Some(u) = &flow.upset {
+                if let Some(cause) = u.detector.check(&heard) {
+                    let cause = match cause {
+                        crate::asr::upset::UpsetCause::Words => "words",
+                        crate::asr::upset::UpsetCause::Meaning(_) => "meaning",
+                    };
+                    self.record.transcript = Some(said.clone());
+                    if self.upset_now(now, cause) {
+                        return;
+                    }
+                }
+            }
+        }
         if let State::Confirming { menu, intent, .. } = self.state {
             match result.best {
                 Some((answer, c)) if answer == YES && c >= YES_NO_CONFIDENCE => {

@@ -47,7 +47,14 @@ impl FlowRunner {
             self.outputs.push_back(FlowOutput::LeaveQueue);
             self.outputs.push_back(FlowOutput::StopPlayback);
         }
-        if let State::Playing { .. } = self.state {
+        // (Once: a key's barge-in may have stopped it already.)
+        let stopped = self
+            .outputs
+            .iter()
+            .rev()
+            .take_while(|o| !matches!(o, FlowOutput::Play { .. }))
+            .any(|o| matches!(o, FlowOutput::StopPlayback));
+        if matches!(self.state, State::Playing { .. }) && !stopped {
             self.outputs.push_back(FlowOutput::StopPlayback);
         }
         self.digits.clear();
@@ -64,7 +71,11 @@ impl FlowRunner {
     /// to the intent that led here.
     fn due_announcements(&mut self, node: NodeId) -> Vec<Arc<Announcement>> {
         let n = self.flow.node(node);
-        if matches!(n.kind, NodeKind::Goto(_)) || self.outages.is_empty() {
+        if matches!(
+            n.kind,
+            NodeKind::Goto(_) | NodeKind::Branch { .. } | NodeKind::Set { .. }
+        ) || self.outages.is_empty()
+        {
             return Vec::new();
         }
         let gate = self.record.entered_any
@@ -149,15 +160,44 @@ impl FlowRunner {
             self.announce(due, node);
             return;
         }
-        self.record.entered_any = true;
+        let flow = self.flow.clone();
+        let n = flow.node(node);
+        // Deciding nodes are not what a caller hears first: the greeting after them still
+        // comes before outages for everyone.
+        if !matches!(n.kind, NodeKind::Branch { .. } | NodeKind::Set { .. }) {
+            self.record.entered_any = true;
+        }
         if self.record.path.len() == MAX_PATH {
             self.record.path.remove(0);
         }
         self.record.path.push(node);
-        let n = self.flow.node(node);
         self.outputs.push_back(FlowOutput::Entered(n.name.clone()));
         let bargein = n.bargein;
         match &n.kind {
+            NodeKind::Digits(d) => {
+                let visit = super::DigitsVisit {
+                    node,
+                    no_input: 0,
+                    no_match: 0,
+                };
+                self.play(
+                    now,
+                    d.prompts.clone(),
+                    bargein,
+                    AfterPlay::TypeDigits(visit),
+                );
+            }
+            NodeKind::Branch { arms, otherwise } => {
+                let to = self.branch_target(now, arms, *otherwise);
+                self.enter(now, to);
+            }
+            NodeKind::Set { vars, next } => {
+                self.set_vars(vars);
+                self.enter(now, *next);
+            }
+            NodeKind::Escalate { prompts } => {
+                self.play(now, prompts.clone(), bargein, AfterPlay::EscalateNode);
+            }
             NodeKind::Play { prompts, next } => {
                 let (prompts, next) = (prompts.clone(), *next);
                 self.play(now, prompts, bargein, AfterPlay::Goto(next));
@@ -205,6 +245,7 @@ impl FlowRunner {
             after: after.clone(),
             bargein,
         };
+        let prompts = self.fill_texts(prompts);
         // Keys typed ahead skip prompts that can be interrupted.
         if prompts.is_empty() || (bargein && !self.digits.is_empty()) {
             self.after_play(now, after);
@@ -283,6 +324,15 @@ impl FlowRunner {
                 } else {
                     self.wait_for_answer(now, menu, intent);
                 }
+            }
+            AfterPlay::TypeDigits(visit) => self.type_digits(now, visit),
+            AfterPlay::EscalateNode => {
+                let reason = if self.record.upset {
+                    EscalationReason::Upset
+                } else {
+                    EscalationReason::Flow
+                };
+                self.escalate(now, reason);
             }
             AfterPlay::CallbackOffered(node) => {
                 let typed = std::mem::take(&mut self.digits);
@@ -390,6 +440,15 @@ impl FlowRunner {
             transcript: record.transcript.clone(),
             outages: record.heard.clone(),
             agent: record.agent.clone(),
+            vars: record
+                .vars
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("vars.")?.to_string(), v.clone())))
+                .collect(),
+            caller_name: match &self.caller {
+                super::CallerRecord::Known(c) => c.name.clone().filter(|n| !n.trim().is_empty()),
+                _ => None,
+            },
         }
     }
 

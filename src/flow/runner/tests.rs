@@ -25,6 +25,7 @@ fn describe(o: &FlowOutput) -> Option<String> {
         FlowOutput::Intent { intent, .. } => format!("intent:{intent}"),
         FlowOutput::Escalated(r) => format!("escalated:{}", r.as_str()),
         FlowOutput::Entered(_) => return None,
+        FlowOutput::Upset(cause) => format!("upset:{cause}"),
         FlowOutput::End(e) => format!("end:{e:?}"),
         FlowOutput::EscalationFailed => "escalation_failed".into(),
         FlowOutput::OutageAnnounced(id) => format!("outage:{id}"),

@@ -4,6 +4,7 @@
 //! A driver only adds its signalling and where its packets go.
 
 use crate::call::{Call, CallInput, CallOutput, CallSettings, Outcome};
+use crate::flow::runner::CallFacts;
 use crate::flow::Flow;
 use crate::io::clock::unix_now;
 use crate::io::daemon::Daemon;
@@ -13,6 +14,7 @@ use crate::media::g711::Codec;
 use crate::metrics as m;
 use crate::outage::OutageSet;
 use crate::sip::context::TransferContext;
+use crate::store::callers::is_number;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -53,6 +55,8 @@ pub struct NewCall {
     pub transport: String,
     /// The caller's address, kept only for callback requests.
     pub caller: String,
+    /// The number dialled (the Request-URI's user part; empty when there is none).
+    pub dialled: String,
     pub flow: Arc<Flow>,
     pub overflow: bool,
     pub codec: Codec,
@@ -84,6 +88,10 @@ pub struct CallHost {
     tap: Option<OutputTap>,
     /// The call's key with the queue service.
     queue_key: u64,
+    /// The caller's number when the network gave one (caller memory's key).
+    number: Option<String>,
+    /// The last intent chosen in this call (remembered for the caller's next call).
+    last_intent: Option<String>,
 }
 
 impl CallHost {
@@ -91,7 +99,15 @@ impl CallHost {
         daemon: Arc<Daemon>,
         new: NewCall,
     ) -> (CallHost, mpsc::Receiver<CallInput<'static>>) {
+        let number = Some(number_of(&new.caller)).filter(|n| is_number(n));
+        let caller_lookup = number.is_some() && new.flow.uses_caller;
         let settings = CallSettings {
+            facts: CallFacts {
+                dialled: new.dialled.clone(),
+                caller: number.clone(),
+                unix_at_start: unix_now() as i64,
+            },
+            caller_lookup,
             ring_budget: daemon.answer.ring_budget(),
             min_ring: daemon.answer.min_ring(),
             overflow: new.overflow,
@@ -115,6 +131,9 @@ impl CallHost {
         };
         call.handle(new.received, CallInput::Outages(outages.clone()));
         let (events, events_rx) = mpsc::channel(8);
+        if let (true, Some(n)) = (caller_lookup, number.clone()) {
+            look_up_caller(&daemon, n, events.clone());
+        }
         (
             CallHost {
                 daemon,
@@ -130,6 +149,8 @@ impl CallHost {
                 notice_recorded: false,
                 tap: None,
                 queue_key: new.outbound.unwrap_or(0),
+                number,
+                last_intent: None,
             },
             events_rx,
         )
@@ -192,6 +213,7 @@ impl CallHost {
                     // (BYE before ACK, ACK never came, shutdown) followed a 200 on the wire.
                     if outcome != Outcome::Abandoned {
                         self.answer_confirmed();
+                        self.remember_caller();
                     }
                     return Some(Signal::Ended(outcome));
                 }
@@ -202,8 +224,17 @@ impl CallHost {
                 CallOutput::Node(n) => {
                     debug!(node = %n, "node");
                     self.registered.set_node(&n);
+                    self.daemon
+                        .traffic
+                        .hit(self.call.flow_name(), &n, unix_now());
+                }
+                CallOutput::Render { text } => self.render(now, text),
+                CallOutput::Upset(cause) => {
+                    info!(cause, "caller upset: acknowledged, offered a person");
+                    metrics::counter!(m::UPSET_CALLERS_TOTAL, "cause" => cause).increment(1);
                 }
                 CallOutput::Intent { node, intent } => {
+                    self.last_intent = Some(intent.clone());
                     info!(node = %node, intent = %intent, "intent");
                     metrics::counter!(m::INTENTS_TOTAL, "flow" => self.call.flow_name().to_string(), "node" => node, "intent" => intent)
                         .increment(1);
@@ -416,6 +447,101 @@ impl CallHost {
             }
         });
     }
+}
+
+impl CallHost {
+    /// A text spoken per call: from memory at once, else rendered on a blocking thread
+    /// (the call waits for it, at most `call::RENDER_TIMEOUT`).
+    fn render(&mut self, now: Instant, text: String) {
+        let Some(tts) = self.daemon.tts.clone() else {
+            self.call
+                .handle(now, CallInput::Rendered { text, prompt: None });
+            return;
+        };
+        let started = Instant::now();
+        if let Some(p) = tts.cached(&text) {
+            metrics::histogram!(m::TTS_RENDER_SECONDS, "source" => "memory")
+                .record(started.elapsed().as_secs_f64());
+            self.call.handle(
+                now,
+                CallInput::Rendered {
+                    text,
+                    prompt: Some(p),
+                },
+            );
+            return;
+        }
+        let events = self.events.clone();
+        tokio::spawn(
+            async move {
+                let rendered = {
+                    let text = text.clone();
+                    tokio::task::spawn_blocking(move || tts.render_blocking(&text)).await
+                };
+                let prompt = match rendered {
+                    Ok(Ok((p, source))) => {
+                        metrics::histogram!(m::TTS_RENDER_SECONDS, "source" => source.as_str())
+                            .record(started.elapsed().as_secs_f64());
+                        debug!(
+                            ms = started.elapsed().as_millis() as u64,
+                            source = source.as_str(),
+                            "text rendered"
+                        );
+                        Some(p)
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "text could not be spoken; left out");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                let _ = events.send(CallInput::Rendered { text, prompt }).await;
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Remembers this call for the caller's next one (its time, its intent), off the
+    /// async threads; only callers with a number, and only when `callers.remember`.
+    fn remember_caller(&mut self) {
+        let Some(number) = self.number.take() else {
+            return;
+        };
+        if !self.daemon.callers.remember {
+            return;
+        }
+        let store = self.daemon.store.clone();
+        let intent = self.last_intent.clone();
+        let tag = crate::store::callers::number_tag(&self.daemon.number_key, &number);
+        tokio::task::spawn_blocking(move || {
+            match store.remember_call(&number, intent.as_deref(), unix_now() as i64) {
+                Ok(()) => debug!(caller = %tag, "caller remembered"),
+                Err(e) => tracing::error!(caller = %tag, error = %e, "caller NOT remembered"),
+            }
+        });
+    }
+}
+
+/// Looks up what ivrd remembers of a caller and hands it to the call.
+fn look_up_caller(daemon: &Arc<Daemon>, number: String, events: mpsc::Sender<CallInput<'static>>) {
+    let store = daemon.store.clone();
+    let tag = crate::store::callers::number_tag(&daemon.number_key, &number);
+    tokio::spawn(
+        async move {
+            let found = tokio::task::spawn_blocking(move || store.caller(&number)).await;
+            let info = match found {
+                Ok(Ok(info)) => info,
+                Ok(Err(e)) => {
+                    warn!(caller = %tag, error = %e, "caller memory unreadable; treated as unknown");
+                    None
+                }
+                Err(_) => None,
+            };
+            debug!(caller = %tag, known = info.is_some(), "caller looked up");
+            let _ = events.send(CallInput::Caller(info)).await;
+        }
+        .in_current_span(),
+    );
 }
 
 /// The user part of a caller's URI (`sip:5551000@host` -> `5551000`): their number.

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod agents;
 mod alertmanager;
 pub mod auth;
+pub mod callers;
 mod error;
 pub mod metrics;
 mod request;
@@ -26,6 +27,7 @@ pub fn router(
     admin: admin::AdminState,
     phone: webrtc::PhoneState,
     queues: agents::QueuesState,
+    callers: callers::CallersState,
     token: Arc<str>,
 ) -> Router {
     let api = admin::api_routes()
@@ -33,6 +35,7 @@ pub fn router(
         .with_state(admin.clone())
         .merge(webrtc::api_routes().with_state(phone.clone()))
         .merge(agents::api_routes().with_state(queues))
+        .merge(callers::api_routes().with_state(callers.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_token,
@@ -40,6 +43,7 @@ pub fn router(
     Router::new()
         .merge(admin::health_routes().with_state(admin))
         .merge(webrtc::page_routes().with_state(phone))
+        .merge(callers::page_routes().with_state(callers))
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }

@@ -3,7 +3,7 @@
 //! keep it in step with the clock and the outages file.
 
 mod board;
-pub mod tts;
+pub use super::tts;
 mod watch;
 
 pub use board::{BoardError, OutageBoard};

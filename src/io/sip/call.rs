@@ -51,7 +51,7 @@ pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
     let flow = daemon.flows.load().route(&dialled);
     let span = info_span!("call", call_id = %call_id, flow = %flow.name);
     async move {
-        debug!(dialled = %dialled, from = ?tx.original.from_header().map(|f| f.value().to_string()).ok(), "INVITE");
+        debug!(dialled = %dialled, "INVITE");
         if daemon.draining.load(std::sync::atomic::Ordering::Acquire) {
             info!("call refused: shutting down");
             m_calls_total("rejected_draining");
@@ -71,7 +71,11 @@ pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
         let offer = match check_invite(&view) {
             Ok(o) => o,
             Err(refusal) => {
-                info!(code = refusal.status, reason = refusal.reason, "call refused");
+                info!(
+                    code = refusal.status,
+                    reason = refusal.reason,
+                    "call refused"
+                );
                 m_calls_total(refusal.reason);
                 let code = StatusCode::from(refusal.status);
                 let headers = refusal.header.into_iter().map(refusal_header).collect();
@@ -213,6 +217,7 @@ impl CallTask {
                 .map(|c| c.transport().to_string().to_ascii_lowercase())
                 .unwrap_or_else(|| "udp".into()),
             caller: caller.clone(),
+            dialled: tx.original.uri.user().unwrap_or_default().to_string(),
             flow,
             overflow,
             codec,
@@ -294,6 +299,7 @@ impl CallTask {
             call_id: call_id.clone(),
             transport: "udp".into(),
             caller: format!("sip:{number}@callback"),
+            dialled: String::new(),
             flow,
             overflow: false,
             codec: media.codec,

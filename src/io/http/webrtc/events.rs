@@ -104,7 +104,9 @@ impl PageEvent {
             | CallOutput::DialAgent { .. }
             | CallOutput::CancelAgent { .. }
             | CallOutput::Bridge { .. }
-            | CallOutput::Feedback { .. } => return None,
+            | CallOutput::Feedback { .. }
+            | CallOutput::Render { .. }
+            | CallOutput::Upset(_) => return None,
         })
     }
 }

@@ -251,6 +251,7 @@ async fn start_call(State(st): State<PhoneState>, body: Bytes) -> Result<Respons
         call_id: call_id.clone(),
         transport: "webrtc".into(),
         caller: format!("webrtc:{call_id}"),
+        dialled: String::new(),
         flow,
         overflow: admission.overflow,
         codec: Codec::Pcmu,
