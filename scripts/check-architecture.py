@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the two rules of ARCHITECTURE.md that code can break without a test noticing.
 
-1. The pure cores (src/call, flow, media, sip, outage, queue) read no clock, use no tokio, files or
+1. The pure cores (src/call, flow, media, sip, outage, queue, schedule, template, flowtest) read no clock, use no tokio, files or
    sockets outside `#[cfg(test)]` code: `Instant::now()`, `SystemTime::now()`, `tokio`,
    `std::fs`, `File::open`, `UdpSocket`, `TcpStream`, `TcpListener` are reported.
 2. No import circles between ivrd's modules:
@@ -66,8 +66,13 @@ def targets(mod, text, is_dir_mod):
     return found
 
 
-PURE = ("call", "flow", "media", "sip", "outage", "queue")
+PURE = ("call", "flow", "media", "sip", "outage", "queue", "schedule", "template", "flowtest")
 IMPURE = re.compile(r"Instant::now\(\)|SystemTime::now\(\)|\btokio\b|std::fs\b|File::open|UdpSocket|TcpStream|TcpListener")
+
+
+def is_test_file(name):
+    """`tests.rs` and `*_tests.rs` are `#[cfg(test)]` modules."""
+    return name == "tests.rs" or name.endswith("_tests.rs")
 
 
 def impure_lines():
@@ -76,7 +81,7 @@ def impure_lines():
         for n in sorted(names):
             p = os.path.join(d, n)
             rel = os.path.relpath(p, ROOT)
-            if not n.endswith(".rs") or n == "tests.rs" or rel.split(os.sep)[0] not in PURE:
+            if not n.endswith(".rs") or is_test_file(n) or rel.split(os.sep)[0] not in PURE:
                 continue
             for i, line in enumerate(strip_tests(open(p, encoding="utf-8").read()).split("\n")):
                 if IMPURE.search(line):
@@ -91,7 +96,7 @@ def main():
     files = {}
     for d, _, names in os.walk(ROOT):
         for n in names:
-            if n.endswith(".rs") and n != "tests.rs":  # tests.rs: a `#[cfg(test)] mod`
+            if n.endswith(".rs") and not is_test_file(n):  # a `#[cfg(test)] mod`
                 p = os.path.join(d, n)
                 files[module_of(p)] = (p, n == "mod.rs")
     modules = set(files)

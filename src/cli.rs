@@ -71,6 +71,34 @@ impl Client {
             .into()
     }
 
+    /// Any API call with an optional JSON body.
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, CliError> {
+        self.send(method, path, body)
+    }
+
+    /// A POST with a text body (a CSV import).
+    pub fn send_text(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<serde_json::Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let result = self
+            .agent()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("X-Ivrd-Actor", &self.actor)
+            .header("Content-Type", content_type)
+            .send(body);
+        Self::answer(url, result)
+    }
+
     fn send(
         &self,
         method: &str,
@@ -81,6 +109,11 @@ impl Client {
         let auth = format!("Bearer {}", self.token);
         let agent = self.agent();
         let result = match (method, body) {
+            ("PUT", b) => agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .header("X-Ivrd-Actor", &self.actor)
+                .send_json(b.unwrap_or(serde_json::Value::Null)),
             ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
             ("DELETE", _) => agent
                 .delete(&url)
@@ -98,6 +131,14 @@ impl Client {
                 .header("X-Ivrd-Actor", &self.actor)
                 .send_empty(),
         };
+        Self::answer(url, result)
+    }
+
+    /// The response as JSON, or the daemon's refusal.
+    fn answer(
+        url: String,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<serde_json::Value, CliError> {
         let mut resp = result.map_err(|e| CliError::Unreachable {
             url: url.clone(),
             reason: e.to_string(),
@@ -150,6 +191,16 @@ impl Client {
         let body = serde_json::json!({ "state": state });
         self.send("POST", &format!("/api/agents/{id}/state"), Some(body))
     }
+}
+
+/// A value safe as one path segment (`+` and other reserved characters escaped).
+pub fn path_part(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One line per agent for humans.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod flow;
+pub mod flowtest;
 pub mod io;
 pub mod media;
 pub mod metrics;

@@ -57,6 +57,36 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Run flow tests offline in virtual time: the given files, or every *.test.yaml in
+    /// the flows directory. Exit 1 on any failure.
+    Test {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also write JUnit XML here (for CI systems).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        files: Vec<PathBuf>,
+    },
+    /// Draw a flow: Graphviz DOT or SVG.
+    Graph {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// svg or dot.
+        #[arg(long, default_value = "svg")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The flow's name (or its file).
+        flow: String,
+    },
+    /// What ivrd remembers of callers, on the running daemon.
+    Caller {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: CallerCommand,
+    },
     /// Benchmarks: `ivrd bench asr --model M [--corpus DIR] [--threads N] [--runs N]
     /// [--variants standard|default|all] [--details] [--json]`.
     Bench {
@@ -129,6 +159,29 @@ enum AgentCommand {
 }
 
 #[derive(Subcommand)]
+enum CallerCommand {
+    /// Recently seen callers.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One caller's record.
+    Show { number: String },
+    /// Set the name a caller prefers, or notes ("" clears).
+    Set {
+        number: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Forget everything kept of a number.
+    Erase { number: String },
+    /// Import names and notes from CSV (header: number,name,notes); all rows or none.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum ModelCommand {
     /// Convert a CTranslate2 Whisper model directory to a ggml file for whisper.cpp.
     Import {
@@ -197,10 +250,111 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Test {
+            config,
+            junit,
+            files,
+        } => flow_tests(config, junit, &files),
+        Command::Graph {
+            config,
+            format,
+            output,
+            flow,
+        } => {
+            let drawn = ivrd::io::load_config(config.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|cfg| ivrd::io::tools::flow_graph(&cfg, &flow, &format));
+            match (drawn, output) {
+                (Ok(text), None) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                (Ok(text), Some(path)) => match std::fs::write(&path, text) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("ivrd graph: {}: {e}", path.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                (Err(e), _) => {
+                    eprintln!("ivrd graph: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Caller { conn, command } => with_client(conn, |c| caller(c, command)),
         Command::Calls { conn } => with_client(conn, |c| {
             c.calls()
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         }),
+    }
+}
+
+fn flow_tests(config: Option<PathBuf>, junit: Option<PathBuf>, files: &[PathBuf]) -> ExitCode {
+    let run = ivrd::io::load_config(config.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| ivrd::io::tools::flow_tests(&cfg, files));
+    match run {
+        Ok(run) => {
+            print!("{}", run.report);
+            if let Some(path) = junit {
+                if let Err(e) = std::fs::write(&path, &run.junit) {
+                    eprintln!("ivrd test: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+            if run.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("ivrd test: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn caller(c: &ivrd::cli::Client, command: CallerCommand) -> Result<String, ivrd::cli::CliError> {
+    let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    match command {
+        CallerCommand::List { limit } => c
+            .send_json("GET", &format!("/api/callers?limit={limit}"), None)
+            .map(pretty),
+        CallerCommand::Show { number } => c
+            .send_json(
+                "GET",
+                &format!("/api/callers/{}", ivrd::cli::path_part(&number)),
+                None,
+            )
+            .map(pretty),
+        CallerCommand::Set {
+            number,
+            name,
+            notes,
+        } => {
+            let body = serde_json::json!({ "name": name, "notes": notes });
+            c.send_json(
+                "PUT",
+                &format!("/api/callers/{}", ivrd::cli::path_part(&number)),
+                Some(body),
+            )
+            .map(pretty)
+        }
+        CallerCommand::Erase { number } => c
+            .send_json(
+                "DELETE",
+                &format!("/api/callers/{}", ivrd::cli::path_part(&number)),
+                None,
+            )
+            .map(|_| "erased".to_string()),
+        CallerCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ivrd::cli::CliError::Setup(format!("{}: {e}", file.display())))?;
+            c.send_text("/api/callers/import", "text/csv", text)
+                .map(pretty)
+        }
     }
 }
 

@@ -175,12 +175,27 @@ impl Matcher {
     /// A yes/no question's matcher ("Did you mean billing?"): intents `yes` and `no`,
     /// plus the escalation phrases, which work here as everywhere.
     pub fn yes_no(escalation_phrases: Vec<String>) -> Matcher {
-        let c = |intent: &str, phrases: &[&str]| Candidate {
-            intent: intent.into(),
-            phrases: phrases.iter().map(|p| p.to_string()).collect(),
+        Matcher::yes_no_with(&[], &[], escalation_phrases)
+    }
+
+    /// A flow's own yes/no question (a menu whose intents are `yes` and `no`): the usual
+    /// ways to say each, plus the flow's own phrases; scored like the confirmation turn,
+    /// where a plain "yes" is an answer, not a hesitation.
+    pub fn yes_no_with(yes: &[String], no: &[String], escalation_phrases: Vec<String>) -> Matcher {
+        let c = |intent: &str, phrases: &[&str], own: &[String]| {
+            let mut all: Vec<String> = phrases.iter().map(|p| p.to_string()).collect();
+            for p in own {
+                if !all.iter().any(|a| a.eq_ignore_ascii_case(p)) {
+                    all.push(p.clone());
+                }
+            }
+            Candidate {
+                intent: intent.into(),
+                phrases: all,
+            }
         };
         let mut m = Matcher::new(
-            vec![c(YES, YES_PHRASES), c(NO, NO_PHRASES)],
+            vec![c(YES, YES_PHRASES, yes), c(NO, NO_PHRASES, no)],
             escalation_phrases,
         );
         m.none_anchors = YES_NO_NONE_ANCHORS;

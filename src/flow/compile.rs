@@ -62,12 +62,21 @@ impl FlowSet {
 /// Files in a flows directory that are not flows.
 const NOT_FLOWS: &[&str] = &["outages.yaml"];
 
-/// Whether a file in the flows directory is a flow (`*.yaml`/`*.yml`, not the outages file).
+/// Whether a file in the flows directory is a flow (`*.yaml`/`*.yml`, not the outages
+/// file, not a flow test `*.test.yaml`).
 pub fn is_flow_file(path: &Path) -> bool {
     path.extension().is_some_and(|x| x == "yaml" || x == "yml")
         && !path
             .file_name()
             .is_some_and(|n| NOT_FLOWS.iter().any(|x| n == *x))
+        && !is_flow_test_file(path)
+}
+
+/// Whether a file is a flow test (`*.test.yaml`, run by `ivrd test`).
+pub fn is_flow_test_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
 }
 
 /// A flows directory as read from disk: each flow file (see [`is_flow_file`]) with its

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use compile::{
-    compile, compile_dir, is_flow_file, DirSettings, FlowDir, FlowSet, PromptSource,
+    compile, compile_dir, is_flow_file, is_flow_test_file, DirSettings, FlowDir, FlowSet,
+    PromptSource,
 };
 pub use runner::{FlowInput, FlowOutput, FlowRunner};
 

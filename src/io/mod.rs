@@ -26,6 +26,7 @@ mod registry;
 mod service;
 mod sip;
 mod start;
+pub mod tools;
 mod traffic;
 pub mod tts;
 

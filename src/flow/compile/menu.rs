@@ -2,7 +2,7 @@
 //! speech settings (matcher, endpointing, confidence bounds, the confirmation turn).
 
 use super::{endpoint_config, Compiler, DTMF_KEYS, MAX_DTMF_LEN};
-use crate::asr::matcher::{collisions, Candidate, Matcher};
+use crate::asr::matcher::{collisions, Candidate, Matcher, NO, YES};
 use crate::diag::Diagnostic;
 use crate::flow::schema::{FlowFile, IntentDef, NodeDef, RetryDef};
 use crate::flow::{Confirmation, Intent, Menu, MenuSpeech, Retry};
@@ -152,7 +152,20 @@ impl Compiler<'_> {
                 format!("min_confidence {min_confidence} must be between 0 and 1"),
             );
         }
-        let matcher = self.semantic(Some(name), Matcher::new(candidates, esc_phrases.to_vec()));
+        // A yes/no question of the flow's own is scored like the confirmation turn.
+        let phrases_of = |intent: &str| {
+            candidates
+                .iter()
+                .find(|c| c.intent == intent)
+                .map(|c| c.phrases.clone())
+        };
+        let plain = match (phrases_of(YES), phrases_of(NO)) {
+            (Some(yes), Some(no)) if candidates.len() == 2 => {
+                Matcher::yes_no_with(&yes, &no, esc_phrases.to_vec())
+            }
+            _ => Matcher::new(candidates, esc_phrases.to_vec()),
+        };
+        let matcher = self.semantic(Some(name), plain);
         for problem in matcher.confusable() {
             self.err_node(name, Some("intents"), problem);
         }

@@ -17,13 +17,13 @@
 
 mod keys;
 mod logic;
+#[cfg(test)]
+mod logic_tests;
 mod queue;
 mod speech;
 mod steps;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_logic;
 
 use super::cond::CallerInfo;
 use super::{Digits, Flow, Menu, NodeId, NodeKind};
