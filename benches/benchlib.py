@@ -89,6 +89,7 @@ admin: {{listen: 127.0.0.1:0}}
 state_dir: state
 outages: {{file: ~}}
 log: {{level: warn}}
+schedules: {{support_hours: {{timezone: UTC, open: {{daily: 24h}}}}}}
 {extra_yaml}""")
         self.config = cfg
         self.proc = subprocess.Popen([IVRD, "run", "--config", cfg], stdout=subprocess.PIPE,

@@ -10,7 +10,7 @@ use crate::asr::embed::{cosine, EmbedError, TextEmbedder};
 use crate::asr::matcher::{normalize, Heard};
 
 /// How a calm request may come closer to upset than to its own kind: by less than this.
-const CALM_MARGIN: f32 = 0.05;
+const CALM_MARGIN: f32 = 0.1;
 
 /// Calm sentences a caller may say: problems and requests without anger. Upset must come
 /// nearer to the examples than to these.
@@ -29,6 +29,15 @@ const CALM: &[&str] = &[
     "no thank you",
     "hello",
     "I am calling about my order",
+    "end my service",
+    "I want to switch to another provider",
+    "I want to report a fault",
+    "my phone line is not working",
+    "I was charged twice",
+    "put me through to someone please",
+    "I think I dialled the wrong number",
+    "I would like to make a complaint",
+    "I got a letter about a late payment",
 ];
 
 /// Why a caller counts as upset.
@@ -92,6 +101,17 @@ impl UpsetDetector {
         let calm = best(&self.calm);
         (upset >= self.min_similarity && upset > calm + CALM_MARGIN)
             .then_some(UpsetCause::Meaning(upset))
+    }
+
+    /// How close a transcript's embedding comes to the upset examples and to the calm
+    /// sentences (for tuning `min_similarity`).
+    pub fn similarities(&self, embedding: &[f32]) -> (f32, f32) {
+        let best = |set: &[Vec<f32>]| {
+            set.iter()
+                .map(|x| cosine(embedding, x))
+                .fold(f32::MIN, f32::max)
+        };
+        (best(&self.examples), best(&self.calm))
     }
 
     /// Whether the detector compares meaning (an embedder was there).

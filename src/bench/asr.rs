@@ -177,11 +177,23 @@ pub fn flow_menu(
             .node_id(name)
             .and_then(|id| speech_menu(f.node(id)))
             .ok_or_else(|| format!("flow '{}' has no speech menu named '{name}'", f.name))?,
-        None => f
-            .nodes
-            .iter()
-            .find_map(speech_menu)
-            .ok_or_else(|| format!("flow '{}' has no menu that listens for speech", f.name))?,
+        // The nearest to the start (breadth first): the menu most callers meet first.
+        None => {
+            let mut seen = std::collections::HashSet::new();
+            let mut queue = std::collections::VecDeque::from([f.start]);
+            let mut found = None;
+            while let Some(id) = queue.pop_front() {
+                if id >= f.nodes.len() || !seen.insert(id) {
+                    continue;
+                }
+                if let Some(m) = speech_menu(f.node(id)) {
+                    found = Some(m);
+                    break;
+                }
+                queue.extend(crate::flow::compile::successors(&f.node(id).kind));
+            }
+            found.ok_or_else(|| format!("flow '{}' has no menu that listens for speech", f.name))?
+        }
     };
     let (name, speech) = found;
     Ok(BenchMenu {

@@ -95,13 +95,19 @@ fn default_upset_phrases() -> Vec<String> {
 fn default_upset_examples() -> Vec<String> {
     [
         "this is ridiculous",
-        "I have called three times already and nothing has been fixed",
+        "this is unacceptable",
+        "I have called three times already and it is still not fixed",
+        "I keep calling and nothing ever changes",
         "I am so angry with your service",
         "I am really frustrated",
+        "I have lost my patience",
+        "I am really upset about how I have been treated",
         "nobody ever helps me",
+        "nobody ever calls me back",
+        "you promised to fix it and you never did",
+        "I am fed up with being passed from one person to another",
         "this is the worst service I have ever had",
         "I have been waiting for days and I am fed up",
-        "I want to make a complaint",
         "you people are useless",
         "I am not happy at all",
     ]
@@ -110,8 +116,10 @@ fn default_upset_examples() -> Vec<String> {
     .collect()
 }
 
+/// Chosen on tests/data/upset/tune.tsv and the corpus's tuning half (recall 21/27, no
+/// calm request flagged of 89); tests/upset_detection.rs reports the held-out figures.
 fn default_upset_similarity() -> f32 {
-    0.6
+    0.45
 }
 
 fn default_upset_failures() -> u32 {

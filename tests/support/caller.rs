@@ -68,6 +68,8 @@ pub enum AudioSource {
 pub struct CallerOpts {
     /// Request-URI user part (the dialled number).
     pub user: String,
+    /// The From URI's user part: the caller ID the daemon sees ("caller": not a number).
+    pub from_user: String,
     /// Audio payload types offered, in preference order (0 = PCMU, 8 = PCMA, 9 = G722...).
     pub codecs: Vec<u8>,
     /// Payload type offered for telephone-event/8000 (None: not offered).
@@ -92,6 +94,7 @@ impl Default for CallerOpts {
     fn default() -> Self {
         CallerOpts {
             user: "5551000".into(),
+            from_user: "caller".into(),
             codecs: vec![0, 8],
             telephone_event: Some(101),
             late_offer: false,
@@ -494,7 +497,7 @@ impl Caller {
         assert!(st.dialog.is_none(), "one Caller places one call");
         let call_id = format!("{}@127.0.0.1", token());
         let local_tag = token();
-        let local_uri = format!("sip:caller@{}", inner.local_sip);
+        let local_uri = format!("sip:{}@{}", inner.opts.from_user, inner.local_sip);
         let remote_uri = format!("sip:{}@{}", inner.opts.user, inner.target);
         let branch = format!("z9hG4bK{}", token());
         let from = format!("\"Test Caller\" <{local_uri}>;tag={local_tag}");

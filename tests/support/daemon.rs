@@ -153,6 +153,11 @@ outages:
                 .map(|p| yaml_str(&p.to_string_lossy()))
                 .unwrap_or_else(|| "~".into()),
         );
+        // The shipped flow's opening-hours branch names this schedule: open all day here,
+        // so what callers hear does not depend on when the tests run.
+        if !self.extra_yaml.contains("schedules:") {
+            y.push_str("schedules:\n  support_hours: {timezone: UTC, open: {daily: 24h}}\n");
+        }
         if !self.extra_yaml.is_empty() {
             y.push_str(&self.extra_yaml);
             if !y.ends_with('\n') {
