@@ -66,7 +66,7 @@ def targets(mod, text, is_dir_mod):
     return found
 
 
-PURE = ("call", "flow", "media", "sip", "outage", "queue", "schedule", "template", "flowtest")
+PURE = ("call", "flow", "media", "sip", "outage", "queue", "schedule", "template", "flowtest", "probe")
 IMPURE = re.compile(r"Instant::now\(\)|SystemTime::now\(\)|\btokio\b|std::fs\b|File::open|UdpSocket|TcpStream|TcpListener")
 
 

@@ -2,6 +2,8 @@
 # Installs ivrd as a system service (FHS paths):
 #   /usr/local/bin/ivrd                      the binary (release build)
 #   /etc/systemd/system/ivrd.service         the unit (systemd/ivrd.service)
+#   /etc/systemd/system/ivrd-probe.{service,timer}  mystery-shopper calls every 5 minutes
+#   /etc/ivrd/probes.yaml                    what the probe calls check (kept if it exists)
 #   /etc/ivrd/ivrd.yaml                      config (kept if it exists)
 #   /etc/ivrd/flows/                         flows and outages.yaml (kept if they exist)
 #   /usr/local/share/ivrd/sounds/            prompts
@@ -43,14 +45,19 @@ if [ -d .cache/models/all-minilm-l6-v2 ]; then
     install -d "$share/models/all-minilm-l6-v2"
     install -m 0644 .cache/models/all-minilm-l6-v2/* "$share/models/all-minilm-l6-v2/"
 fi
-sed "s#/usr/local/bin/ivrd#$prefix/bin/ivrd#g; s#/usr/local/share/doc#$prefix/share/doc#g" \
-    systemd/ivrd.service > "$root/etc/systemd/system/ivrd.service"
-chmod 0644 "$root/etc/systemd/system/ivrd.service"
+for unit in ivrd.service ivrd-probe.service ivrd-probe.timer; do
+    sed "s#/usr/local/bin/ivrd#$prefix/bin/ivrd#g; s#/usr/local/share/doc#$prefix/share/doc#g" \
+        "systemd/$unit" > "$root/etc/systemd/system/$unit"
+    chmod 0644 "$root/etc/systemd/system/$unit"
+done
 
 # Admin-owned files are never overwritten.
 if [ ! -e "$root/etc/ivrd/ivrd.yaml" ]; then
     sed "s#@SHARE@#$prefix/share/ivrd#g" systemd/ivrd.yaml > "$root/etc/ivrd/ivrd.yaml"
     chmod 0644 "$root/etc/ivrd/ivrd.yaml"
+fi
+if [ ! -e "$root/etc/ivrd/probes.yaml" ]; then
+    install -m 0644 systemd/probes.yaml "$root/etc/ivrd/probes.yaml"
 fi
 for f in flows/*.yaml; do
     [ -e "$root/etc/ivrd/$f" ] || install -m 0644 "$f" "$root/etc/ivrd/$f"

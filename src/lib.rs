@@ -16,6 +16,7 @@ pub mod io;
 pub mod media;
 pub mod metrics;
 pub mod outage;
+pub mod probe;
 pub mod queue;
 pub mod schedule;
 pub mod sip;

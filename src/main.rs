@@ -80,6 +80,25 @@ enum Command {
         /// The flow's name (or its file).
         flow: String,
     },
+    /// Mystery-shopper calls: place the probe file's test calls (keys, spoken words) against
+    /// a running ivrd or any SIP URI, check where they go and how fast; exit 1 on failure.
+    Probe {
+        /// The probe file (target and probes).
+        #[arg(default_value = "/etc/ivrd/probes.yaml")]
+        file: PathBuf,
+        /// A config whose `tts` voice the spoken words use (default: espeak-ng, en-us).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write Prometheus metrics to this file (node exporter textfile collector).
+        #[arg(long)]
+        textfile: Option<PathBuf>,
+        /// Serve the metrics here and probe again every --every.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// With --listen: how often to probe, e.g. 60s or 5m.
+        #[arg(long, default_value = "60s")]
+        every: String,
+    },
     /// What ivrd remembers of callers, on the running daemon.
     Caller {
         #[command(flatten)]
@@ -283,6 +302,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Caller { conn, command } => with_client(conn, |c| caller(c, command)),
+        Command::Probe {
+            file,
+            config,
+            textfile,
+            listen,
+            every,
+        } => probe(file, config, textfile, listen, &every),
         Command::Calls { conn } => with_client(conn, |c| {
             c.calls()
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
@@ -311,6 +337,47 @@ fn flow_tests(config: Option<PathBuf>, junit: Option<PathBuf>, files: &[PathBuf]
         }
         Err(e) => {
             eprintln!("ivrd test: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn probe(
+    file: PathBuf,
+    config: Option<PathBuf>,
+    textfile: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    every: &str,
+) -> ExitCode {
+    let tts = match config {
+        Some(c) => match ivrd::io::load_config(Some(&c)) {
+            Ok(cfg) => cfg.config.tts.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("ivrd probe: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => ivrd::config::TtsConfig::default(),
+    };
+    let every = match humantime::parse_duration(every) {
+        Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+        _ => {
+            eprintln!("ivrd probe: --every {every}: a duration such as 60s or 5m");
+            return ExitCode::from(2);
+        }
+    };
+    let run = ivrd::io::probe::ProbeRun {
+        file,
+        tts,
+        textfile,
+        listen,
+        every,
+    };
+    match ivrd::io::probe::cli(run) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("ivrd probe: {e}");
             ExitCode::from(2)
         }
     }

@@ -556,3 +556,38 @@ fn drain_timeout_ends_remaining_calls_with_bye_and_exits_0() {
         .expect("still running after the drain timeout");
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+/// The probe's units (a oneshot and its timer) verify; the timer names the service.
+#[test]
+fn probe_units_verify() {
+    let dir = TempDir::new("probe-unit");
+    let bin = ivrd_bin().canonicalize().expect("ivrd binary path");
+    for unit in ["ivrd-probe.service", "ivrd-probe.timer"] {
+        let text = std::fs::read_to_string(support::repo_root().join("systemd").join(unit))
+            .unwrap_or_else(|e| panic!("systemd/{unit}: {e}"));
+        std::fs::write(
+            dir.join(unit),
+            text.replace("/usr/local/bin/ivrd", &bin.to_string_lossy()),
+        )
+        .unwrap();
+    }
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify")
+        .arg(dir.join("ivrd-probe.service"))
+        .arg(dir.join("ivrd-probe.timer"))
+        .current_dir(dir.path());
+    let out = run_bounded(cmd, "systemd-analyze verify", Duration::from_secs(60));
+    let complaints: Vec<&str> = out
+        .stderr
+        .lines()
+        .chain(out.stdout.lines())
+        .filter(|l| l.contains("ivrd-probe"))
+        .collect();
+    assert!(
+        out.code == Some(0) && complaints.is_empty(),
+        "systemd-analyze verify: exit {:?}\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+}

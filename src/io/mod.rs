@@ -20,6 +20,7 @@ mod files;
 mod http;
 mod media;
 mod outages;
+pub mod probe;
 mod queues;
 mod registrar;
 mod registry;

@@ -18,6 +18,24 @@ pub fn event_char(code: u8) -> Option<char> {
     }
 }
 
+/// The RFC 4733 event code of a key (the inverse of [`event_char`]).
+pub fn event_code(key: char) -> Option<u8> {
+    match key {
+        '0'..='9' => Some(key as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(key as u8 - b'A' + 12),
+        _ => None,
+    }
+}
+
+/// A telephone-event payload (RFC 4733 section 2.3): the event, the end bit, volume 10
+/// (-10 dBm0), and the duration so far in 8 kHz samples.
+pub fn event_payload(code: u8, end: bool, duration: u16) -> [u8; 4] {
+    let d = duration.to_be_bytes();
+    [code, if end { END_BIT | 10 } else { 10 }, d[0], d[1]]
+}
+
 /// How many recent event timestamps are remembered to recognise late retransmissions of
 /// an event after a newer one has started (e.g. an end packet reordered behind the next
 /// key press). Eight covers any plausible reordering window.
