@@ -8,8 +8,9 @@ purpose=${1:-run}
 # Runtime: espeak-ng renders text prompts (outages); the rest build whisper-rs (cmake, clang).
 run_pkgs=(espeak-ng cmake clang libclang-dev python3-pip)
 # Tests: real SIP peers (SIPp, baresip), audio tools (sox), captures (tshark), unit checks
-# (systemd), and a real browser for the WebRTC test phone (headless Chromium + chromedriver).
-test_pkgs=(sip-tester sox libsox-fmt-all baresip tshark systemd chromium chromium-driver)
+# (systemd), a real browser for the WebRTC test phone (headless Chromium + chromedriver), and
+# Prometheus, which runs every query of the Grafana dashboard.
+test_pkgs=(sip-tester sox libsox-fmt-all baresip tshark systemd chromium chromium-driver prometheus)
 
 pkgs=("${run_pkgs[@]}")
 [ "$purpose" = test ] && pkgs+=("${test_pkgs[@]}")
