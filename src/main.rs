@@ -106,7 +106,7 @@ enum Command {
         #[command(subcommand)]
         command: CallerCommand,
     },
-    /// Benchmarks: `ivrd bench asr --model M [--corpus DIR] [--threads N] [--runs N]
+    /// Benchmarks: `ivrd bench tts [--texts N]`; `ivrd bench asr --model M [--corpus DIR] [--threads N] [--runs N]
     /// [--variants standard|default|all] [--details] [--json]`.
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -262,9 +262,19 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Some("tts") => match ivrd::bench::tts::cli(&args[1..]) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ivrd bench tts: {e}");
+                    ExitCode::from(2)
+                }
+            },
             _ => {
                 eprintln!(
-                    "ivrd bench: the only benchmark here is `asr` (SIP load is benches/*.py)"
+                    "ivrd bench: `asr` or `tts` here (SIP load and flow tests are benches/*.py)"
                 );
                 ExitCode::from(2)
             }

@@ -2,3 +2,4 @@
 //! built from the cores and `io`'s loaders, not part of the daemon.
 
 pub mod asr;
+pub mod tts;

@@ -43,9 +43,14 @@ pub fn text(files: &[FileOutcome], elapsed: Duration) -> String {
     }
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { cases as f64 / secs } else { 0.0 };
+    let calls: f64 = files
+        .iter()
+        .flat_map(|f| &f.cases)
+        .map(|c| c.call_time.as_secs_f64())
+        .sum();
     let _ = writeln!(
         out,
-        "{} file{}, {cases} case{}: {} passed, {failed} failed ({secs:.2} s, {rate:.0} cases/s)",
+        "{} file{}, {cases} case{}: {} passed, {failed} failed ({secs:.2} s, {rate:.0} cases/s, {calls:.0} s of calls in virtual time)",
         files.len(),
         if files.len() == 1 { "" } else { "s" },
         if cases == 1 { "" } else { "s" },
