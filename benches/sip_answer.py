@@ -57,6 +57,7 @@ flows: {{dir: {ROOT}/flows, default: support-line}}
 sounds: {ROOT}/sounds
 metrics: {{listen: 127.0.0.1:0}}
 log: {{level: warn}}
+schedules: {{support_hours: {{timezone: UTC, open: {{daily: 24h}}}}}}
 """)
     p = subprocess.Popen([IVRD, "run", "--config", cfg], stdout=subprocess.PIPE,
                          stderr=open(os.path.join(tmp, "ivrd.log"), "w"), text=True)

@@ -493,19 +493,25 @@ fn sigterm_refuses_new_calls_lets_the_call_finish_then_exits_0() {
     assert!(s.daemon.stderr().contains("stopped"));
 }
 
-/// ~2 s: while draining, `/readyz` says "not ready" (503) so health checks and load
-/// balancers stop sending calls; `/healthz` stays 200 (the process is alive and finishing).
+/// ~2 s: while draining, `/readyz` says "not ready" (503) and so do SIP OPTIONS probes (a
+/// load balancer's, Kamailio's dispatcher) so they stop sending calls; `/healthz` stays 200
+/// (the process is alive and finishing).
 #[test]
-fn readyz_is_503_while_draining() {
+fn readyz_and_options_are_503_while_draining() {
     let mut s = start(|o| o.drain_timeout_s = Some(30));
     let admin = s.daemon.admin();
     let caller = s.daemon.answered_call(CallerOpts::default());
     let get = |path: &str| support::daemon::http_get(admin, path, SIP_WAIT).map(|r| r.0);
+    let probe = Caller::new(s.daemon.sip_udp, CallerOpts::default());
     assert_eq!(get("/readyz"), Ok(200));
+    assert_eq!(probe.options(SIP_WAIT).status(), Some(200));
     s.daemon.signal("TERM");
     assert!(s.daemon.wait_for_log("draining", SIP_WAIT));
     assert_eq!(get("/healthz"), Ok(200), "alive while draining");
     assert_eq!(get("/readyz"), Ok(503), "ready while draining");
+    let options = probe.options(SIP_WAIT);
+    assert_eq!(options.status(), Some(503), "{options}");
+    assert!(options.header("Retry-After").is_some(), "{options}");
     assert_eq!(caller.bye(SIP_WAIT).status(), Some(200));
     let status = s
         .daemon

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::caller::{Caller, CallerOpts, Dir, ReferPolicy, SipEvent};
 use support::sip::{header_uri, uri_socket_addr, Sdp, SipMessage};
 use support::sipp::Sipp;
-use support::{audio, token, Daemon, DaemonOpts};
+use support::{audio, token, wait_for, Daemon, DaemonOpts};
 
 /// Generous bound for one SIP exchange on loopback.
 const SIP_WAIT: Duration = Duration::from_secs(5);
@@ -403,6 +403,31 @@ fn unknown_dialog_bye_gets_481_and_garbage_is_survived() {
 
 // ---------------------------------------------------------------------------------------
 // Limits
+
+/// OPTIONS (a load balancer's keepalive) says 503 while every call slot is taken, and 200
+/// once one is free again, so calls go to other nodes before any is refused.
+#[test]
+fn options_is_503_while_full() {
+    let daemon = Daemon::start(DaemonOpts {
+        max_calls: 1,
+        overflow: "reject".into(),
+        ..DaemonOpts::default()
+    });
+    let probe = Caller::new(daemon.sip_udp, CallerOpts::default());
+    assert_eq!(probe.options(SIP_WAIT).status(), Some(200));
+    let caller = daemon.answered_call(CallerOpts::default());
+    let full = probe.options(SIP_WAIT);
+    assert_eq!(full.status(), Some(503), "{full}");
+    assert!(
+        full.header("Warning").unwrap_or("").contains("at capacity"),
+        "{full}"
+    );
+    assert_eq!(caller.bye(SIP_WAIT).status(), Some(200));
+    let again = wait_for(Duration::from_secs(5), || {
+        (probe.options(SIP_WAIT).status() == Some(200)).then_some(())
+    });
+    assert!(again.is_some(), "still 503 after the call ended");
+}
 // ---------------------------------------------------------------------------------------
 
 #[test]
@@ -483,7 +508,7 @@ fn dtmf_1_from_pcap_during_greeting_transfers_to_billing_with_context_headers() 
     assert_refer(
         &refer.msg,
         "billing",
-        "greet,main_menu,billing",
+        "greet,known_caller,main_menu,billing",
         Some("billing"),
     );
     // Barge-in + type-ahead: the key cuts the greeting and skips the menu prompt, so the
@@ -511,7 +536,7 @@ fn info_dtmf_2_transfers_to_support_and_daemon_hangs_up_after_notify_200() {
     assert_refer(
         &refer.msg,
         "support",
-        "greet,main_menu,support",
+        "greet,known_caller,main_menu,support",
         Some("support"),
     );
     let bye = caller.wait_request("BYE", 0, Duration::from_secs(10));
@@ -611,7 +636,7 @@ fn rejected_refer_plays_transfer_failed_and_returns_to_menu() {
     assert_refer(
         &first.msg,
         "billing",
-        "greet,main_menu,billing",
+        "greet,known_caller,main_menu,billing",
         Some("billing"),
     );
     let failed_len = daemon.prompt_len("transfer_failed");
@@ -660,7 +685,7 @@ fn notify_486_after_202_returns_to_menu() {
     assert_refer(
         &first.msg,
         "support",
-        "greet,main_menu,support",
+        "greet,known_caller,main_menu,support",
         Some("support"),
     );
     caller.wait_audio(

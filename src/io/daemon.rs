@@ -178,6 +178,18 @@ impl Daemon {
         }
     }
 
+    /// Whether this node should be sent new calls, for a load balancer's OPTIONS probes
+    /// (Kamailio's dispatcher): `None` when healthy, else why not.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return Some("draining");
+        }
+        if self.admission.normal.available_permits() == 0 {
+            return Some("at capacity");
+        }
+        None
+    }
+
     /// A slot for a new call: a normal one while any is free, else an overflow one when
     /// the flow has an overflow node and `limits.overflow` answers; `None` means refuse.
     pub fn admit(&self, has_overflow_node: bool) -> Option<Admission> {

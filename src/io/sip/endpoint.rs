@@ -189,10 +189,24 @@ fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {
                 "no_dialog",
             ),
         },
+        // A load balancer's keepalive (Kamailio's dispatcher probes with OPTIONS): 200 while
+        // this node takes calls, 503 while it drains or is full, so new calls go elsewhere
+        // before any fails.
         (Method::Options, false) => {
-            let headers = vec![allow_header(), Header::Accept("application/sdp".into())];
+            let mut headers = vec![allow_header(), Header::Accept("application/sdp".into())];
+            let status = match daemon.unavailable() {
+                None => StatusCode::OK,
+                Some(why) => {
+                    debug!(why, "OPTIONS: unavailable");
+                    headers.push(Header::RetryAfter(
+                        daemon.limits.retry_after_s.to_string().into(),
+                    ));
+                    headers.push(Header::Warning(format!("399 ivrd \"{why}\"").into()));
+                    StatusCode::ServiceUnavailable
+                }
+            };
             tokio::spawn(async move {
-                let _ = tx.reply_with(StatusCode::OK, headers, None).await;
+                let _ = tx.reply_with(status, headers, None).await;
             });
         }
         (
