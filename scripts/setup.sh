@@ -9,8 +9,10 @@ purpose=${1:-run}
 run_pkgs=(espeak-ng cmake clang libclang-dev python3-pip)
 # Tests: real SIP peers (SIPp, baresip), audio tools (sox), captures (tshark), unit checks
 # (systemd), a real browser for the WebRTC test phone (headless Chromium + chromedriver), and
-# Prometheus, which runs every query of the Grafana dashboard.
-test_pkgs=(sip-tester sox libsox-fmt-all baresip tshark systemd chromium chromium-driver prometheus)
+# Prometheus, which runs every query of the Grafana dashboard; Kamailio and PostgreSQL for
+# several nodes sharing state (tests/cluster.rs).
+test_pkgs=(sip-tester sox libsox-fmt-all baresip tshark systemd chromium chromium-driver prometheus
+    kamailio postgresql)
 
 pkgs=("${run_pkgs[@]}")
 [ "$purpose" = test ] && pkgs+=("${test_pkgs[@]}")

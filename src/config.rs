@@ -64,6 +64,21 @@ pub struct Config {
     pub schedules: IndexMap<String, schedules::ScheduleDef>,
     /// What ivrd remembers of returning callers.
     pub callers: schedules::CallersConfig,
+    /// Where durable state lives: SQLite under `state_dir` (default), or PostgreSQL shared
+    /// by several nodes.
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host/db`: state shared by every node that names it.
+    pub postgres: Option<String>,
+    /// A file holding that URL instead (keeps the password out of the config).
+    pub postgres_file: Option<PathBuf>,
+    /// This node's name in shared state (who is calling a caller back); default: the host
+    /// name and the SIP port.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,6 +199,7 @@ impl Default for Config {
             callbacks: queues::CallbacksConfig::default(),
             schedules: IndexMap::new(),
             callers: schedules::CallersConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -588,6 +604,8 @@ pub struct LoadedConfig {
     pub schedules: IndexMap<String, std::sync::Arc<crate::schedule::Schedule>>,
     /// Where rendered text prompts are cached (`STATE_DIR/tts`).
     pub tts_cache: PathBuf,
+    /// `store.postgres_file`, resolved.
+    pub store_url_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -748,6 +766,21 @@ impl Config {
         let (schedules, schedule_errors) = schedules::build(path, &map, &config.schedules);
         errors.extend(schedule_errors);
         let tts_cache = state_dir.join("tts");
+        if config.store.postgres.is_some() && config.store.postgres_file.is_some() {
+            errors.push(
+                Diagnostic::new(path, "store: give postgres or postgres_file, not both")
+                    .at(line_of("store")),
+            );
+        }
+        if let Some(url) = &config.store.postgres {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                errors.push(
+                    Diagnostic::new(path, "store.postgres must be a postgres:// URL")
+                        .at(line_of("store.postgres")),
+                );
+            }
+        }
+        let store_url_file = config.store.postgres_file.as_ref().map(|f| base.join(f));
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -763,6 +796,7 @@ impl Config {
             asr_embedder,
             schedules,
             tts_cache,
+            store_url_file,
         })
     }
 }

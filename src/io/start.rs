@@ -139,9 +139,17 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         }
         None => None,
     };
-    let store = Arc::new(open_store(&cfg.state_dir).await?);
-    info!(db = %store.path().display(), "state");
+    let store = Arc::new(open_store(&cfg).await?);
+    info!(db = %store.describe(), "state");
     let board = outages::OutageBoard::open(store.clone(), tts.clone(), &cfg.sounds_dir).await?;
+    if let Some(pg) = store.postgres() {
+        // Outages any node changes reach this one's callers within a moment.
+        let (board, rt) = (board.clone(), tokio::runtime::Handle::current());
+        pg.listen_outages(move || {
+            let board = board.clone();
+            rt.spawn(async move { board.resync().await });
+        });
+    }
     if let Some(file) = &cfg.outages_file {
         outages::sync_file(&board, file).await;
     }
@@ -317,11 +325,40 @@ fn spawn_caller_retention(store: Arc<Store>, days: u32, shutdown: CancellationTo
     });
 }
 
-async fn open_store(dir: &std::path::Path) -> Result<Store, RunError> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || Store::open(&dir))
-        .await?
-        .map_err(RunError::from)
+/// SQLite under the state directory, or the PostgreSQL database the config names (then
+/// writes a call makes are retried while it is away).
+async fn open_store(cfg: &LoadedConfig) -> Result<Store, RunError> {
+    let dir = cfg.state_dir.clone();
+    let url = match (&cfg.config.store.postgres, &cfg.store_url_file) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|source| RunError::State {
+                    path: f.clone(),
+                    source,
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let node = cfg.config.store.node.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let port = cfg
+            .config
+            .sip
+            .udp
+            .or(cfg.config.sip.tcp)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        format!("{}:{port}", host.trim())
+    });
+    let store = tokio::task::spawn_blocking(move || match url {
+        Some(url) => Store::connect(&url, &node),
+        None => Store::open(&dir),
+    })
+    .await??;
+    Ok(store)
 }
 
 /// Reload: re-reads the config file's flows and prompts; swaps them in only if all compile.

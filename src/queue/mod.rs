@@ -469,6 +469,21 @@ impl Board {
         self.dispatch(now);
     }
 
+    /// A kept place that another node is calling back (state shared in PostgreSQL): it
+    /// leaves this board, and the agent reserved for it here is free again.
+    pub fn callback_taken_elsewhere(&mut self, now: Instant, call: CallKey) {
+        let Some((q, i)) = self.find_waiter(call) else {
+            return;
+        };
+        let Some(w) = self.queues[q].waiting.remove(i) else {
+            return;
+        };
+        for agent in w.offers {
+            self.free_agent(now, &agent);
+        }
+        self.dispatch(now);
+    }
+
     /// Whether this call (or kept place) is in a queue.
     pub fn is_waiting(&self, call: CallKey) -> bool {
         self.find_waiter(call).is_some()

@@ -4,8 +4,10 @@
 //! erased by number on request, and after `callers.retention_days` untouched.
 //! Numbers never reach logs or the audit trail in clear: [`number_tag`] stands for them.
 
-use super::{Store, StoreError};
-use crate::flow::cond::CallerInfo;
+use super::sqlite::SqliteStore;
+#[cfg(test)]
+use super::Store;
+use super::StoreError;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,8 +35,8 @@ pub struct CallerEdit {
 }
 
 /// Longest name and notes kept.
-const MAX_NAME: usize = 80;
-const MAX_NOTES: usize = 1000;
+pub(super) const MAX_NAME: usize = 80;
+pub(super) const MAX_NOTES: usize = 1000;
 
 /// A caller ID ivrd may remember: a phone number (digits, an optional leading `+`), not
 /// `anonymous` or a SIP user name.
@@ -122,7 +124,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<CallerEdit>, Vec<CsvError>> {
     }
 }
 
-fn clip(s: &Option<String>, max: usize) -> Option<String> {
+pub(super) fn clip(s: &Option<String>, max: usize) -> Option<String> {
     s.as_ref().map(|v| {
         v.chars()
             .filter(|c| !c.is_control())
@@ -133,17 +135,7 @@ fn clip(s: &Option<String>, max: usize) -> Option<String> {
     })
 }
 
-impl Store {
-    /// What ivrd remembers of a number (None: nothing).
-    pub fn caller(&self, number: &str) -> Result<Option<CallerInfo>, StoreError> {
-        Ok(self.caller_row(number)?.map(|r| CallerInfo {
-            name: r.name,
-            last_intent: r.last_intent,
-            last_call_at: r.last_call_at,
-            notes: r.notes,
-        }))
-    }
-
+impl SqliteStore {
     pub fn caller_row(&self, number: &str) -> Result<Option<CallerRow>, StoreError> {
         let conn = self.conn();
         conn.query_row(

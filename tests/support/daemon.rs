@@ -59,6 +59,8 @@ pub struct DaemonOpts {
     pub drain_timeout_s: Option<u64>,
     /// Extra environment variables for the daemon (e.g. `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
     pub env: Vec<(String, String)>,
+    /// The loopback address SIP and RTP bind to (127.0.0.x: several nodes on one host).
+    pub sip_ip: String,
 }
 
 impl Default for DaemonOpts {
@@ -81,6 +83,7 @@ impl Default for DaemonOpts {
             extra_yaml: String::new(),
             drain_timeout_s: None,
             env: Vec::new(),
+            sip_ip: "127.0.0.1".into(),
         }
     }
 }
@@ -97,10 +100,10 @@ impl DaemonOpts {
         let mut y = format!(
             "\
 sip:
-  udp: 127.0.0.1:0
-  tcp: 127.0.0.1:0
+  udp: {ip}:0
+  tcp: {ip}:0
 media:
-  rtp_ip: 127.0.0.1
+  rtp_ip: {ip}
   rtp_ports: {rtp_ports}
 {media_limits}answer:
   ring_budget_ms: {ring}
@@ -123,6 +126,7 @@ admin:
 outages:
   file: {outages}
 ",
+            ip = self.sip_ip,
             rtp_ports = yaml_str(&self.rtp_ports),
             media_limits = [
                 self.rtp_timeout_s

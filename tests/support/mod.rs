@@ -22,6 +22,7 @@ pub mod browser;
 pub mod caller;
 pub mod daemon;
 pub mod flows;
+pub mod postgres;
 pub mod sip;
 pub mod sipp;
 

@@ -6,8 +6,8 @@ use super::{Compiler, DTMF_KEYS, UNRESOLVED};
 use crate::asr::upset::UpsetDetector;
 use crate::diag::Diagnostic;
 use crate::flow::cond::{CallerIs, Cond};
-use crate::flow::schema::{CondDef, FlowFile, NodeDef, RetryDef, UpsetDef};
-use crate::flow::{Digits, NodeKind, Retry, Upset};
+use crate::flow::schema::{CondDef, FlowFile, NodeDef, UpsetDef};
+use crate::flow::{Digits, NodeKind, Upset};
 use crate::template::Template;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -154,15 +154,8 @@ impl Compiler<'_> {
                 format!("timeout_ms {timeout_ms} must be between 500 and 120000"),
             );
         }
-        let mut retry = |field: &str, r: Option<&RetryDef>| {
-            let r = r.cloned().unwrap_or_default();
-            Retry {
-                prompts: self.load_prompts(Some(name), field, r.reprompt.as_ref()),
-                max: r.max,
-            }
-        };
-        let no_input = retry("no_input", n.no_input.as_ref());
-        let no_match = retry("no_match", n.no_match.as_ref());
+        let no_input = self.retry(name, "no_input", n.no_input.as_ref());
+        let no_match = self.retry(name, "no_match", n.no_match.as_ref());
         NodeKind::Digits(Box::new(Digits {
             prompts: self.load_prompts(Some(name), "digits", n.digits.as_ref()),
             into,

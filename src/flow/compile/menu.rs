@@ -73,17 +73,10 @@ impl Compiler<'_> {
                 goto,
             });
         }
-        let mut retry = |field: &str, r: Option<&RetryDef>| {
-            let r = r.cloned().unwrap_or_default();
-            Retry {
-                prompts: self.load_prompts(Some(name), field, r.reprompt.as_ref()),
-                max: r.max,
-            }
-        };
-        let no_input = retry("no_input", n.no_input.as_ref());
-        let no_match = retry("no_match", n.no_match.as_ref());
+        let no_input = self.retry(name, "no_input", n.no_input.as_ref());
+        let no_match = self.retry(name, "no_match", n.no_match.as_ref());
         let low_confidence = match &n.low_confidence {
-            Some(_) => retry("low_confidence", n.low_confidence.as_ref()),
+            Some(_) => self.retry(name, "low_confidence", n.low_confidence.as_ref()),
             // Unsure what was said: ask like after a wrong key.
             None => Retry {
                 prompts: no_match.prompts.clone(),
@@ -208,6 +201,15 @@ impl Compiler<'_> {
             confirmation,
             endpoint: endpoint_config(&def.defaults),
         })
+    }
+
+    /// A retry block (reprompt and the most retries) of a menu or digits node.
+    pub(super) fn retry(&mut self, node: &str, field: &str, r: Option<&RetryDef>) -> Retry {
+        let r = r.cloned().unwrap_or_default();
+        Retry {
+            prompts: self.load_prompts(Some(node), field, r.reprompt.as_ref()),
+            max: r.max,
+        }
     }
 
     /// The yes/no matcher of confirmation turns, made once per flow.

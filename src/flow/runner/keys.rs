@@ -157,18 +157,22 @@ impl FlowRunner {
             },
         };
         if count > retry.max {
-            match menu.on_failure {
-                Some(n) => self.enter(now, n),
-                None if self.flow.escalation.is_some() => {
-                    self.escalate(now, EscalationReason::Failures)
-                }
-                None => self.end(FlowEnd::Hangup),
-            }
-            return;
+            return self.retries_used_up(now, menu.on_failure);
         }
         let mut prompts = retry.prompts.clone();
         prompts.extend(menu.prompts.iter().cloned());
         let bargein = self.flow.node(visit.node).bargein;
         self.play(now, prompts, bargein, AfterPlay::Collect(visit));
+    }
+
+    /// A node's retries are used up: its `on_failure` node, else a person, else goodbye.
+    pub(super) fn retries_used_up(&mut self, now: Instant, on_failure: Option<NodeId>) {
+        match on_failure {
+            Some(n) => self.enter(now, n),
+            None if self.flow.escalation.is_some() => {
+                self.escalate(now, EscalationReason::Failures)
+            }
+            None => self.end(FlowEnd::Hangup),
+        }
     }
 }

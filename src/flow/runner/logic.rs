@@ -4,8 +4,8 @@
 //! first and offered a person.
 
 use super::{
-    AfterPlay, CallerRecord, DigitsVisit, EscalationReason, Failure, FlowEnd, FlowOutput,
-    FlowRunner, State, Timer, Wait,
+    AfterPlay, CallerRecord, DigitsVisit, EscalationReason, Failure, FlowOutput, FlowRunner, State,
+    Timer, Wait,
 };
 use crate::flow::cond::{Cond, Facts};
 use crate::flow::NodeId;
@@ -168,14 +168,7 @@ impl FlowRunner {
             _ => &d.no_match,
         };
         if count > retry.max {
-            match d.on_failure {
-                Some(n) => self.enter(now, n),
-                None if self.flow.escalation.is_some() => {
-                    self.escalate(now, EscalationReason::Failures)
-                }
-                None => self.end(FlowEnd::Hangup),
-            }
-            return;
+            return self.retries_used_up(now, d.on_failure);
         }
         let mut prompts = retry.prompts.clone();
         prompts.extend(d.prompts.iter().cloned());

@@ -81,6 +81,57 @@ impl OutageBoard {
         Ok(board)
     }
 
+    /// Takes the stored outages as they are now (another node changed them): new and
+    /// changed ones are rendered, gone ones dropped, and the set published.
+    pub async fn resync(&self) {
+        let s = self.store.clone();
+        let stored = match tokio::task::spawn_blocking(move || s.outages()).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot reload outages from the store");
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut inner = self.inner.lock().await;
+        let mut changed = false;
+        for (id, o) in &stored {
+            let same = inner
+                .outages
+                .get(id)
+                .is_some_and(|have| have.updated_at == o.updated_at && have.spec == o.spec);
+            if same {
+                continue;
+            }
+            match self.render(&o.spec).await {
+                Ok(p) => {
+                    inner.rendered.insert(id.clone(), p);
+                }
+                Err(e) => {
+                    error!(outage = %id, error = %e, "outage from another node cannot be announced")
+                }
+            }
+            info!(outage = %id, by = %o.updated_by, "outage changed on another node");
+            inner.outages.insert(id.clone(), o.clone());
+            changed = true;
+        }
+        let gone: Vec<String> = inner
+            .outages
+            .keys()
+            .filter(|id| !stored.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            info!(outage = %id, "outage ended on another node");
+            inner.outages.remove(&id);
+            inner.rendered.remove(&id);
+            changed = true;
+        }
+        if changed {
+            self.publish(&inner);
+        }
+    }
+
     /// The active outages, for calls.
     pub fn current(&self) -> Arc<OutageSet> {
         self.current.load_full()

@@ -449,9 +449,25 @@ impl Service {
             self.due_early.push((call, agent));
             return;
         };
+        // Exactly one node calls a kept place back (with a shared store, every node knows it).
+        let store = self.store.clone();
+        let (id, attempts) = (k.id, k.attempts);
+        match tokio::task::spawn_blocking(move || store.claim_callback(id, attempts)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                info!(callback = k.id, "another node is calling this caller back");
+                self.kept.remove(&call);
+                self.board.callback_taken_elsewhere(now, call);
+                return;
+            }
+            _ => {
+                warn!(callback = k.id, "cannot claim the call back now: it waits");
+                self.board.callback_failed(now, call);
+                return;
+            }
+        }
         info!(callback = k.id, agent = %agent, attempt = k.attempts + 1, "calling back");
         metrics::counter!(m::CALLBACKS_TOTAL, "state" => "calling").increment(1);
-        self.save(k.id, "calling", k.attempts).await;
         let job = CallbackJob {
             key: call,
             number: k.number,
