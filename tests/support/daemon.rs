@@ -61,6 +61,8 @@ pub struct DaemonOpts {
     pub env: Vec<(String, String)>,
     /// The loopback address SIP and RTP bind to (127.0.0.x: several nodes on one host).
     pub sip_ip: String,
+    /// The SIP port (UDP and TCP); 0: any free one, chosen anew at each start.
+    pub sip_port: u16,
 }
 
 impl Default for DaemonOpts {
@@ -84,6 +86,7 @@ impl Default for DaemonOpts {
             drain_timeout_s: None,
             env: Vec::new(),
             sip_ip: "127.0.0.1".into(),
+            sip_port: 0,
         }
     }
 }
@@ -100,8 +103,8 @@ impl DaemonOpts {
         let mut y = format!(
             "\
 sip:
-  udp: {ip}:0
-  tcp: {ip}:0
+  udp: {ip}:{port}
+  tcp: {ip}:{port}
 media:
   rtp_ip: {ip}
   rtp_ports: {rtp_ports}
@@ -127,6 +130,7 @@ outages:
   file: {outages}
 ",
             ip = self.sip_ip,
+            port = self.sip_port,
             rtp_ports = yaml_str(&self.rtp_ports),
             media_limits = [
                 self.rtp_timeout_s
