@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Answer-latency and call-rate benchmark: ivrd against SIPp's own UAS, same machine,
-same load, alternating runs at rising rates.
+same load, alternating runs at rising rates until each fails.
 
 For each rate it runs SIPp's built-in `uac` scenario for a fixed time against ivrd (default
 flow loaded) and against `sipp -sn uas`, and prints per target:
   - calls attempted / failed / retransmissions (from SIPp's statistics file)
   - INVITE -> 200 OK p50 and p99 in microseconds, measured from a loopback capture
-    (tshark), the same way for both targets (SIPp itself only reports whole ms)
+    (tshark writes it; this script reads the pcap itself, in well under a second), the same
+    way for both targets (SIPp itself only reports whole ms)
   - CPU time per call of the answering process (from /proc)
-and finally the highest clean rate (no failures, no retransmissions) of each and the
-ratio ivrd / SIPp UAS, plus ivrd's ring-budget counter.
+A target stops at its first rate with a failed call or a retransmission; at the end: the
+highest clean rate of each, their ratio ivrd / SIPp UAS, and ivrd's ring-budget counter.
 
-Usage: benches/sip_answer.py [--rates 50,100,200,400,800] [--seconds 10]
+Usage: benches/sip_answer.py [--rates 500,1000,2000,...,10000] [--seconds 5]
 Needs: sipp, tshark (scripts/setup.sh test installs them), a release build of ivrd.
 """
 
@@ -21,21 +22,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+import benchlib as b
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IVRD = os.path.join(ROOT, "target", "release", "ivrd")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid):
@@ -46,7 +42,7 @@ def cpu_seconds(pid):
 
 
 def start_ivrd(tmp):
-    port = free_port()
+    port = b.free_port()
     cfg = os.path.join(tmp, "ivrd.yaml")
     with open(cfg, "w") as f:
         f.write(f"""sip: {{udp: 127.0.0.1:{port}, tcp: ~}}
@@ -69,7 +65,7 @@ schedules: {{support_hours: {{timezone: UTC, open: {{daily: 24h}}}}}}
 
 
 def start_sipp_uas():
-    port = free_port()
+    port = b.free_port()
     p = subprocess.Popen(["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-bg",
                           "-buff_size", "4194304"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
@@ -86,59 +82,30 @@ def run_load(port, rate, seconds, tmp, tag):
     calls = rate * seconds
     stat = os.path.join(tmp, f"{tag}_{rate}.csv")
     cap = os.path.join(tmp, f"{tag}_{rate}.pcap")
-    tshark = subprocess.Popen(["tshark", "-q", "-i", "lo", "-B", "64", "-f",
-                               f"udp port {port}", "-w", cap],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
+    capture = b.Capture(cap, f"udp port {port}")
     subprocess.run(["sipp", "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1",
-                    "-p", str(free_port()), "-r", str(rate), "-m", str(calls),
+                    "-p", str(b.free_port()), "-r", str(rate), "-m", str(calls),
                     "-l", "10000", "-d", "0", "-buff_size", "4194304",
                     "-timeout", f"{seconds + 30}s", "-timeout_error",
                     "-trace_stat", "-stf", stat, "-fd", "1", "-nostdin"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=seconds + 60)
-    time.sleep(0.5)
-    tshark.send_signal(signal.SIGINT)
-    tshark.wait(timeout=20)
+    capture.stop()
     with open(stat) as f:
         rows = list(csv.DictReader(f, delimiter=";"))
     last = rows[-1]
     failed = int(last["FailedCall(C)"])
     success = int(last["SuccessfulCall(C)"])
     retrans = int(last["Retransmissions(C)"])
-    lat = invite_to_200(cap)
+    lat = b.invite_to_200(cap)
     return {"calls": success + failed, "failed": failed, "retrans": retrans, "lat": lat}
-
-
-def invite_to_200(cap):
-    out = subprocess.run(["tshark", "-r", cap, "-Y", "sip.CSeq.method == \"INVITE\"", "-T",
-                          "fields", "-e", "frame.time_epoch", "-e", "sip.Call-ID", "-e",
-                          "sip.Method", "-e", "sip.Status-Code"],
-                         capture_output=True, text=True).stdout
-    invites, answered = {}, {}
-    for line in out.splitlines():
-        parts = line.split("\t")
-        if len(parts) < 4:
-            continue
-        t, cid, method, status = float(parts[0]), parts[1], parts[2], parts[3]
-        if method == "INVITE":
-            invites.setdefault(cid, t)
-        elif status == "200":
-            answered.setdefault(cid, t)
-    lat = sorted((answered[c] - invites[c]) * 1e6 for c in answered if c in invites)
-    return lat
-
-
-def pct(xs, p):
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rates", default="50,100,200,400,800")
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,8000,10000",
+                    help="rising call rates; each target stops at its first rate that fails")
+    ap.add_argument("--seconds", type=int, default=5)
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     for tool in ("sipp", "tshark"):
@@ -152,16 +119,21 @@ def main():
     print(f"{'target':9} {'rate':>5} {'calls':>6} {'failed':>6} {'retrans':>7} "
           f"{'p50 us':>8} {'p99 us':>8} {'cpu ms/call':>11}")
     try:
+        failed_at = {}
         for rate in rates:
             for tag, pid, port in (("ivrd", ivrd.pid, ivrd_port), ("sipp-uas", uas_pid, uas_port)):
+                if tag in failed_at:
+                    continue
                 c0 = cpu_seconds(pid)
                 r = run_load(port, rate, args.seconds, tmp, tag)
                 cpu = (cpu_seconds(pid) - c0) / max(r["calls"], 1) * 1000
                 clean = r["failed"] == 0 and r["retrans"] == 0
                 if clean:
                     best[tag] = max(best[tag], rate)
+                else:
+                    failed_at[tag] = rate
                 print(f"{tag:9} {rate:>5} {r['calls']:>6} {r['failed']:>6} {r['retrans']:>7} "
-                      f"{pct(r['lat'], 50):>8.0f} {pct(r['lat'], 99):>8.0f} {cpu:>11.3f}"
+                      f"{b.pct(r['lat'], 50):>8.0f} {b.pct(r['lat'], 99):>8.0f} {cpu:>11.3f}"
                       + ("" if clean else "  (not clean)"), flush=True)
         exceeded = "?"
         with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as resp:

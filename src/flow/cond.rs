@@ -83,7 +83,7 @@ impl Cond {
                 };
                 let recent = match (within_days, c.last_call_at) {
                     (None, _) => true,
-                    (Some(d), Some(at)) => f.unix - at <= i64::from(*d) * 86_400,
+                    (Some(d), Some(at)) => f.unix.saturating_sub(at) <= i64::from(*d) * 86_400,
                     (Some(_), None) => false,
                 };
                 intent_ok && recent

@@ -230,7 +230,9 @@ pub fn parse_hours(s: &str) -> Result<Vec<Span>, ScheduleError> {
     let clock = |c: &str| -> Option<u16> {
         let (h, m) = c.trim().split_once(':')?;
         let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        // `then`, not `then_some`: the sum must not be computed for hours
+        // that overflow.
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then(|| h * 60 + m)
     };
     t.split(',')
         .map(|part| {
@@ -248,13 +250,14 @@ pub fn parse_hours(s: &str) -> Result<Vec<Span>, ScheduleError> {
 pub fn parse_holiday(s: &str) -> Result<Holiday, ScheduleError> {
     let err = || ScheduleError::Date(s.to_string());
     let parts: Vec<&str> = s.trim().split('-').collect();
-    let num = |p: &str| p.parse::<i16>().map_err(|_| err());
+    let year = |p: &str| p.parse::<i16>().map_err(|_| err());
+    let num = |p: &str| p.parse::<i8>().map_err(|_| err());
     match parts.as_slice() {
-        [y, m, d] => Date::new(num(y)?, num(m)? as i8, num(d)? as i8)
+        [y, m, d] => Date::new(year(y)?, num(m)?, num(d)?)
             .map(Holiday::Date)
             .map_err(|_| err()),
         [m, d] => {
-            let (m, d) = (num(m)? as i8, num(d)? as i8);
+            let (m, d) = (num(m)?, num(d)?);
             // Checked against a leap year so 02-29 is allowed.
             Date::new(2024, m, d).map_err(|_| err())?;
             Ok(Holiday::Yearly(m, d))

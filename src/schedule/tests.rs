@@ -143,4 +143,9 @@ fn bad_input_is_named() {
     );
     assert!(parse_hours("closed").unwrap().is_empty());
     assert!(parse_holiday("02-29").is_ok());
+    // Found by fuzzing: hours that overflow minutes, months that wrap in an i8.
+    assert!(parse_hours("9999:00-10:00").is_err());
+    assert!(parse_hours("65535:00-1:00").is_err());
+    assert!(parse_holiday("268-25").is_err());
+    assert!(parse_holiday("2026-268-25").is_err());
 }
