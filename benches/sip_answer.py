@@ -13,6 +13,7 @@ A target stops at its first rate with a failed call or a retransmission; at the 
 highest clean rate of each, their ratio ivrd / SIPp UAS, and ivrd's ring-budget counter.
 
 Usage: benches/sip_answer.py [--rates 500,1000,2000,...,10000] [--seconds 5]
+                             [--baseline OLD_IVRD_BINARY]  (before/after in one sweep)
 Needs: sipp, tshark (scripts/setup.sh test installs them), a release build of ivrd.
 """
 
@@ -41,9 +42,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def start_ivrd(tmp):
+def start_ivrd(tmp, binary=IVRD, name="ivrd"):
     port = b.free_port()
-    cfg = os.path.join(tmp, "ivrd.yaml")
+    cfg = os.path.join(tmp, f"{name}.yaml")
     with open(cfg, "w") as f:
         f.write(f"""sip: {{udp: 127.0.0.1:{port}, tcp: ~}}
 media: {{rtp_ip: 127.0.0.1, rtp_ports: "0"}}
@@ -55,8 +56,8 @@ metrics: {{listen: 127.0.0.1:0}}
 log: {{level: warn}}
 schedules: {{support_hours: {{timezone: UTC, open: {{daily: 24h}}}}}}
 """)
-    p = subprocess.Popen([IVRD, "run", "--config", cfg], stdout=subprocess.PIPE,
-                         stderr=open(os.path.join(tmp, "ivrd.log"), "w"), text=True)
+    p = subprocess.Popen([binary, "run", "--config", cfg], stdout=subprocess.PIPE,
+                         stderr=open(os.path.join(tmp, f"{name}.log"), "w"), text=True)
     line = p.stdout.readline()
     m = re.search(r"metrics=(\S+)", line)
     if not m:
@@ -106,6 +107,8 @@ def main():
     ap.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,8000,10000",
                     help="rising call rates; each target stops at its first rate that fails")
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--baseline", metavar="IVRD_BINARY",
+                    help="an earlier ivrd build, run as a third target in the same sweep")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     for tool in ("sipp", "tshark"):
@@ -115,13 +118,18 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ivrd-bench-")
     ivrd, ivrd_port, metrics = start_ivrd(tmp)
     uas_pid, uas_port = start_sipp_uas()
-    best = {"ivrd": 0, "sipp-uas": 0}
+    targets = [("ivrd", ivrd.pid, ivrd_port), ("sipp-uas", uas_pid, uas_port)]
+    base = None
+    if args.baseline:
+        base, base_port, _ = start_ivrd(tmp, args.baseline, "ivrd-base")
+        targets.insert(1, ("ivrd-base", base.pid, base_port))
+    best = {tag: 0 for tag, _, _ in targets}
     print(f"{'target':9} {'rate':>5} {'calls':>6} {'failed':>6} {'retrans':>7} "
           f"{'p50 us':>8} {'p99 us':>8} {'cpu ms/call':>11}")
     try:
         failed_at = {}
         for rate in rates:
-            for tag, pid, port in (("ivrd", ivrd.pid, ivrd_port), ("sipp-uas", uas_pid, uas_port)):
+            for tag, pid, port in targets:
                 if tag in failed_at:
                     continue
                 c0 = cpu_seconds(pid)
@@ -142,9 +150,14 @@ def main():
                     exceeded = line.split()[-1]
         print(f"\nhighest clean rate: ivrd {best['ivrd']}/s, sipp uas {best['sipp-uas']}/s, "
               f"ratio {best['ivrd'] / max(best['sipp-uas'], 1):.2f}")
+        if base:
+            print(f"baseline build: {best['ivrd-base']}/s, ratio to SIPp "
+                  f"{best['ivrd-base'] / max(best['sipp-uas'], 1):.2f}")
         print(f"ivrd_ring_budget_exceeded_total {exceeded}")
     finally:
         ivrd.terminate()
+        if base:
+            base.terminate()
         os.kill(uas_pid, signal.SIGTERM)
 
 

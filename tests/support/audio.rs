@@ -214,10 +214,11 @@ pub struct Match {
 /// Normalised cross-correlation of `reference` against `signal[offset..]` (missing signal
 /// past the end counts as silence).
 pub fn ncc_at(reference: &[f64], ref_energy: f64, signal: &[f64], offset: usize) -> f64 {
-    let mut dot = 0.0;
-    let mut energy = 0.0;
-    for (i, r) in reference.iter().enumerate() {
-        let s = signal.get(offset + i).copied().unwrap_or(0.0);
+    // Slices and zip rather than per-sample indexing: this runs unoptimised in the tests.
+    let window = signal.get(offset..).unwrap_or(&[]);
+    let window = &window[..window.len().min(reference.len())];
+    let (mut dot, mut energy) = (0.0, 0.0);
+    for (r, s) in reference.iter().zip(window) {
         dot += r * s;
         energy += s * s;
     }
@@ -227,14 +228,44 @@ pub fn ncc_at(reference: &[f64], ref_energy: f64, signal: &[f64], offset: usize)
     dot / (ref_energy * energy).sqrt()
 }
 
+/// Mean absolute value of each `block` samples, less the mean of those values (so that
+/// loudness alone does not correlate).
+fn envelope(x: &[f64], block: usize) -> Vec<f64> {
+    let mut e: Vec<f64> = x
+        .chunks(block)
+        .map(|c| c.iter().map(|v| v.abs()).sum::<f64>() / c.len() as f64)
+        .collect();
+    let mean = e.iter().sum::<f64>() / e.len().max(1) as f64;
+    e.iter_mut().for_each(|v| *v -= mean);
+    e
+}
+
+/// The `n` best-scoring positions at least `apart` from each other.
+fn best_distinct(mut scored: Vec<(f64, usize)>, n: usize, apart: usize) -> Vec<usize> {
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut picked: Vec<usize> = Vec::new();
+    for (_, at) in scored {
+        if picked.len() == n {
+            break;
+        }
+        if picked.iter().all(|p| p.abs_diff(at) > apart) {
+            picked.push(at);
+        }
+    }
+    picked
+}
+
 /// Finds the best match of `reference` within `signal` (both 8 kHz).
 ///
-/// A full sample-by-sample search is O(n·m) and too slow in debug builds for 10 s of
-/// audio, so: (1) correlate 10 ms energy envelopes to find a few candidate alignments,
-/// (2) search sample by sample ±20 ms around each candidate. Speech envelopes are
-/// distinctive enough that the true alignment is among the top candidates.
+/// A full sample-by-sample search is O(n·m), far too slow in debug builds for the many
+/// seconds of audio a call hears (and tests poll it while they wait), so it narrows down:
+/// (1) 10 ms energy envelopes give a few candidate alignments (speech envelopes are
+/// distinctive enough that the true one is among them); (2) 1 ms envelopes place each
+/// candidate within a millisecond (±30 ms around it); (3) the two best are searched
+/// sample by sample, ±1.5 ms.
 pub fn find_best_match(reference: &[i16], signal: &[i16]) -> Match {
-    const BLOCK: usize = 80; // 10 ms at 8 kHz
+    const COARSE: usize = 80; // 10 ms at 8 kHz
+    const FINE: usize = 8; // 1 ms
     const CANDIDATES: usize = 6;
     let r: Vec<f64> = reference.iter().map(|x| f64::from(*x)).collect();
     let s: Vec<f64> = signal.iter().map(|x| f64::from(*x)).collect();
@@ -245,44 +276,29 @@ pub fn find_best_match(reference: &[i16], signal: &[i16]) -> Match {
             offset: 0,
         };
     }
-
-    let envelope = |x: &[f64]| -> Vec<f64> {
-        x.chunks(BLOCK)
-            .map(|c| c.iter().map(|v| v.abs()).sum::<f64>() / c.len() as f64)
-            .collect()
+    // Scores each start (in blocks) of the reference's envelope within the signal's.
+    let scorer = |block: usize| {
+        let (er, es) = (envelope(&r, block), envelope(&s, block));
+        let energy: f64 = er.iter().map(|x| x * x).sum();
+        move |b: usize| (ncc_at(&er, energy, &es, b), b)
     };
-    let mut er = envelope(&r);
-    let mut es = envelope(&s);
-    // Zero-mean envelopes, so that loudness alone does not correlate.
-    for e in [&mut er, &mut es] {
-        let mean = e.iter().sum::<f64>() / e.len() as f64;
-        e.iter_mut().for_each(|v| *v -= mean);
+    let last = |block: usize| s.len().saturating_sub(1) / block;
+    let coarse = (0..=last(COARSE)).map(scorer(COARSE)).collect();
+    let fine_at = scorer(FINE);
+    let mut fine = Vec::new();
+    for c in best_distinct(coarse, CANDIDATES, 2) {
+        let centre = c * COARSE / FINE;
+        let (lo, hi) = (centre.saturating_sub(30), (centre + 30).min(last(FINE)));
+        fine.extend((lo..=hi).map(&fine_at));
     }
-    let er_energy: f64 = er.iter().map(|x| x * x).sum();
-    let last_block = es.len().saturating_sub(1);
-    let mut coarse: Vec<(f64, usize)> = (0..=last_block)
-        .map(|b| (ncc_at(&er, er_energy, &es, b), b))
-        .collect();
-    coarse.sort_by(|a, b| b.0.total_cmp(&a.0));
-
-    let mut picked: Vec<usize> = Vec::new();
-    for (_, b) in coarse {
-        if picked.len() == CANDIDATES {
-            break;
-        }
-        if picked.iter().all(|p| p.abs_diff(b) > 2) {
-            picked.push(b);
-        }
-    }
-
     let mut best = Match {
         ncc: f64::MIN,
         offset: 0,
     };
-    for b in picked {
-        let centre = b * BLOCK;
-        let lo = centre.saturating_sub(2 * BLOCK);
-        let hi = (centre + 2 * BLOCK).min(s.len().saturating_sub(1));
+    for f in best_distinct(fine, 2, 1) {
+        let centre = f * FINE;
+        let lo = centre.saturating_sub(12);
+        let hi = (centre + 12).min(s.len().saturating_sub(1));
         for off in lo..=hi {
             let c = ncc_at(&r, ref_energy, &s, off);
             if c > best.ncc {
