@@ -53,6 +53,8 @@ security: {{trusted: ["127.0.0.1/32"]}}   # SIPp is a trunk here: one address, m
 flows: {{dir: {ROOT}/flows, default: support-line}}
 sounds: {ROOT}/sounds
 metrics: {{listen: 127.0.0.1:0}}
+admin: {{listen: ~}}
+state_dir: {tmp}/{name}-state
 log: {{level: warn}}
 schedules: {{support_hours: {{timezone: UTC, open: {{daily: 24h}}}}}}
 """)

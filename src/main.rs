@@ -5,6 +5,11 @@ use ivrd::config::LogFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: per-thread free lists suit the many short-lived
+/// allocations of SIP parsing on a multi-threaded runtime (see benches/sip_answer.py).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ivrd",
