@@ -3,7 +3,8 @@
 of three SIPp UASes (the reference: what the dispatcher and the machine manage without
 ivrd). Everything on this machine's loopback: nodes on 127.0.0.2-4, Kamailio on 127.0.0.1.
 
-For each rate, SIPp's built-in `uac` (INVITE, 200, ACK, BYE at once) runs through Kamailio
+For each rate, SIPp's `benches/sipp/uac_routed.xml` (INVITE, 200, ACK, BYE at once, the ACK
+and BYE routed back through Kamailio by its Record-Route) runs through Kamailio
 for a fixed time against each set; printed per set: calls, failed, retransmissions, SIPp's
 INVITE -> 200 p50/p99 as the caller sees it through Kamailio (from a loopback capture), the highest clean rate (no
 failure, no retransmission, p99 within the ring budget) and the ratio ivrd / reference.
@@ -26,11 +27,17 @@ import benchlib as b
 
 NODES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 RING_BUDGET_MS = 4000
+SCENARIO = os.path.join(b.ROOT, "benches", "sipp", "uac_routed.xml")
+# SIPp's built-in uas plus the Record-Route set in its 200 (see the file).
+UAS_SCENARIO = os.path.join(b.ROOT, "benches", "sipp", "uas_routed.xml")
 
 
 def pg_start(tmp):
     bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
-    data = os.path.join(tmp, "pg")
+    # PostgreSQL's own folder: as root it is handed to the postgres user, and the rest of
+    # tmp stays root's (tshark may not write captures into a folder another user owns).
+    tmp = os.path.join(tmp, "postgres")
+    data = os.path.join(tmp, "data")
     os.makedirs(data)
     root = os.geteuid() == 0
     if root:
@@ -78,17 +85,17 @@ store: {{postgres: "{url}", node: {name}}}
 
 def sipp_uas(ip):
     port = b.free_port()
-    p = subprocess.Popen(["sipp", "-sn", "uas", "-i", ip, "-p", str(port), "-nostdin",
+    p = subprocess.Popen(["sipp", "-sf", UAS_SCENARIO, "-i", ip, "-p", str(port), "-nostdin",
                           "-buff_size", "4194304", "-bg"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     p.wait(timeout=10)
     time.sleep(0.3)
-    pids = subprocess.run(["pgrep", "-f", f"sipp -sn uas -i {ip} -p {port}"],
+    pids = subprocess.run(["pgrep", "-f", f"sipp -sf {UAS_SCENARIO} -i {ip} -p {port}"],
                           capture_output=True, text=True).stdout.split()
     return int(pids[0]), f"{ip}:{port}"
 
 
-def kamailio(tmp, name, targets):
+def kamailio(tmp, name, targets, probing=True):
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     lst = os.path.join(d, "nodes.list")
@@ -98,7 +105,11 @@ def kamailio(tmp, name, targets):
     # One UDP worker: with several, an immediate answer's 180 can overtake its 200 and SIPp
     # counts the call failed (both sets run the same way).
     p = subprocess.Popen(["kamailio", "-f", os.path.join(b.ROOT, "contrib/kamailio/kamailio.cfg"),
+                          # Shared/private memory in MB: the 64/8 defaults run out near 2,000
+                          # calls in flight (500 Server error from the stateless layer).
+                          "-m", "1024", "-M", "64",
                           "-DD", "-E", "-A", "CHILDREN=1", "-A", f"LISTEN=udp:127.0.0.1:{port}",
+                          "-A", f"PROBING_MODE={1 if probing else 0}",
                           "-A", f'DISPATCHER_LIST="{lst}"', "-Y", d, "-P", os.path.join(d, "k.pid"),
                           "-w", d], stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(d, "kamailio.log"), "w"), start_new_session=True)
@@ -111,11 +122,12 @@ def load(port, rate, seconds, tmp, tag):
     cap = os.path.join(tmp, f"{tag}_{rate}.pcap")
     uac_port = b.free_port()
     capture = b.Capture(cap, f"udp port {uac_port}")
-    subprocess.run(["sipp", "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1",
+    subprocess.run(["sipp", "-sf", SCENARIO, f"127.0.0.1:{port}", "-i", "127.0.0.1",
                     "-p", str(uac_port), "-r", str(rate), "-m", str(rate * seconds),
                     "-l", "20000", "-d", "0", "-buff_size", "4194304",
                     "-timeout", f"{seconds + 30}s", "-timeout_error", "-nostdin",
-                    "-trace_stat", "-stf", stat, "-fd", "1"],
+                    "-trace_stat", "-stf", stat, "-fd", "1", "-trace_err",
+                    "-error_file", os.path.join(tmp, f"{tag}_{rate}_errors.log")],
                    cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=seconds + 60)
     capture.stop()
@@ -124,6 +136,10 @@ def load(port, rate, seconds, tmp, tag):
     # Seen by the caller: INVITE out to Kamailio -> 200 OK back from it, in ms.
     lat = [us / 1000 for us in b.invite_to_200(cap, uac_port)]
     os.remove(cap)
+    if int(last["FailedCall(C)"]):
+        with open(os.path.join(tmp, f"{tag}_{rate}_errors.log"), errors="replace") as f:
+            print(f"{tag} at {rate}/s, SIPp's first errors:\n" + "".join(f.readlines()[:6]),
+                  file=sys.stderr)
     return (int(last["FailedCall(C)"]), int(last["SuccessfulCall(C)"]),
             int(last["Retransmissions(C)"]), lat)
 
@@ -154,7 +170,8 @@ def main():
             uas.append(addr)
         k1, ivrd_port = kamailio(tmp, "kam-ivrd", nodes)
         procs.append(k1)
-        k2, uas_port = kamailio(tmp, "kam-uas", uas)
+        # SIPp's UAS takes an OPTIONS for a call it cannot handle: no probing there.
+        k2, uas_port = kamailio(tmp, "kam-uas", uas, probing=False)
         procs.append(k2)
         best = {"ivrd x3": 0, "sipp uas x3": 0}
         print(f"| set | rate/s | calls | failed | retrans | INVITE->200 p50 ms | p99 ms |")
