@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The pure cores build alone too (the fuzz targets use them without the daemon feature).
+cargo clippy --locked --lib --no-default-features -- -D warnings
 # ARCHITECTURE.md's rules: pure cores stay pure, no import circles.
 python3 scripts/check-architecture.py
 cargo build --locked

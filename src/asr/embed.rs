@@ -11,12 +11,19 @@
 //! pads every input to 128 tokens; padding is turned off here (one sentence at a time needs
 //! none), which keeps the mean over real tokens only and the cost proportional to length.
 
+#[cfg(feature = "daemon")]
 use candle_core::{DType, Device, Tensor};
+#[cfg(feature = "daemon")]
 use candle_nn::VarBuilder;
+#[cfg(feature = "daemon")]
 use candle_transformers::models::bert::{BertModel, Config};
-use std::path::{Path, PathBuf};
+#[cfg(feature = "daemon")]
+use std::path::Path;
+use std::path::PathBuf;
+#[cfg(feature = "daemon")]
 use tokenizers::Tokenizer;
 
+#[cfg(feature = "daemon")]
 /// Tokens per utterance kept (the model was trained on up to 128; a menu answer is ~15).
 const MAX_TOKENS: usize = 64;
 
@@ -36,12 +43,14 @@ pub trait TextEmbedder: Send + Sync {
 }
 
 /// all-MiniLM-L6-v2 on the CPU.
+#[cfg(feature = "daemon")]
 pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
     device: Device,
 }
 
+#[cfg(feature = "daemon")]
 impl Embedder {
     /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Embedder, EmbedError> {
@@ -100,6 +109,7 @@ impl Embedder {
     }
 }
 
+#[cfg(feature = "daemon")]
 impl TextEmbedder for Embedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         texts.iter().map(|t| self.embed_one(t)).collect()

@@ -7,4 +7,5 @@ pub mod matcher;
 pub mod model;
 pub mod upset;
 pub mod vad;
+#[cfg(feature = "daemon")]
 pub mod whisper;

@@ -1,5 +1,6 @@
 //! Metric names in one place, and the Prometheus recorder. No caller numbers in labels.
 
+#[cfg(feature = "daemon")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Histogram: INVITE received -> 200 OK sent, seconds.
@@ -68,6 +69,7 @@ pub const AGENT_LEGS_TOTAL: &str = "ivrd_agent_legs_total";
 /// Histogram by `queue`: survey scores (1-5) after calls with agents.
 pub const SURVEY_SCORE: &str = "ivrd_survey_score";
 /// Buckets for survey scores: one per score.
+#[cfg(feature = "daemon")]
 const SCORE_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0];
 /// Gauge: calls bridged to an agent now.
 pub const BRIDGED_CALLS: &str = "ivrd_bridged_calls";
@@ -77,27 +79,32 @@ pub const UPSET_CALLERS_TOTAL: &str = "ivrd_upset_callers_total";
 /// Histogram by `source` (memory, disk, engine): a text spoken per call, asked -> audio ready.
 pub const TTS_RENDER_SECONDS: &str = "ivrd_tts_render_seconds";
 /// Buckets for text rendering: a cached text in microseconds, a new one in tens of ms.
+#[cfg(feature = "daemon")]
 const RENDER_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0,
     3.0,
 ];
 /// Buckets for queue waits and their estimate errors: seconds to half an hour.
+#[cfg(feature = "daemon")]
 const WAIT_BUCKETS: &[f64] = &[
     1.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
 ];
 
 /// Buckets that resolve answer latency from sub-millisecond to the longest ring budget.
+#[cfg(feature = "daemon")]
 const ANSWER_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.0, 4.0, 6.0, 10.0,
 ];
 
 /// Buckets for how soon callers hear about an outage (the greeting comes first).
+#[cfg(feature = "daemon")]
 const NOTICE_BUCKETS: &[f64] = &[
     0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0,
     7.5, 10.0, 20.0, 60.0,
 ];
 
+#[cfg(feature = "daemon")]
 /// Installs the global recorder and returns the handle that renders the scrape text.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
@@ -120,6 +127,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     Ok(handle)
 }
 
+#[cfg(feature = "daemon")]
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_histogram!(
