@@ -9,6 +9,8 @@
 //!   fails over), and nothing stored is lost.
 //! - A node drained (SIGTERM) under load: no failed call.
 //! - PostgreSQL restarted under load: no failed call, and the calls' writes land after.
+//! - An agent both nodes' queues know takes one call at a time: the second node waits while
+//!   the first talks to the agent, and rings the agent as soon as the first lets go.
 
 mod support;
 
@@ -99,6 +101,159 @@ fn cluster() -> Cluster {
         "not every node took a call through Kamailio"
     );
     c
+}
+
+/// A flow that queues every caller in `support`, and says goodbye after the agent.
+const QUEUE_FLOW: &str = "\
+version: 1
+flow: queued
+start: greet
+nodes:
+  greet:
+    play: to_billing
+    next: wait
+  wait:
+    queue: support
+    on_timeout: bye
+    on_no_agents: bye
+    after_agent: bye
+  bye:
+    play: after_agent
+    hangup: true
+";
+
+fn agent_state(d: &Daemon, id: &str) -> String {
+    d.api_json("/api/agents")
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id))
+        .and_then(|a| a["state"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// ~20 s: two nodes on one PostgreSQL, each with agent `ann` (a SIPp UAS that answers and
+/// hangs up after 4 s) in its queue. A caller on node 1 is bridged to ann; a caller on
+/// node 2 then waits, with ann shown `elsewhere` there and never rung twice; when node 1 is
+/// done with ann (her call and 1 s of wrap-up), node 2 rings her within a moment. Ann set
+/// away on node 1 is away on node 2 within a second.
+#[test]
+fn an_agent_two_nodes_share_takes_one_call_at_a_time() {
+    let pg = Postgres::start();
+    let flows = support::flows::flows_dir(&[("queued", QUEUE_FLOW)]);
+    let port = free_udp_port();
+    let phone = std::thread::spawn(move || {
+        Sipp::new("agent_answer.xml", "127.0.0.1:9".parse().unwrap())
+            .local_port(port)
+            .calls(2)
+            .arg("-d")
+            .arg("4000")
+            .timeout(Duration::from_secs(90))
+            .run()
+    });
+    let nodes: Vec<Daemon> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            Daemon::start(DaemonOpts {
+                sip_ip: ip.to_string(),
+                flows_dir: flows.path().to_path_buf(),
+                default_flow: "queued".into(),
+                extra_yaml: format!(
+                    "store: {{postgres: \"{}\", node: node{}}}\n\
+                     agents:\n  - {{id: ann, name: Ann, uri: \"sip:ann@127.0.0.1:{port}\"}}\n\
+                     queues:\n  support:\n    agents: [ann]\n    wrap_up_s: 1\n    announce_every_s: 0\n",
+                    pg.url(),
+                    i + 1
+                ),
+                ..DaemonOpts::default()
+            })
+        })
+        .collect();
+    let first = Caller::new(nodes[0].sip_udp, CallerOpts::default());
+    assert_eq!(
+        first.invite(SIP_WAIT).status(),
+        Some(200),
+        "{}",
+        first.sip_trace()
+    );
+    wait_for(Duration::from_secs(15), || {
+        (agent_state(&nodes[0], "ann") == "talking").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "ann never talking on node 1: {}",
+            nodes[0].api_json("/api/agents")
+        )
+    });
+    let second = Caller::new(nodes[1].sip_udp, CallerOpts::default());
+    assert_eq!(
+        second.invite(SIP_WAIT).status(),
+        Some(200),
+        "{}",
+        second.sip_trace()
+    );
+    // Node 2 tries ann, finds her held by node 1, and keeps its caller waiting.
+    wait_for(Duration::from_secs(10), || {
+        (agent_state(&nodes[1], "ann") == "elsewhere").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "ann not elsewhere on node 2: {}",
+            nodes[1].api_json("/api/agents")
+        )
+    });
+    let queues = nodes[1].api_json("/api/queues");
+    assert!(queues.to_string().contains("\"waiting\":1"), "{queues}");
+    assert_eq!(agent_state(&nodes[0], "ann"), "talking");
+    // Ann hangs up on the first caller (4 s), wraps up on node 1 (1 s); then node 2 rings
+    // her at once.
+    let free_on_1 = wait_for(Duration::from_secs(20), || {
+        (agent_state(&nodes[0], "ann") == "available").then(Instant::now)
+    })
+    .expect("ann free on node 1 after her call");
+    let talking_on_2 = wait_for(Duration::from_secs(10), || {
+        (agent_state(&nodes[1], "ann") == "talking").then(Instant::now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "ann never reached node 2's caller: {}",
+            nodes[1].api_json("/api/agents")
+        )
+    });
+    eprintln!(
+        "ann free on node 1 -> talking on node 2 after {:?}",
+        talking_on_2.saturating_duration_since(free_on_1)
+    );
+    let run = phone.join().unwrap();
+    run.assert_success();
+    let invites = run.messages_log.matches("INVITE sip:ann@").count();
+    assert_eq!(invites, 2, "ann was rung {invites} times for 2 calls");
+    for c in [&first, &second] {
+        assert!(
+            wait_for(Duration::from_secs(15), || c.bye_received()).is_some(),
+            "a caller was not sent on after ann\n{}",
+            c.sip_trace()
+        );
+    }
+    // Ann goes away through node 1's API: node 2 knows within a second.
+    let set = Instant::now();
+    let (status, body) = nodes[0].api(
+        "POST",
+        "/api/agents/ann/state",
+        Some(r#"{"state": "away"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let known = wait_for(Duration::from_secs(5), || {
+        (agent_state(&nodes[1], "ann") == "away").then(|| set.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node 2 did not learn ann is away: {}",
+            nodes[1].api_json("/api/agents")
+        )
+    });
+    eprintln!("ann away on node 1 -> away on node 2 after {known:?}");
+    assert!(known < Duration::from_secs(1), "{known:?}");
 }
 
 /// Whether `to` answers an OPTIONS with 200 within half a second (raw UDP: a peer that is

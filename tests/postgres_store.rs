@@ -41,7 +41,9 @@ fn two_nodes_share_outages_callers_and_kept_places() {
         let b = s.spawn(|| Store::connect(&url, "node-b").expect("node b"));
         (a.join().unwrap(), b.join().unwrap())
     });
-    assert_eq!(pg.query("SELECT COUNT(*) FROM ivrd_migrations"), "1");
+    // Each version once (two nodes, two versions so far).
+    assert_eq!(pg.query("SELECT COUNT(*) FROM ivrd_migrations"), "2");
+    assert_eq!(pg.query("SELECT MAX(version) FROM ivrd_migrations"), "2");
     assert!(a.describe().contains("node-a") && !a.describe().contains("secret"));
 
     // An outage written on node a reaches node b's listener within a second.
@@ -140,4 +142,69 @@ fn writes_made_while_the_database_is_down_land_when_it_is_back() {
             .as_deref(),
         Some("support")
     );
+}
+
+/// Two nodes and one agent: exactly one node holds the agent at a time; the other learns
+/// of the release within a second (LISTEN/NOTIFY); a node that dies lets go when its
+/// lease runs out; a restarted node drops what it held before.
+#[test]
+fn one_node_at_a_time_holds_an_agent() {
+    let pg = Postgres::start();
+    let a = Store::connect(&pg.url(), "node-a").expect("node a");
+    let b = Store::connect(&pg.url(), "node-b").expect("node b");
+    let lease = Duration::from_secs(60);
+    assert!(a.claim_agent("ann", lease).unwrap());
+    assert!(!b.claim_agent("ann", lease).unwrap(), "two nodes hold ann");
+    // Renewing one's own claim is a claim too.
+    assert!(a.claim_agent("ann", lease).unwrap());
+    assert_eq!(b.agents_held_elsewhere().unwrap(), ["ann"]);
+    assert!(a.agents_held_elsewhere().unwrap().is_empty());
+
+    let told = Arc::new(AtomicUsize::new(0));
+    let t = told.clone();
+    b.postgres().unwrap().listen_agents(move || {
+        t.fetch_add(1, Ordering::SeqCst);
+    });
+    wait_for(Duration::from_secs(10), || {
+        (told.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .expect("listener connected");
+    let before = told.load(Ordering::SeqCst);
+    let released = Instant::now();
+    a.release_agents(Some(&["ann".to_string()])).unwrap();
+    let heard = wait_for(Duration::from_secs(5), || {
+        (told.load(Ordering::SeqCst) > before).then(|| released.elapsed())
+    })
+    .expect("node b heard of the release");
+    eprintln!("agent released on a -> notification on b in {heard:?}");
+    assert!(heard < Duration::from_secs(1), "{heard:?}");
+    assert!(b.agents_held_elsewhere().unwrap().is_empty());
+    assert!(b.claim_agent("ann", lease).unwrap());
+    assert!(!a.claim_agent("ann", lease).unwrap());
+
+    // A state an admin sets on one node is news for the others.
+    let before = told.load(Ordering::SeqCst);
+    a.set_agent_state("bob", "away").unwrap();
+    wait_for(Duration::from_secs(5), || {
+        (told.load(Ordering::SeqCst) > before).then_some(())
+    })
+    .expect("node b heard of the state change");
+
+    // Node b dies holding ann with a short lease: node a gets her once it runs out, and
+    // not before.
+    b.claim_agent("ann", Duration::from_millis(800)).unwrap();
+    let died = Instant::now();
+    assert!(!a.claim_agent("ann", lease).unwrap());
+    let freed = wait_for(Duration::from_secs(10), || {
+        a.claim_agent("ann", lease).unwrap().then(|| died.elapsed())
+    })
+    .expect("the lease ran out");
+    eprintln!("a dead node's agent free after {freed:?}");
+    assert!(freed >= Duration::from_millis(700), "{freed:?}");
+
+    // A node that restarts drops every claim it held.
+    assert!(a.claim_agent("cy", lease).unwrap());
+    a.release_agents(None).unwrap();
+    assert!(b.claim_agent("ann", lease).unwrap() && b.claim_agent("cy", lease).unwrap());
+    assert_eq!(pg.query("SELECT COUNT(*) FROM agent_claims"), "2");
 }

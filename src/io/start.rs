@@ -162,7 +162,10 @@ pub async fn run(cfg: LoadedConfig) -> Result<(), RunError> {
         _ => None,
     };
 
-    let queues = QueueAudio::load(&cfg)?.map(|audio| Queues::start(&cfg, audio, store.clone()));
+    // The queue service reads its agents and kept places from the store at start: blocking
+    // I/O (the PostgreSQL client runs its own runtime and may not be called from ours).
+    let queues = QueueAudio::load(&cfg)?
+        .map(|audio| tokio::task::block_in_place(|| Queues::start(&cfg, audio, store.clone())));
     let number_key = Arc::new(load_number_key(&cfg.state_dir)?);
     let traffic = Arc::new(super::traffic::Traffic::default());
     spawn_caller_retention(

@@ -44,16 +44,20 @@ pub enum AgentState {
     WrapUp,
     Away,
     Offline,
+    /// Ringing, talking or wrapping up through another node (state shared in PostgreSQL):
+    /// serving, but not to be offered here until that node lets the agent go.
+    Elsewhere,
 }
 
 impl AgentState {
-    pub const ALL: [AgentState; 6] = [
+    pub const ALL: [AgentState; 7] = [
         AgentState::Available,
         AgentState::Ringing,
         AgentState::Talking,
         AgentState::WrapUp,
         AgentState::Away,
         AgentState::Offline,
+        AgentState::Elsewhere,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,7 @@ impl AgentState {
             AgentState::WrapUp => "wrap_up",
             AgentState::Away => "away",
             AgentState::Offline => "offline",
+            AgentState::Elsewhere => "elsewhere",
         }
     }
 
@@ -484,6 +489,36 @@ impl Board {
         self.dispatch(now);
     }
 
+    /// Another node holds this agent (it claimed them first): the offer just made for `call`
+    /// (or the reservation for a kept place) is taken back without counting against the
+    /// agent, who is `Elsewhere` until [`Board::free_elsewhere`]; the caller keeps their
+    /// place and the next agent is tried.
+    pub fn taken_elsewhere(&mut self, now: Instant, call: CallKey, agent: &str) {
+        if let Some((q, i)) = self.find_waiter(call) {
+            self.queues[q].waiting[i].offers.retain(|a| a != agent);
+        }
+        if let Some(a) = self.agents.get_mut(agent) {
+            if matches!(a.state, AgentState::Ringing | AgentState::Available) {
+                a.state = AgentState::Elsewhere;
+                a.since = now;
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// The node that held this agent let them go: available here again (or what was set
+    /// for after their call).
+    pub fn free_elsewhere(&mut self, now: Instant, agent: &str) {
+        if self
+            .agents
+            .get(agent)
+            .is_some_and(|a| a.state == AgentState::Elsewhere)
+        {
+            self.free_agent(now, agent);
+            self.dispatch(now);
+        }
+    }
+
     /// Whether this call (or kept place) is in a queue.
     pub fn is_waiting(&self, call: CallKey) -> bool {
         self.find_waiter(call).is_some()
@@ -716,7 +751,10 @@ impl Board {
             .get_mut(agent)
             .ok_or_else(|| BoardError::UnknownAgent(agent.to_string()))?;
         match a.state {
-            AgentState::Ringing | AgentState::Talking | AgentState::WrapUp => {
+            AgentState::Ringing
+            | AgentState::Talking
+            | AgentState::WrapUp
+            | AgentState::Elsewhere => {
                 a.after_call = Some(state);
                 if a.state == AgentState::WrapUp && state == AgentState::Available {
                     // Ready again: wrap-up ends now.

@@ -601,3 +601,70 @@ fn review_news_of_an_old_offer_does_not_free_an_agent_ringing_for_someone_else()
     b.join(t0, "q", 3).unwrap();
     assert!(offers(&events(&mut b)).is_empty(), "not offered twice");
 }
+
+#[test]
+fn an_agent_another_node_holds_is_skipped_until_it_lets_them_go() {
+    let t0 = Instant::now();
+    let mut b = Board::new(
+        t0,
+        vec![agent("a"), agent("b")],
+        vec![queue("q", &["a", "b"], Strategy::RoundRobin)],
+    );
+    b.join(t0, "q", 1).unwrap();
+    assert_eq!(offers(&events(&mut b)), [(1, "a".to_string())]);
+    // The claim for "a" failed: another node rings or talks to them. The caller keeps
+    // their place and "b" rings at once.
+    b.taken_elsewhere(t0, 1, "a");
+    assert_eq!(state(&b, "a"), AgentState::Elsewhere);
+    assert_eq!(offers(&events(&mut b)), [(1, "b".to_string())]);
+    b.taken_elsewhere(t0, 1, "b");
+    // Nobody free here, but both serve: the caller waits (no NoAgents), no offer.
+    let evs = events(&mut b);
+    assert!(offers(&evs).is_empty(), "{evs:?}");
+    assert!(!evs.contains(&Event::NoAgents { call: 1 }));
+    assert!(b.is_waiting(1));
+    assert_eq!(b.queues(t0)[0].serving_agents, 2);
+    // Setting an agent away while elsewhere applies once the other node lets them go.
+    b.set_state(t0, "b", AgentState::Away).unwrap();
+    assert_eq!(state(&b, "b"), AgentState::Elsewhere);
+    let t1 = t0 + Duration::from_secs(20);
+    b.free_elsewhere(t1, "b");
+    assert_eq!(state(&b, "b"), AgentState::Away);
+    assert!(offers(&events(&mut b)).is_empty());
+    // "a" is let go: offered to the caller who kept their place.
+    b.free_elsewhere(t1, "a");
+    assert_eq!(offers(&events(&mut b)), [(1, "a".to_string())]);
+    // News for an agent not held elsewhere changes nothing.
+    b.free_elsewhere(t1, "a");
+    assert_eq!(state(&b, "a"), AgentState::Ringing);
+}
+
+#[test]
+fn a_callback_reservation_taken_elsewhere_reserves_the_next_agent() {
+    let t0 = Instant::now();
+    let mut b = Board::new(
+        t0,
+        vec![agent("a"), agent("b")],
+        vec![queue("q", &["a", "b"], Strategy::LongestIdle)],
+    )
+    .with_callbacks(CallbackPolicy::default());
+    b.restore_callback(t0, "q", 7, t0, 0).unwrap();
+    let due: Vec<String> = events(&mut b)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CallbackDue { call: 7, agent } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(due.len(), 1);
+    b.taken_elsewhere(t0, 7, &due[0]);
+    let next: Vec<Event> = events(&mut b);
+    let other = if due[0] == "a" { "b" } else { "a" };
+    assert!(
+        next.contains(&Event::CallbackDue {
+            call: 7,
+            agent: other.into()
+        }),
+        "{next:?}"
+    );
+}

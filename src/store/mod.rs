@@ -261,6 +261,44 @@ impl Store {
         each!(self.registrations(now))
     }
 
+    /// Takes an agent for this node before ringing them, for `lease` (renewed while the
+    /// call lasts): false when another node holds them. With the embedded store there is no
+    /// other node, so it is always true.
+    pub fn claim_agent(&self, agent: &str, lease: std::time::Duration) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(p) => p.claim_agent(agent, lease.as_millis() as i64),
+        }
+    }
+
+    /// Lets go of agents this node claimed (`None`: every one, as at start-up).
+    pub fn release_agents(&self, agents: Option<&[String]>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(p) => p.release_agents(agents),
+        }
+    }
+
+    /// Extends this node's claims on these agents.
+    pub fn renew_agents(
+        &self,
+        agents: &[String],
+        lease: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(p) => p.renew_agents(agents, lease.as_millis() as i64),
+        }
+    }
+
+    /// Agents other nodes hold now (none with the embedded store).
+    pub fn agents_held_elsewhere(&self) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(p) => p.agents_held_elsewhere(),
+        }
+    }
+
     pub fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {
         each!(self.add_feedback(f))
     }

@@ -7,6 +7,10 @@
 //!   ([`PgStore::claim_callback`]), so exactly one node calls; one per number per queue is a
 //!   unique index, whichever node the caller reached.
 //! - Caller memory, survey feedback, agents' states and registrations, the audit log.
+//! - Agents: a node claims an agent before ringing them ([`PgStore::claim_agent`], a lease
+//!   it renews) and lets go after the call and its wrap-up, so no agent is rung by two
+//!   nodes at once; releases and agent state or registration changes are followed by
+//!   `NOTIFY ivrd_agents`, so every node's board follows within a moment.
 //! - Migrations are versioned (`ivrd_migrations`), applied under an advisory lock so nodes
 //!   starting together do not race.
 //! - Connection loss: the connection is made again on the next use; writes that a call makes
@@ -63,6 +67,11 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE TABLE audit (
          id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
          action TEXT NOT NULL, target TEXT NOT NULL);",
+), (
+    2,
+    // Which node rings, talks to or wraps up with an agent now, until when (a lease the
+    // node renews: a node that died lets its agents go when it runs out).
+    "CREATE TABLE agent_claims (agent TEXT PRIMARY KEY, node TEXT NOT NULL, until_ms BIGINT NOT NULL);",
 )];
 
 /// A write a call made, kept until the database takes it.
@@ -168,7 +177,7 @@ impl PgStore {
     fn write(&self, w: Write) -> Result<(), StoreError> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.is_empty() {
-            match self.with(|c| apply(c, &w)) {
+            match self.with(|c| apply(c, &self.node, &w)) {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Pg { source, .. })
                     if !is_connection_error(&source) && !source.is_closed() =>
@@ -197,7 +206,7 @@ impl PgStore {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let before = pending.len();
         while let Some(w) = pending.front() {
-            match self.with(|c| apply(c, w)) {
+            match self.with(|c| apply(c, &self.node, w)) {
                 Ok(()) => {
                     pending.pop_front();
                 }
@@ -219,15 +228,25 @@ impl PgStore {
     /// Calls `on_change` whenever any node changes outages (and once after each
     /// (re)connection, for what may have been missed), on a thread of its own.
     pub fn listen_outages(self: &Arc<Self>, on_change: impl Fn() + Send + 'static) {
+        self.listen("ivrd_outages", on_change)
+    }
+
+    /// Calls `on_change` whenever any node lets an agent go or changes an agent's state or
+    /// registration (and once after each (re)connection), on a thread of its own.
+    pub fn listen_agents(self: &Arc<Self>, on_change: impl Fn() + Send + 'static) {
+        self.listen("ivrd_agents", on_change)
+    }
+
+    fn listen(self: &Arc<Self>, channel: &'static str, on_change: impl Fn() + Send + 'static) {
         let me = self.clone();
         std::thread::Builder::new()
-            .name("ivrd-pg-listen".into())
+            .name(format!("ivrd-pg-{channel}"))
             .spawn(move || {
                 let mut backoff = Duration::from_millis(200);
                 loop {
                     match me.config.connect(NoTls) {
                         Ok(mut c) => {
-                            if c.batch_execute("LISTEN ivrd_outages").is_ok() {
+                            if c.batch_execute(&format!("LISTEN {channel}")).is_ok() {
                                 backoff = Duration::from_millis(200);
                                 on_change();
                                 loop {
@@ -252,7 +271,9 @@ impl PgStore {
                                 }
                             }
                         }
-                        Err(e) => tracing::debug!(error = %e, "outage notifications: reconnecting"),
+                        Err(e) => {
+                            tracing::debug!(error = %e, channel, "notifications: reconnecting")
+                        }
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -512,6 +533,64 @@ impl PgStore {
             .collect())
     }
 
+    /// Takes `agent` for this node until `lease_ms` from now: true when no other node holds
+    /// them (or its lease ran out). Renewing a claim this node holds also answers true.
+    pub fn claim_agent(&self, agent: &str, lease_ms: i64) -> Result<bool, StoreError> {
+        let now = unix_ms();
+        let n = self.with(|c| {
+            c.execute(
+                "INSERT INTO agent_claims (agent, node, until_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (agent) DO UPDATE SET node = $2, until_ms = $3
+                 WHERE agent_claims.node = $2 OR agent_claims.until_ms < $4",
+                &[&agent, &self.node, &(now + lease_ms), &now],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Lets go of agents this node holds (`None`: all of them, as at start-up) and tells
+    /// the other nodes.
+    pub fn release_agents(&self, agents: Option<&[String]>) -> Result<(), StoreError> {
+        let node = self.node.clone();
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let n = match agents {
+                Some(list) => tx.execute(
+                    "DELETE FROM agent_claims WHERE node = $1 AND agent = ANY($2)",
+                    &[&node, &list],
+                )?,
+                None => tx.execute("DELETE FROM agent_claims WHERE node = $1", &[&node])?,
+            };
+            if n > 0 {
+                tx.execute("SELECT pg_notify('ivrd_agents', $1)", &[&node])?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Extends the leases of the agents this node holds to `lease_ms` from now.
+    pub fn renew_agents(&self, agents: &[String], lease_ms: i64) -> Result<(), StoreError> {
+        let until = unix_ms() + lease_ms;
+        self.with(|c| {
+            c.execute(
+                "UPDATE agent_claims SET until_ms = $3 WHERE node = $1 AND agent = ANY($2)",
+                &[&self.node, &agents, &until],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Agents other nodes hold now (their lease has not run out).
+    pub fn agents_held_elsewhere(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT agent FROM agent_claims WHERE node <> $1 AND until_ms >= $2",
+                &[&self.node, &unix_ms()],
+            )
+        })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     pub fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {
         self.write(Write::Feedback(f.clone()))
     }
@@ -677,7 +756,8 @@ fn migrate(c: &mut Client) -> Result<(), postgres::Error> {
     tx.commit()
 }
 
-fn apply(c: &mut Client, w: &Write) -> Result<(), postgres::Error> {
+/// Applies one write; `node` names this node in the notifications it sends.
+fn apply(c: &mut Client, node: &str, w: &Write) -> Result<(), postgres::Error> {
     match w {
         Write::RememberCall { number, intent, at } => c.execute(
             "INSERT INTO callers (number, last_intent, last_call_at, updated_at) VALUES ($1, $2, $3, $3)
@@ -699,17 +779,27 @@ fn apply(c: &mut Client, w: &Write) -> Result<(), postgres::Error> {
             "UPDATE callbacks SET status = $2, attempts = $3 WHERE id = $1",
             &[id, status, &(*attempts as i32)],
         ),
-        Write::AgentState { agent, state } => c.execute(
-            "INSERT INTO agent_states (agent, state) VALUES ($1, $2) ON CONFLICT (agent) DO UPDATE SET state = $2",
-            &[agent, state],
-        ),
-        Write::Registration { agent, binding: Some((uri, expires)) } => c.execute(
-            "INSERT INTO registrations (agent, uri, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (agent) DO UPDATE SET uri = $2, expires_at = $3",
-            &[agent, uri, &(*expires as i64)],
-        ),
-        Write::Registration { agent, binding: None } => {
-            c.execute("DELETE FROM registrations WHERE agent = $1", &[agent])
+        Write::AgentState { agent, state } => {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO agent_states (agent, state) VALUES ($1, $2) ON CONFLICT (agent) DO UPDATE SET state = $2",
+                &[agent, state],
+            )?;
+            tx.execute("SELECT pg_notify('ivrd_agents', $1)", &[&node])?;
+            tx.commit().map(|()| 0)
+        }
+        Write::Registration { agent, binding } => {
+            let mut tx = c.transaction()?;
+            match binding {
+                Some((uri, expires)) => tx.execute(
+                    "INSERT INTO registrations (agent, uri, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (agent) DO UPDATE SET uri = $2, expires_at = $3",
+                    &[agent, uri, &(*expires as i64)],
+                )?,
+                None => tx.execute("DELETE FROM registrations WHERE agent = $1", &[agent])?,
+            };
+            tx.execute("SELECT pg_notify('ivrd_agents', $1)", &[&node])?;
+            tx.commit().map(|()| 0)
         }
     }
     .map(|_| ())
@@ -718,6 +808,13 @@ fn apply(c: &mut Client, w: &Write) -> Result<(), postgres::Error> {
 /// A lost or refused connection (as opposed to a statement the database rejected).
 fn is_connection_error(e: &postgres::Error) -> bool {
     e.is_closed() || e.code().is_none() && e.as_db_error().is_none()
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn unix_now() -> i64 {

@@ -199,6 +199,9 @@ enum Command {
     },
     Agents(oneshot::Sender<(Instant, Vec<AgentView>)>),
     Queues(oneshot::Sender<Vec<QueueView>>),
+    /// Another node let an agent go or changed an agent's state or registration (shared
+    /// store): bring the board up to date.
+    AgentsChanged,
 }
 
 /// The handle calls and the admin API use.
@@ -234,10 +237,16 @@ impl Queues {
             queue_settings(&cfg.config.queues),
         )
         .with_callbacks(cfg.config.callbacks.policy());
+        // Claims this node held before it restarted are void: its calls are gone.
+        if let Err(e) = store.release_agents(None) {
+            warn!(error = %e, "agents claimed before the restart not released");
+        }
+        let mut known = service::KnownAgents::default();
         // What admins set (away, offline) holds across a restart.
         match store.agent_states() {
             Ok(states) => {
                 for (agent, state) in states {
+                    known.states.insert(agent.clone(), state.clone());
                     let known = AgentState::parse(&state)
                         .map(|s| board.set_state(now, &agent, s).is_ok())
                         .unwrap_or(false);
@@ -253,6 +262,7 @@ impl Queues {
             Ok(bindings) => {
                 let now_s = crate::io::clock::unix_now();
                 for (agent, uri, until) in bindings {
+                    known.bindings.insert(agent.clone(), (uri.clone(), until));
                     let left = Duration::from_secs(until.saturating_sub(now_s));
                     if let Err(e) = board.register(now, &agent, &uri, left) {
                         warn!(agent = %agent, error = %e, "registration not restored");
@@ -300,7 +310,14 @@ impl Queues {
         let queue_names: Vec<String> = cfg.config.queues.keys().cloned().collect();
         let callback_flows = Arc::new(audio.callback_flows.clone());
         let (tx, rx) = mpsc::channel(1024);
-        let service = Service::new(board, audio, queue_names, store, kept);
+        if let Some(pg) = store.postgres() {
+            // Agents other nodes let go, set or log in reach this board within a moment.
+            let tx = tx.clone();
+            pg.listen_agents(move || {
+                let _ = tx.try_send(Command::AgentsChanged);
+            });
+        }
+        let service = Service::new(board, audio, queue_names, store, kept, known);
         tokio::spawn(service.run(rx));
         Queues {
             tx,

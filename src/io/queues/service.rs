@@ -5,9 +5,9 @@ use super::{CallbackJob, Command, QueueAudio, SEND_PATIENCE};
 use crate::call::{CallInput, QueueEvent, QueueReport};
 use crate::io::clock::unix_now;
 use crate::metrics as m;
-use crate::queue::{announcement, Board, CallKey, Event, OfferEnd};
+use crate::queue::{announcement, AgentState, Board, CallKey, Event, OfferEnd};
 use crate::store::{Kept, Store};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -30,6 +30,20 @@ pub(super) struct KeptPlace {
     pub attempts: u32,
 }
 
+/// How long a claim on an agent lasts unless renewed (a node that died lets its agents go
+/// after this), and how often the claims of calls in progress are renewed.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+const CLAIM_RENEW: Duration = Duration::from_secs(15);
+
+/// What the store said of agents when this node last looked: states admins set and phone
+/// registrations (agent -> (uri, expires at, Unix seconds)). Changes another node made are
+/// the differences.
+#[derive(Default)]
+pub(super) struct KnownAgents {
+    pub states: HashMap<String, String>,
+    pub bindings: HashMap<String, (String, u64)>,
+}
+
 pub(super) struct Service {
     pub board: Board,
     pub audio: QueueAudio,
@@ -40,6 +54,11 @@ pub(super) struct Service {
     dialer: Option<mpsc::Sender<CallbackJob>>,
     /// Callbacks whose turn came before the dialer was there (at start-up).
     due_early: Vec<(CallKey, String)>,
+    /// The store is shared with other nodes: agents are claimed before they are rung.
+    shared: bool,
+    /// Agents this node claimed (ringing, talking, wrapping up here).
+    claimed: HashSet<String>,
+    known: KnownAgents,
 }
 
 impl Service {
@@ -49,8 +68,12 @@ impl Service {
         queue_names: Vec<String>,
         store: Arc<Store>,
         kept: HashMap<CallKey, KeptPlace>,
+        known: KnownAgents,
     ) -> Service {
         Service {
+            shared: store.postgres().is_some(),
+            claimed: HashSet::new(),
+            known,
             board,
             audio,
             queue_names,
@@ -63,6 +86,8 @@ impl Service {
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut renew = tokio::time::interval(CLAIM_RENEW);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.board.poll_timeout();
             let sleep = async {
@@ -77,8 +102,13 @@ impl Service {
                     None => return,
                 },
                 _ = sleep => self.board.handle_timeout(Instant::now()),
+                _ = renew.tick(), if self.shared => {
+                    self.renew_claims().await;
+                    self.sync_agents().await;
+                }
             }
             self.carry_out().await;
+            self.release_done().await;
             self.record_gauges();
         }
     }
@@ -140,8 +170,17 @@ impl Service {
                 expires,
             } => {
                 let result = match uri {
-                    Some(uri) => self.board.register(now, &agent, &uri, expires),
-                    None => self.board.unregister(now, &agent),
+                    Some(uri) => {
+                        let until = unix_now() + expires.as_secs();
+                        self.known
+                            .bindings
+                            .insert(agent.clone(), (uri.clone(), until));
+                        self.board.register(now, &agent, &uri, expires)
+                    }
+                    None => {
+                        self.known.bindings.remove(&agent);
+                        self.board.unregister(now, &agent)
+                    }
                 };
                 if let Err(e) = result {
                     warn!(agent = %agent, error = %e, "registration");
@@ -161,6 +200,9 @@ impl Service {
                 });
                 if let Ok(a) = &result {
                     info!(agent = %a.id, state = a.state.as_str(), "agent state set");
+                    self.known
+                        .states
+                        .insert(id.clone(), state.as_str().to_string());
                     let store = self.store.clone();
                     let saved = tokio::task::spawn_blocking(move || {
                         store.set_agent_state(&id, state.as_str())
@@ -178,6 +220,137 @@ impl Service {
             Command::Queues(reply) => {
                 let _ = reply.send(self.board.queues(now));
             }
+            Command::AgentsChanged => self.sync_agents().await,
+        }
+    }
+
+    /// Takes `agent` for this node before ringing them. False when another node holds
+    /// them: the board skips them until that node lets go. With the database away the
+    /// agent is rung all the same (callers are served; at worst two nodes ring one phone).
+    async fn claim(&mut self, now: Instant, call: CallKey, agent: &str) -> bool {
+        if !self.shared || self.claimed.contains(agent) {
+            return true;
+        }
+        let store = self.store.clone();
+        let id = agent.to_string();
+        match tokio::task::spawn_blocking(move || store.claim_agent(&id, CLAIM_LEASE)).await {
+            Ok(Ok(false)) => {
+                debug!(agent, call, "agent held by another node");
+                self.board.taken_elsewhere(now, call, agent);
+                return false;
+            }
+            Ok(Ok(true)) => {}
+            Ok(Err(e)) => warn!(agent, error = %e, "agent claim not stored: ringing anyway"),
+            Err(e) => warn!(agent, error = %e, "agent claim failed: ringing anyway"),
+        }
+        self.claimed.insert(agent.to_string());
+        true
+    }
+
+    /// Lets go of claimed agents the board no longer rings, talks to or wraps up with here.
+    async fn release_done(&mut self) {
+        if self.claimed.is_empty() {
+            return;
+        }
+        let done: Vec<String> = self
+            .claimed
+            .iter()
+            .filter(|id| {
+                !self.board.agent(id).is_some_and(|a| {
+                    matches!(
+                        a.state,
+                        AgentState::Ringing | AgentState::Talking | AgentState::WrapUp
+                    )
+                })
+            })
+            .cloned()
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        for id in &done {
+            self.claimed.remove(id);
+        }
+        let store = self.store.clone();
+        let released = tokio::task::spawn_blocking(move || store.release_agents(Some(&done))).await;
+        if !matches!(released, Ok(Ok(()))) {
+            // The lease runs out on its own.
+            warn!("agents not released in the store: other nodes wait for the lease");
+        }
+    }
+
+    async fn renew_claims(&mut self) {
+        if self.claimed.is_empty() {
+            return;
+        }
+        let (store, held) = (
+            self.store.clone(),
+            self.claimed.iter().cloned().collect::<Vec<_>>(),
+        );
+        let renewed =
+            tokio::task::spawn_blocking(move || store.renew_agents(&held, CLAIM_LEASE)).await;
+        if !matches!(renewed, Ok(Ok(()))) {
+            warn!("agent claims not renewed");
+        }
+    }
+
+    /// Brings the board up to date with what other nodes did: agents they let go are free
+    /// here, states admins set and phones that registered or left through them apply here.
+    async fn sync_agents(&mut self) {
+        let store = self.store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((
+                store.agents_held_elsewhere()?,
+                store.agent_states()?,
+                store.registrations(unix_now())?,
+            ))
+        })
+        .await;
+        let (held, states, bindings) = match read {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return debug!(error = %e, "agents not synced"),
+            Err(_) => return,
+        };
+        let now = Instant::now();
+        let held: HashSet<String> = held.into_iter().collect();
+        let free: Vec<String> = self
+            .board
+            .agents()
+            .into_iter()
+            .filter(|a| a.state == AgentState::Elsewhere && !held.contains(&a.id))
+            .map(|a| a.id)
+            .collect();
+        for id in free {
+            self.board.free_elsewhere(now, &id);
+        }
+        for (agent, state) in states {
+            if self.known.states.get(&agent) == Some(&state) {
+                continue;
+            }
+            if let Some(s) = AgentState::parse(&state) {
+                if self.board.set_state(now, &agent, s).is_ok() {
+                    info!(agent = %agent, state = %state, "agent state set on another node");
+                }
+            }
+            self.known.states.insert(agent, state);
+        }
+        let now_s = unix_now();
+        let mut gone: HashSet<String> = self.known.bindings.keys().cloned().collect();
+        for (agent, uri, until) in bindings {
+            gone.remove(&agent);
+            let binding = (uri, until);
+            if self.known.bindings.get(&agent) == Some(&binding) {
+                continue;
+            }
+            let left = Duration::from_secs(until.saturating_sub(now_s));
+            if self.board.register(now, &agent, &binding.0, left).is_ok() {
+                debug!(agent = %agent, "registration made on another node");
+            }
+            self.known.bindings.insert(agent, binding);
+        }
+        for agent in gone {
+            self.known.bindings.remove(&agent);
+            let _ = self.board.unregister(now, &agent);
         }
     }
 
@@ -354,6 +527,9 @@ impl Service {
                 uri,
                 ring_timeout,
             } => {
+                if !self.claim(now, call, &agent).await {
+                    return;
+                }
                 let news = QueueEvent::Offer {
                     agent: agent.clone(),
                     uri,
@@ -382,7 +558,12 @@ impl Service {
                 }
                 return;
             }
-            Event::CallbackDue { call, agent } => return self.call_back(now, call, agent).await,
+            Event::CallbackDue { call, agent } => {
+                if self.claim(now, call, &agent).await {
+                    self.call_back(now, call, agent).await;
+                }
+                return;
+            }
             Event::CallbackGaveUp { call } => {
                 if let Some(k) = self.kept.remove(&call) {
                     warn!(callback = k.id, attempts = k.attempts, "callback given up");
