@@ -10,7 +10,8 @@
 //! - A node drained (SIGTERM) under load: no failed call.
 //! - PostgreSQL restarted under load: no failed call, and the calls' writes land after.
 //! - An agent both nodes' queues know takes one call at a time: the second node waits while
-//!   the first talks to the agent, and rings the agent as soon as the first lets go.
+//!   the first talks to the agent, and the agent goes to the caller who waited longest on
+//!   either node as soon as the first lets go.
 
 mod support;
 
@@ -131,20 +132,21 @@ fn agent_state(d: &Daemon, id: &str) -> String {
         .to_string()
 }
 
-/// ~20 s: two nodes on one PostgreSQL, each with agent `ann` (a SIPp UAS that answers and
-/// hangs up after 4 s) in its queue. A caller on node 1 is bridged to ann; a caller on
-/// node 2 then waits, with ann shown `elsewhere` there and never rung twice; when node 1 is
-/// done with ann (her call and 1 s of wrap-up), node 2 rings her within a moment. Ann set
-/// away on node 1 is away on node 2 within a second.
+/// ~30 s: two nodes on one PostgreSQL, each with agent `ann` (a SIPp UAS that answers and
+/// hangs up after 4 s) in its queue. Caller A on node 1 is bridged to ann; caller B on node
+/// 2 then waits, with ann shown `elsewhere` there and never rung twice; caller C joins on
+/// node 1 after B. When node 1 is done with ann (A's call and 1 s of wrap-up), ann goes to B
+/// on node 2, who has waited longer, not to C on her own node; then to C. Ann set away on
+/// node 1 is away on node 2 within a second.
 #[test]
-fn an_agent_two_nodes_share_takes_one_call_at_a_time() {
+fn an_agent_two_nodes_share_takes_one_call_at_a_time_in_fair_order() {
     let pg = Postgres::start();
     let flows = support::flows::flows_dir(&[("queued", QUEUE_FLOW)]);
     let port = free_udp_port();
     let phone = std::thread::spawn(move || {
         Sipp::new("agent_answer.xml", "127.0.0.1:9".parse().unwrap())
             .local_port(port)
-            .calls(2)
+            .calls(3)
             .arg("-d")
             .arg("4000")
             .timeout(Duration::from_secs(90))
@@ -169,87 +171,74 @@ fn an_agent_two_nodes_share_takes_one_call_at_a_time() {
             })
         })
         .collect();
-    let first = Caller::new(nodes[0].sip_udp, CallerOpts::default());
-    assert_eq!(
-        first.invite(SIP_WAIT).status(),
-        Some(200),
-        "{}",
-        first.sip_trace()
-    );
-    wait_for(Duration::from_secs(15), || {
-        (agent_state(&nodes[0], "ann") == "talking").then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "ann never talking on node 1: {}",
-            nodes[0].api_json("/api/agents")
-        )
-    });
-    let second = Caller::new(nodes[1].sip_udp, CallerOpts::default());
-    assert_eq!(
-        second.invite(SIP_WAIT).status(),
-        Some(200),
-        "{}",
-        second.sip_trace()
-    );
+    let (one, two) = (&nodes[0], &nodes[1]);
+    let state_is = |n: &Daemon, want: &str, within: Duration| {
+        wait_for(within, || {
+            (agent_state(n, "ann") == want).then(Instant::now)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "ann not {want} on {}: {}",
+                n.sip_udp,
+                n.api_json("/api/agents")
+            )
+        })
+    };
+    let waiting = |n: &Daemon| n.api_json("/api/queues")[0]["waiting"].as_u64();
+    let a = Caller::new(one.sip_udp, CallerOpts::default());
+    assert_eq!(a.invite(SIP_WAIT).status(), Some(200), "{}", a.sip_trace());
+    let started = state_is(one, "talking", Duration::from_secs(15));
+    let b = Caller::new(two.sip_udp, CallerOpts::default());
+    assert_eq!(b.invite(SIP_WAIT).status(), Some(200), "{}", b.sip_trace());
     // Node 2 tries ann, finds her held by node 1, and keeps its caller waiting.
+    state_is(two, "elsewhere", Duration::from_secs(10));
+    assert_eq!(waiting(two), Some(1), "{}", two.api_json("/api/queues"));
+    // C joins on node 1 once B is in line (B waited longer).
+    let c = Caller::new(one.sip_udp, CallerOpts::default());
+    assert_eq!(c.invite(SIP_WAIT).status(), Some(200), "{}", c.sip_trace());
     wait_for(Duration::from_secs(10), || {
-        (agent_state(&nodes[1], "ann") == "elsewhere").then_some(())
+        (waiting(one) == Some(1)).then_some(())
     })
-    .unwrap_or_else(|| {
-        panic!(
-            "ann not elsewhere on node 2: {}",
-            nodes[1].api_json("/api/agents")
-        )
-    });
-    let queues = nodes[1].api_json("/api/queues");
-    assert!(queues.to_string().contains("\"waiting\":1"), "{queues}");
-    assert_eq!(agent_state(&nodes[0], "ann"), "talking");
-    // Ann hangs up on the first caller (4 s), wraps up on node 1 (1 s); then node 2 rings
-    // her at once.
-    let free_on_1 = wait_for(Duration::from_secs(20), || {
-        (agent_state(&nodes[0], "ann") == "available").then(Instant::now)
-    })
-    .expect("ann free on node 1 after her call");
-    let talking_on_2 = wait_for(Duration::from_secs(10), || {
-        (agent_state(&nodes[1], "ann") == "talking").then(Instant::now)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "ann never reached node 2's caller: {}",
-            nodes[1].api_json("/api/agents")
-        )
-    });
+    .unwrap_or_else(|| panic!("C not waiting on node 1: {}", one.api_json("/api/queues")));
+    assert_eq!(agent_state(one, "ann"), "talking");
+    // Ann hangs up on A (4 s), wraps up on node 1 (1 s), then goes to B on node 2.
+    let to_b = state_is(two, "talking", Duration::from_secs(20));
+    assert_eq!(waiting(one), Some(1), "C was served before B");
+    assert_eq!(agent_state(one, "ann"), "elsewhere");
+    // After B's call, ann comes back to node 1 for C.
+    let back = state_is(two, "available", Duration::from_secs(20));
+    let to_c = state_is(one, "talking", Duration::from_secs(10));
     eprintln!(
-        "ann free on node 1 -> talking on node 2 after {:?}",
-        talking_on_2.saturating_duration_since(free_on_1)
+        "ann free on node 2 -> talking on node 1 after {:?}; A's call to B's: {:?}",
+        to_c.saturating_duration_since(back),
+        to_b.saturating_duration_since(started)
     );
     let run = phone.join().unwrap();
     run.assert_success();
     let invites = run.messages_log.matches("INVITE sip:ann@").count();
-    assert_eq!(invites, 2, "ann was rung {invites} times for 2 calls");
-    for c in [&first, &second] {
+    assert_eq!(invites, 3, "ann was rung {invites} times for 3 calls");
+    for caller in [&a, &b, &c] {
         assert!(
-            wait_for(Duration::from_secs(15), || c.bye_received()).is_some(),
+            wait_for(Duration::from_secs(15), || caller.bye_received()).is_some(),
             "a caller was not sent on after ann\n{}",
-            c.sip_trace()
+            caller.sip_trace()
         );
     }
     // Ann goes away through node 1's API: node 2 knows within a second.
     let set = Instant::now();
-    let (status, body) = nodes[0].api(
+    let (status, body) = one.api(
         "POST",
         "/api/agents/ann/state",
         Some(r#"{"state": "away"}"#),
     );
     assert_eq!(status, 200, "{body}");
     let known = wait_for(Duration::from_secs(5), || {
-        (agent_state(&nodes[1], "ann") == "away").then(|| set.elapsed())
+        (agent_state(two, "ann") == "away").then(|| set.elapsed())
     })
     .unwrap_or_else(|| {
         panic!(
             "node 2 did not learn ann is away: {}",
-            nodes[1].api_json("/api/agents")
+            two.api_json("/api/agents")
         )
     });
     eprintln!("ann away on node 1 -> away on node 2 after {known:?}");

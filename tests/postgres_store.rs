@@ -7,7 +7,7 @@
 mod support;
 
 use ivrd::outage::{Outage, OutageSpec, Source};
-use ivrd::store::{Kept, Store};
+use ivrd::store::{Claim, Kept, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,18 +145,23 @@ fn writes_made_while_the_database_is_down_land_when_it_is_back() {
 }
 
 /// Two nodes and one agent: exactly one node holds the agent at a time; the other learns
-/// of the release within a second (LISTEN/NOTIFY); a node that dies lets go when its
-/// lease runs out; a restarted node drops what it held before.
+/// of the release within a second (LISTEN/NOTIFY); an older caller on another live node
+/// comes first, for the grace time; a node that dies lets go when its lease runs out; a
+/// restarted node drops what it held before.
 #[test]
-fn one_node_at_a_time_holds_an_agent() {
+fn one_node_at_a_time_holds_an_agent_and_the_oldest_caller_comes_first() {
     let pg = Postgres::start();
     let a = Store::connect(&pg.url(), "node-a").expect("node a");
     let b = Store::connect(&pg.url(), "node-b").expect("node b");
     let lease = Duration::from_secs(60);
-    assert!(a.claim_agent("ann", lease).unwrap());
-    assert!(!b.claim_agent("ann", lease).unwrap(), "two nodes hold ann");
-    // Renewing one's own claim is a claim too.
-    assert!(a.claim_agent("ann", lease).unwrap());
+    let q = ["support".to_string()];
+    let claim = |s: &Store, agent: &str, joined_ms: i64| {
+        s.claim_agent(agent, lease, &q, joined_ms).unwrap()
+    };
+    assert_eq!(claim(&a, "ann", 0), Claim::Taken);
+    assert_eq!(claim(&b, "ann", 0), Claim::Held, "two nodes hold ann");
+    // The holder asking again (its next caller) is not held out.
+    assert_eq!(claim(&a, "ann", 0), Claim::Taken);
     assert_eq!(b.agents_held_elsewhere().unwrap(), ["ann"]);
     assert!(a.agents_held_elsewhere().unwrap().is_empty());
 
@@ -179,8 +184,51 @@ fn one_node_at_a_time_holds_an_agent() {
     eprintln!("agent released on a -> notification on b in {heard:?}");
     assert!(heard < Duration::from_secs(1), "{heard:?}");
     assert!(b.agents_held_elsewhere().unwrap().is_empty());
-    assert!(b.claim_agent("ann", lease).unwrap());
-    assert!(!a.claim_agent("ann", lease).unwrap());
+
+    // Fair order: node b's caller has waited since t=1000 ms; node a's since t=2000 asks
+    // for ann and yields, node b's caller gets her. Callers of another queue, or of a node
+    // without a heartbeat, do not count.
+    b.publish_waiting(
+        &[(7, "support".into(), 1000), (8, "sales".into(), 10)],
+        &[],
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        claim(&a, "ann", 2000),
+        Claim::Taken,
+        "b has no heartbeat yet"
+    );
+    a.release_agents(None).unwrap();
+    b.heartbeat().unwrap();
+    assert_eq!(claim(&a, "ann", 2000), Claim::Yielded);
+    assert_eq!(
+        claim(&a, "ann", 500),
+        Claim::Taken,
+        "a's caller was there first"
+    );
+    a.release_agents(None).unwrap();
+    assert_eq!(claim(&a, "ann", 2000), Claim::Yielded);
+    assert_eq!(claim(&b, "ann", 1000), Claim::Taken);
+    assert_eq!(claim(&a, "ann", 2000), Claim::Held);
+    // b's caller is bridged and leaves the line; ann comes free: a's caller gets her.
+    b.publish_waiting(&[], &[7], false).unwrap();
+    b.release_agents(None).unwrap();
+    assert_eq!(claim(&a, "ann", 2000), Claim::Taken);
+    a.release_agents(None).unwrap();
+    // b's caller still waits but b never asks (its board cannot take ann): a gets ann once
+    // the grace (2 s) from its first yield is over, and not before.
+    b.publish_waiting(&[(9, "support".into(), 1000)], &[], false)
+        .unwrap();
+    let first = Instant::now();
+    assert_eq!(claim(&a, "ann", 2000), Claim::Yielded);
+    let taken = wait_for(Duration::from_secs(10), || {
+        (claim(&a, "ann", 2000) == Claim::Taken).then(|| first.elapsed())
+    })
+    .expect("the grace ran out");
+    eprintln!("an older caller elsewhere that never claims holds ann for {taken:?}");
+    assert!(taken >= Duration::from_millis(1900), "{taken:?}");
+    b.publish_waiting(&[], &[], true).unwrap();
 
     // A state an admin sets on one node is news for the others.
     let before = told.load(Ordering::SeqCst);
@@ -190,21 +238,26 @@ fn one_node_at_a_time_holds_an_agent() {
     })
     .expect("node b heard of the state change");
 
-    // Node b dies holding ann with a short lease: node a gets her once it runs out, and
+    // Node a dies holding ann with a short lease: node b gets her once it runs out, and
     // not before.
-    b.claim_agent("ann", Duration::from_millis(800)).unwrap();
+    a.claim_agent("ann", Duration::from_millis(800), &q, 0)
+        .unwrap();
     let died = Instant::now();
-    assert!(!a.claim_agent("ann", lease).unwrap());
+    assert_eq!(claim(&b, "ann", 0), Claim::Held);
     let freed = wait_for(Duration::from_secs(10), || {
-        a.claim_agent("ann", lease).unwrap().then(|| died.elapsed())
+        (claim(&b, "ann", 0) == Claim::Taken).then(|| died.elapsed())
     })
     .expect("the lease ran out");
     eprintln!("a dead node's agent free after {freed:?}");
     assert!(freed >= Duration::from_millis(700), "{freed:?}");
 
     // A node that restarts drops every claim it held.
-    assert!(a.claim_agent("cy", lease).unwrap());
-    a.release_agents(None).unwrap();
-    assert!(b.claim_agent("ann", lease).unwrap() && b.claim_agent("cy", lease).unwrap());
-    assert_eq!(pg.query("SELECT COUNT(*) FROM agent_claims"), "2");
+    assert_eq!(claim(&b, "cy", 0), Claim::Taken);
+    b.release_agents(None).unwrap();
+    assert_eq!(claim(&a, "ann", 0), Claim::Taken);
+    assert_eq!(claim(&a, "cy", 0), Claim::Taken);
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM agent_claims WHERE node = 'node-a'"),
+        "2"
+    );
 }

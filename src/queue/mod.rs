@@ -18,6 +18,7 @@
 //!   does not reach the caller is retried with backoff, up to a limit, keeping its place.
 
 mod announce;
+pub mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -582,6 +583,20 @@ impl Board {
     pub fn joined(&self, call: CallKey) -> Option<Instant> {
         let (q, i) = self.find_waiter(call)?;
         Some(self.queues[q].waiting[i].joined)
+    }
+
+    /// Callers waiting on the line now (kept places that have not called back left out):
+    /// their call, queue and when they joined. What a node shares for fair order.
+    pub fn waiting_calls(&self) -> Vec<(CallKey, &str, Instant)> {
+        self.queues
+            .iter()
+            .flat_map(|q| {
+                q.waiting
+                    .iter()
+                    .filter(|w| w.live())
+                    .map(move |w| (w.call, q.settings.name.as_str(), w.joined))
+            })
+            .collect()
     }
 
     /// The caller left the queue before an agent took them (hung up, escalated).

@@ -6,6 +6,7 @@
 //! Blocking: the I/O layer calls it from `spawn_blocking`, never on the async threads.
 
 use crate::outage::{Outage, OutageMap};
+pub use crate::queue::shared::Claim;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -261,13 +262,44 @@ impl Store {
         each!(self.registrations(now))
     }
 
-    /// Takes an agent for this node before ringing them, for `lease` (renewed while the
-    /// call lasts): false when another node holds them. With the embedded store there is no
-    /// other node, so it is always true.
-    pub fn claim_agent(&self, agent: &str, lease: std::time::Duration) -> Result<bool, StoreError> {
+    /// Asks for an agent for a caller of this node who joined at `joined_ms` (Unix ms) in
+    /// one of `queues` (those the agent serves), to hold for `lease` (renewed while the call
+    /// lasts). See `crate::queue::shared`. With the embedded store there is no other node:
+    /// always taken.
+    pub fn claim_agent(
+        &self,
+        agent: &str,
+        lease: std::time::Duration,
+        queues: &[String],
+        joined_ms: i64,
+    ) -> Result<Claim, StoreError> {
         match &self.backend {
-            Backend::Sqlite(_) => Ok(true),
-            Backend::Postgres(p) => p.claim_agent(agent, lease.as_millis() as i64),
+            Backend::Sqlite(_) => Ok(Claim::Taken),
+            Backend::Postgres(p) => {
+                p.claim_agent(agent, lease.as_millis() as i64, queues, joined_ms)
+            }
+        }
+    }
+
+    /// Shares this node's waiting callers for fair order (see `PgStore::publish_waiting`);
+    /// nothing to share with the embedded store.
+    pub fn publish_waiting(
+        &self,
+        joined: &[(i64, String, i64)],
+        left: &[i64],
+        reset: bool,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(p) => p.publish_waiting(joined, left, reset),
+        }
+    }
+
+    /// This node is alive, for the others (shared store only).
+    pub fn heartbeat(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(p) => p.heartbeat(),
         }
     }
 

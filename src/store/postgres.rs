@@ -9,8 +9,10 @@
 //! - Caller memory, survey feedback, agents' states and registrations, the audit log.
 //! - Agents: a node claims an agent before ringing them ([`PgStore::claim_agent`], a lease
 //!   it renews) and lets go after the call and its wrap-up, so no agent is rung by two
-//!   nodes at once; releases and agent state or registration changes are followed by
-//!   `NOTIFY ivrd_agents`, so every node's board follows within a moment.
+//!   nodes at once; the claim follows `crate::queue::shared` (the oldest caller on any live
+//!   node first: nodes share their waiting callers and a heartbeat). Releases and agent
+//!   state or registration changes are followed by `NOTIFY ivrd_agents`, so every node's
+//!   board follows within a moment.
 //! - Migrations are versioned (`ivrd_migrations`), applied under an advisory lock so nodes
 //!   starting together do not race.
 //! - Connection loss: the connection is made again on the next use; writes that a call makes
@@ -21,6 +23,7 @@
 use super::callers::{CallerEdit, CallerRow};
 use super::{AuditEntry, Callback, Feedback, Kept, QueueCallback, StoreError};
 use crate::outage::{Outage, OutageMap};
+use crate::queue::shared::{decide_claim, Claim, ClaimRow, NODE_STALE_MS};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use std::collections::VecDeque;
@@ -69,9 +72,16 @@ const MIGRATIONS: &[(i32, &str)] = &[(
          action TEXT NOT NULL, target TEXT NOT NULL);",
 ), (
     2,
-    // Which node rings, talks to or wraps up with an agent now, until when (a lease the
-    // node renews: a node that died lets its agents go when it runs out).
-    "CREATE TABLE agent_claims (agent TEXT PRIMARY KEY, node TEXT NOT NULL, until_ms BIGINT NOT NULL);",
+    // Agents shared by nodes (see `crate::queue::shared`): which node rings, talks to or
+    // wraps up with an agent, until when (a lease the node renews), and since when claims
+    // have yielded to an older caller elsewhere; each node's waiting callers; each node's
+    // heartbeat (the waiting callers of a node that stopped beating do not count).
+    "CREATE TABLE agent_claims (agent TEXT PRIMARY KEY, node TEXT, until_ms BIGINT NOT NULL,
+         yielded_ms BIGINT);
+     CREATE TABLE queue_waiting (node TEXT NOT NULL, call BIGINT NOT NULL, queue TEXT NOT NULL,
+         joined_ms BIGINT NOT NULL, PRIMARY KEY (node, call));
+     CREATE INDEX queue_waiting_by_queue ON queue_waiting (queue, joined_ms);
+     CREATE TABLE nodes (node TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL);",
 )];
 
 /// A write a call made, kept until the database takes it.
@@ -533,19 +543,58 @@ impl PgStore {
             .collect())
     }
 
-    /// Takes `agent` for this node until `lease_ms` from now: true when no other node holds
-    /// them (or its lease ran out). Renewing a claim this node holds also answers true.
-    pub fn claim_agent(&self, agent: &str, lease_ms: i64) -> Result<bool, StoreError> {
-        let now = unix_ms();
-        let n = self.with(|c| {
-            c.execute(
-                "INSERT INTO agent_claims (agent, node, until_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (agent) DO UPDATE SET node = $2, until_ms = $3
-                 WHERE agent_claims.node = $2 OR agent_claims.until_ms < $4",
-                &[&agent, &self.node, &(now + lease_ms), &now],
-            )
-        })?;
-        Ok(n == 1)
+    /// Asks for `agent` for a caller of this node who joined at `joined_ms` (Unix ms) and
+    /// waits in one of `queues` (those the agent serves); taken, held until `lease_ms` from
+    /// now. The row is locked while [`decide_claim`] decides, so one node wins.
+    pub fn claim_agent(
+        &self,
+        agent: &str,
+        lease_ms: i64,
+        queues: &[String],
+        joined_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let me = self.node.as_str();
+        self.with(|c| {
+            let now = unix_ms();
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO agent_claims (agent, node, until_ms) VALUES ($1, NULL, 0)
+                 ON CONFLICT (agent) DO NOTHING",
+                &[&agent],
+            )?;
+            let r = tx.query_one(
+                "SELECT node, until_ms, yielded_ms FROM agent_claims WHERE agent = $1 FOR UPDATE",
+                &[&agent],
+            )?;
+            let row = ClaimRow {
+                holder: r.get(0),
+                until_ms: r.get(1),
+                yielded_ms: r.get(2),
+            };
+            let older_elsewhere: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM queue_waiting w JOIN nodes n ON n.node = w.node
+                     WHERE w.node <> $1 AND w.queue = ANY($2) AND w.joined_ms < $3
+                       AND n.seen_ms >= $4)",
+                    &[&me, &queues, &joined_ms, &(now - NODE_STALE_MS)],
+                )?
+                .get(0);
+            let claim = decide_claim(&row, me, now, older_elsewhere);
+            match claim {
+                Claim::Taken => tx.execute(
+                    "UPDATE agent_claims SET node = $2, until_ms = $3, yielded_ms = NULL
+                     WHERE agent = $1",
+                    &[&agent, &me, &(now + lease_ms)],
+                )?,
+                Claim::Yielded => tx.execute(
+                    "UPDATE agent_claims SET yielded_ms = COALESCE(yielded_ms, $2) WHERE agent = $1",
+                    &[&agent, &now],
+                )?,
+                Claim::Held => 0,
+            };
+            tx.commit()?;
+            Ok(claim)
+        })
     }
 
     /// Lets go of agents this node holds (`None`: all of them, as at start-up) and tells
@@ -556,10 +605,13 @@ impl PgStore {
             let mut tx = c.transaction()?;
             let n = match agents {
                 Some(list) => tx.execute(
-                    "DELETE FROM agent_claims WHERE node = $1 AND agent = ANY($2)",
+                    "UPDATE agent_claims SET node = NULL WHERE node = $1 AND agent = ANY($2)",
                     &[&node, &list],
                 )?,
-                None => tx.execute("DELETE FROM agent_claims WHERE node = $1", &[&node])?,
+                None => tx.execute(
+                    "UPDATE agent_claims SET node = NULL WHERE node = $1",
+                    &[&node],
+                )?,
             };
             if n > 0 {
                 tx.execute("SELECT pg_notify('ivrd_agents', $1)", &[&node])?;
@@ -584,11 +636,54 @@ impl PgStore {
     pub fn agents_held_elsewhere(&self) -> Result<Vec<String>, StoreError> {
         let rows = self.with(|c| {
             c.query(
-                "SELECT agent FROM agent_claims WHERE node <> $1 AND until_ms >= $2",
+                "SELECT agent FROM agent_claims WHERE node IS NOT NULL AND node <> $1 AND until_ms >= $2",
                 &[&self.node, &unix_ms()],
             )
         })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// This node's waiting callers changed: `joined` (call, queue, joined at Unix ms) are
+    /// new, `left` are gone. With `reset`, every row this node had goes first (start-up).
+    pub fn publish_waiting(
+        &self,
+        joined: &[(i64, String, i64)],
+        left: &[i64],
+        reset: bool,
+    ) -> Result<(), StoreError> {
+        let me = self.node.as_str();
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            if reset {
+                tx.execute("DELETE FROM queue_waiting WHERE node = $1", &[&me])?;
+            }
+            if !left.is_empty() {
+                tx.execute(
+                    "DELETE FROM queue_waiting WHERE node = $1 AND call = ANY($2)",
+                    &[&me, &left],
+                )?;
+            }
+            for (call, queue, at) in joined {
+                tx.execute(
+                    "INSERT INTO queue_waiting (node, call, queue, joined_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (node, call) DO UPDATE SET queue = $3, joined_ms = $4",
+                    &[&me, call, queue, at],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// This node is alive (its waiting callers count for fair order).
+    pub fn heartbeat(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO nodes (node, seen_ms) VALUES ($1, $2)
+                 ON CONFLICT (node) DO UPDATE SET seen_ms = $2",
+                &[&self.node, &unix_ms()],
+            )
+        })
+        .map(|_| ())
     }
 
     pub fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {

@@ -5,7 +5,9 @@ use super::{CallbackJob, Command, QueueAudio, SEND_PATIENCE};
 use crate::call::{CallInput, QueueEvent, QueueReport};
 use crate::io::clock::unix_now;
 use crate::metrics as m;
+use crate::queue::shared::FAIR_GRACE_MS;
 use crate::queue::{announcement, AgentState, Board, CallKey, Event, OfferEnd};
+use crate::store::Claim;
 use crate::store::{Kept, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,6 +61,11 @@ pub(super) struct Service {
     /// Agents this node claimed (ringing, talking, wrapping up here).
     claimed: HashSet<String>,
     known: KnownAgents,
+    /// Waiting callers this node has shared, and whether its old rows must go first.
+    published: HashSet<CallKey>,
+    reset_waiting: bool,
+    /// A claim yielded to an older caller elsewhere: look again when its grace is over.
+    sync_at: Option<Instant>,
 }
 
 impl Service {
@@ -74,6 +81,9 @@ impl Service {
             shared: store.postgres().is_some(),
             claimed: HashSet::new(),
             known,
+            published: HashSet::new(),
+            reset_waiting: true,
+            sync_at: None,
             board,
             audio,
             queue_names,
@@ -90,6 +100,13 @@ impl Service {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.board.poll_timeout();
+            let sync_at = self.sync_at;
+            let sync_due = async {
+                match sync_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let sleep = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -106,9 +123,16 @@ impl Service {
                     self.renew_claims().await;
                     self.sync_agents().await;
                 }
+                _ = sync_due => {
+                    self.sync_at = None;
+                    self.sync_agents().await;
+                }
             }
             self.carry_out().await;
-            self.release_done().await;
+            if self.shared {
+                self.release_done().await;
+                self.publish_waiting(Instant::now()).await;
+            }
             self.record_gauges();
         }
     }
@@ -224,27 +248,78 @@ impl Service {
         }
     }
 
-    /// Takes `agent` for this node before ringing them. False when another node holds
-    /// them: the board skips them until that node lets go. With the database away the
-    /// agent is rung all the same (callers are served; at worst two nodes ring one phone).
+    /// Asks the store for `agent` before ringing them for `call`. False when another node
+    /// holds them, or has a caller who waited longer: the board skips the agent until that
+    /// node lets go (or, having yielded, until the grace runs out: a sync is due then).
+    /// With the database away the agent is rung all the same (callers are served; at worst
+    /// two nodes ring one phone).
     async fn claim(&mut self, now: Instant, call: CallKey, agent: &str) -> bool {
-        if !self.shared || self.claimed.contains(agent) {
+        if !self.shared {
             return true;
         }
         let store = self.store.clone();
         let id = agent.to_string();
-        match tokio::task::spawn_blocking(move || store.claim_agent(&id, CLAIM_LEASE)).await {
-            Ok(Ok(false)) => {
-                debug!(agent, call, "agent held by another node");
+        let queues = self
+            .board
+            .agent(agent)
+            .map(|a| a.queues)
+            .unwrap_or_default();
+        let joined = self.board.joined(call).unwrap_or(now);
+        let joined_ms = unix_ms_at(now, joined);
+        let asked = tokio::task::spawn_blocking(move || {
+            store.claim_agent(&id, CLAIM_LEASE, &queues, joined_ms)
+        })
+        .await;
+        match asked {
+            Ok(Ok(Claim::Taken)) => {}
+            Ok(Ok(held @ (Claim::Held | Claim::Yielded))) => {
+                debug!(agent, call, ?held, "agent left to another node");
                 self.board.taken_elsewhere(now, call, agent);
+                if held == Claim::Yielded {
+                    let at = now + Duration::from_millis(FAIR_GRACE_MS as u64 + 100);
+                    self.sync_at = Some(self.sync_at.map_or(at, |t| t.min(at)));
+                }
                 return false;
             }
-            Ok(Ok(true)) => {}
             Ok(Err(e)) => warn!(agent, error = %e, "agent claim not stored: ringing anyway"),
             Err(e) => warn!(agent, error = %e, "agent claim failed: ringing anyway"),
         }
         self.claimed.insert(agent.to_string());
         true
+    }
+
+    /// Shares the callers waiting here that changed since last time (for fair order).
+    async fn publish_waiting(&mut self, now: Instant) {
+        let current: HashMap<CallKey, (String, Instant)> = self
+            .board
+            .waiting_calls()
+            .into_iter()
+            .map(|(call, queue, joined)| (call, (queue.to_string(), joined)))
+            .collect();
+        let joined: Vec<(i64, String, i64)> = current
+            .iter()
+            .filter(|(call, _)| !self.published.contains(call))
+            .map(|(call, (queue, at))| (*call as i64, queue.clone(), unix_ms_at(now, *at)))
+            .collect();
+        let left: Vec<i64> = self
+            .published
+            .iter()
+            .filter(|call| !current.contains_key(call))
+            .map(|call| *call as i64)
+            .collect();
+        if joined.is_empty() && left.is_empty() && !self.reset_waiting {
+            return;
+        }
+        let (store, reset) = (self.store.clone(), self.reset_waiting);
+        let done =
+            tokio::task::spawn_blocking(move || store.publish_waiting(&joined, &left, reset)).await;
+        if matches!(done, Ok(Ok(()))) {
+            self.published = current.into_keys().collect();
+            self.reset_waiting = false;
+        } else {
+            // Tried again with the next change or tick; fair order is off meanwhile.
+            debug!("waiting callers not shared");
+        }
     }
 
     /// Lets go of claimed agents the board no longer rings, talks to or wraps up with here.
@@ -279,18 +354,22 @@ impl Service {
         }
     }
 
+    /// Renews the leases of agents held here, and this node's heartbeat.
     async fn renew_claims(&mut self) {
-        if self.claimed.is_empty() {
-            return;
-        }
         let (store, held) = (
             self.store.clone(),
             self.claimed.iter().cloned().collect::<Vec<_>>(),
         );
-        let renewed =
-            tokio::task::spawn_blocking(move || store.renew_agents(&held, CLAIM_LEASE)).await;
+        let renewed = tokio::task::spawn_blocking(move || {
+            store.heartbeat()?;
+            if held.is_empty() {
+                return Ok(());
+            }
+            store.renew_agents(&held, CLAIM_LEASE)
+        })
+        .await;
         if !matches!(renewed, Ok(Ok(()))) {
-            warn!("agent claims not renewed");
+            warn!("agent claims or heartbeat not renewed");
         }
     }
 
@@ -697,6 +776,11 @@ fn dialable(number: &str) -> bool {
         && number
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-.*#_".contains(c))
+}
+
+/// `at` (an instant not after `now`) in Unix milliseconds.
+fn unix_ms_at(now: Instant, at: Instant) -> i64 {
+    unix_ms() - now.saturating_duration_since(at).as_millis() as i64
 }
 
 pub(super) fn unix_ms() -> i64 {
