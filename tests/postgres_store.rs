@@ -113,6 +113,23 @@ fn writes_made_while_the_database_is_down_land_when_it_is_back() {
             .expect("kept while the database is down");
     }
     assert!(store.postgres().unwrap().pending() >= 20);
+    // Agent sharing fails instead of waiting (the queue service rings agents without a
+    // claim meanwhile), and after one failure it does not try the database again for a
+    // while.
+    let q = ["support".to_string()];
+    let lease = Duration::from_secs(60);
+    assert!(store.claim_agent("ann", lease, &q, 0).is_err());
+    let asked = Instant::now();
+    let err = store
+        .claim_agent("ann", lease, &q, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unreachable a moment ago"), "{err}");
+    assert!(
+        asked.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        asked.elapsed()
+    );
     // Reads fail with a clear error meanwhile (calls treat the caller as unknown).
     let err = store.caller("5552000").unwrap_err().to_string();
     assert!(
@@ -133,6 +150,11 @@ fn writes_made_while_the_database_is_down_land_when_it_is_back() {
         pg.query("SELECT COUNT(*) FROM callers WHERE number LIKE '55530%'"),
         "20"
     );
+    // Agent sharing is back within seconds of the database.
+    wait_for(Duration::from_secs(15), || {
+        (store.claim_agent("ann", lease, &q, 0).ok() == Some(Claim::Taken)).then_some(())
+    })
+    .expect("claims work again");
     assert_eq!(
         store
             .caller("5552000")

@@ -42,6 +42,10 @@ pub enum StoreError {
         url: String,
         source: ::postgres::Error,
     },
+    /// Agent sharing does not wait on a database that was just unreachable (see
+    /// `PgStore::share`).
+    #[error("PostgreSQL {url} was unreachable a moment ago; tried again shortly")]
+    Away { url: String },
 }
 
 /// A caller's request to be called back.

@@ -37,6 +37,9 @@ const MIGRATION_LOCK: i64 = 0x1f2d_0001;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Writes kept while the database is away; beyond this the oldest is dropped (and logged).
 const MAX_PENDING: usize = 100_000;
+/// After a connection failure, agent sharing fails at once for this long instead of waiting
+/// on the database again (the queue service must keep serving callers meanwhile).
+const AWAY_FOR: Duration = Duration::from_secs(5);
 /// A node that claimed a call back and has not finished it this long ago has failed.
 const STALE_CLAIM_S: i64 = 600;
 
@@ -121,6 +124,8 @@ pub struct PgStore {
     node: String,
     client: Mutex<Option<Client>>,
     pending: Arc<Mutex<VecDeque<Write>>>,
+    /// Agent sharing fails at once until then (the database was just unreachable).
+    away_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl PgStore {
@@ -138,6 +143,7 @@ impl PgStore {
             node: node.to_string(),
             client: Mutex::new(None),
             pending: Arc::new(Mutex::new(VecDeque::new())),
+            away_until: Mutex::new(None),
         };
         store.with(migrate)?;
         Ok(store)
@@ -181,6 +187,31 @@ impl PgStore {
                 }
             }
         }
+    }
+
+    /// [`Self::with`] for agent sharing (claims, releases, waiting callers, heartbeats):
+    /// it runs on the queue service's path, so after a connection failure it fails at once
+    /// for [`AWAY_FOR`] rather than wait on the database with every offer.
+    fn share<T>(
+        &self,
+        f: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let now = std::time::Instant::now();
+        let mut away = self.away_until.lock().unwrap_or_else(|p| p.into_inner());
+        if away.is_some_and(|until| now < until) {
+            return Err(StoreError::Away {
+                url: self.shown.clone(),
+            });
+        }
+        drop(away);
+        let result = self.with(f);
+        if let Err(StoreError::Pg { source, .. }) = &result {
+            if is_connection_error(source) {
+                away = self.away_until.lock().unwrap_or_else(|p| p.into_inner());
+                *away = Some(std::time::Instant::now() + AWAY_FOR);
+            }
+        }
+        result
     }
 
     /// A write a call made: now, or (the database away) kept in order and retried.
@@ -554,7 +585,7 @@ impl PgStore {
         joined_ms: i64,
     ) -> Result<Claim, StoreError> {
         let me = self.node.as_str();
-        self.with(|c| {
+        self.share(|c| {
             let now = unix_ms();
             let mut tx = c.transaction()?;
             tx.execute(
@@ -601,7 +632,7 @@ impl PgStore {
     /// the other nodes.
     pub fn release_agents(&self, agents: Option<&[String]>) -> Result<(), StoreError> {
         let node = self.node.clone();
-        self.with(|c| {
+        self.share(|c| {
             let mut tx = c.transaction()?;
             let n = match agents {
                 Some(list) => tx.execute(
@@ -623,7 +654,7 @@ impl PgStore {
     /// Extends the leases of the agents this node holds to `lease_ms` from now.
     pub fn renew_agents(&self, agents: &[String], lease_ms: i64) -> Result<(), StoreError> {
         let until = unix_ms() + lease_ms;
-        self.with(|c| {
+        self.share(|c| {
             c.execute(
                 "UPDATE agent_claims SET until_ms = $3 WHERE node = $1 AND agent = ANY($2)",
                 &[&self.node, &agents, &until],
@@ -634,7 +665,7 @@ impl PgStore {
 
     /// Agents other nodes hold now (their lease has not run out).
     pub fn agents_held_elsewhere(&self) -> Result<Vec<String>, StoreError> {
-        let rows = self.with(|c| {
+        let rows = self.share(|c| {
             c.query(
                 "SELECT agent FROM agent_claims WHERE node IS NOT NULL AND node <> $1 AND until_ms >= $2",
                 &[&self.node, &unix_ms()],
@@ -652,7 +683,7 @@ impl PgStore {
         reset: bool,
     ) -> Result<(), StoreError> {
         let me = self.node.as_str();
-        self.with(|c| {
+        self.share(|c| {
             let mut tx = c.transaction()?;
             if reset {
                 tx.execute("DELETE FROM queue_waiting WHERE node = $1", &[&me])?;
@@ -676,7 +707,7 @@ impl PgStore {
 
     /// This node is alive (its waiting callers count for fair order).
     pub fn heartbeat(&self) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.share(|c| {
             c.execute(
                 "INSERT INTO nodes (node, seen_ms) VALUES ($1, $2)
                  ON CONFLICT (node) DO UPDATE SET seen_ms = $2",

@@ -8,7 +8,7 @@ use crate::metrics as m;
 use crate::queue::shared::FAIR_GRACE_MS;
 use crate::queue::{announcement, AgentState, Board, CallKey, Event, OfferEnd};
 use crate::store::Claim;
-use crate::store::{Kept, Store};
+use crate::store::{Kept, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +36,8 @@ pub(super) struct KeptPlace {
 /// after this), and how often the claims of calls in progress are renewed.
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
 const CLAIM_RENEW: Duration = Duration::from_secs(15);
+/// The longest the queue service waits on the shared store for agent sharing.
+const SHARE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// What the store said of agents when this node last looked: states admins set and phone
 /// registrations (agent -> (uri, expires at, Unix seconds)). Changes another node made are
@@ -257,7 +259,6 @@ impl Service {
         if !self.shared {
             return true;
         }
-        let store = self.store.clone();
         let id = agent.to_string();
         let queues = self
             .board
@@ -266,13 +267,12 @@ impl Service {
             .unwrap_or_default();
         let joined = self.board.joined(call).unwrap_or(now);
         let joined_ms = unix_ms_at(now, joined);
-        let asked = tokio::task::spawn_blocking(move || {
-            store.claim_agent(&id, CLAIM_LEASE, &queues, joined_ms)
-        })
-        .await;
+        let asked = self
+            .shared(move |store| store.claim_agent(&id, CLAIM_LEASE, &queues, joined_ms))
+            .await;
         match asked {
-            Ok(Ok(Claim::Taken)) => {}
-            Ok(Ok(held @ (Claim::Held | Claim::Yielded))) => {
+            Ok(Claim::Taken) => {}
+            Ok(held @ (Claim::Held | Claim::Yielded)) => {
                 debug!(agent, call, ?held, "agent left to another node");
                 self.board.taken_elsewhere(now, call, agent);
                 if held == Claim::Yielded {
@@ -281,11 +281,29 @@ impl Service {
                 }
                 return false;
             }
-            Ok(Err(e)) => warn!(agent, error = %e, "agent claim not stored: ringing anyway"),
-            Err(e) => warn!(agent, error = %e, "agent claim failed: ringing anyway"),
+            Err(e) => warn!(agent, error = %e, "agent claim not stored: ringing anyway"),
         }
         self.claimed.insert(agent.to_string());
         true
+    }
+
+    /// Agent sharing `f` on a blocking thread, waited on for at most [`SHARE_PATIENCE`]:
+    /// a slow database does not hold up the callers this service serves (a late answer is
+    /// dropped; each use says what happens then).
+    async fn shared<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        let job = tokio::task::spawn_blocking(move || f(&store));
+        match tokio::time::timeout(SHARE_PATIENCE, job).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer from the store within {SHARE_PATIENCE:?}"
+            )),
+        }
     }
 
     /// Shares the callers waiting here that changed since last time (for fair order).
@@ -310,10 +328,11 @@ impl Service {
         if joined.is_empty() && left.is_empty() && !self.reset_waiting {
             return;
         }
-        let (store, reset) = (self.store.clone(), self.reset_waiting);
-        let done =
-            tokio::task::spawn_blocking(move || store.publish_waiting(&joined, &left, reset)).await;
-        if matches!(done, Ok(Ok(()))) {
+        let reset = self.reset_waiting;
+        let done = self
+            .shared(move |store| store.publish_waiting(&joined, &left, reset))
+            .await;
+        if done.is_ok() {
             self.published = current.into_keys().collect();
             self.reset_waiting = false;
         } else {
@@ -346,9 +365,10 @@ impl Service {
         for id in &done {
             self.claimed.remove(id);
         }
-        let store = self.store.clone();
-        let released = tokio::task::spawn_blocking(move || store.release_agents(Some(&done))).await;
-        if !matches!(released, Ok(Ok(()))) {
+        let released = self
+            .shared(move |store| store.release_agents(Some(&done)))
+            .await;
+        if released.is_err() {
             // The lease runs out on its own.
             warn!("agents not released in the store: other nodes wait for the lease");
         }
@@ -356,19 +376,17 @@ impl Service {
 
     /// Renews the leases of agents held here, and this node's heartbeat.
     async fn renew_claims(&mut self) {
-        let (store, held) = (
-            self.store.clone(),
-            self.claimed.iter().cloned().collect::<Vec<_>>(),
-        );
-        let renewed = tokio::task::spawn_blocking(move || {
-            store.heartbeat()?;
-            if held.is_empty() {
-                return Ok(());
-            }
-            store.renew_agents(&held, CLAIM_LEASE)
-        })
-        .await;
-        if !matches!(renewed, Ok(Ok(()))) {
+        let held = self.claimed.iter().cloned().collect::<Vec<_>>();
+        let renewed = self
+            .shared(move |store| {
+                store.heartbeat()?;
+                if held.is_empty() {
+                    return Ok(());
+                }
+                store.renew_agents(&held, CLAIM_LEASE)
+            })
+            .await;
+        if renewed.is_err() {
             warn!("agent claims or heartbeat not renewed");
         }
     }
@@ -376,19 +394,18 @@ impl Service {
     /// Brings the board up to date with what other nodes did: agents they let go are free
     /// here, states admins set and phones that registered or left through them apply here.
     async fn sync_agents(&mut self) {
-        let store = self.store.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>((
-                store.agents_held_elsewhere()?,
-                store.agent_states()?,
-                store.registrations(unix_now())?,
-            ))
-        })
-        .await;
+        let read = self
+            .shared(|store| {
+                Ok((
+                    store.agents_held_elsewhere()?,
+                    store.agent_states()?,
+                    store.registrations(unix_now())?,
+                ))
+            })
+            .await;
         let (held, states, bindings) = match read {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return debug!(error = %e, "agents not synced"),
-            Err(_) => return,
+            Ok(r) => r,
+            Err(e) => return debug!(error = %e, "agents not synced"),
         };
         let now = Instant::now();
         let held: HashSet<String> = held.into_iter().collect();
