@@ -86,8 +86,10 @@ pub async fn handle(mut tx: Transaction, daemon: Arc<Daemon>) {
     let expires = contact_expires.or(expires_header).unwrap_or(MAX_EXPIRES);
     if expires == 0 || uri == "*" {
         info!(agent = %agent, "agent unregistered");
-        queues.unregister(&agent).await;
+        // The store first: another node's news about agents, read in between, then
+        // agrees with what this node's board is about to hear.
         remember(&daemon, &agent, None).await;
+        queues.unregister(&agent).await;
         let _ = tx.reply(StatusCode::OK).await;
         return;
     }
@@ -100,10 +102,10 @@ pub async fn handle(mut tx: Transaction, daemon: Arc<Daemon>) {
     }
     let expires = expires.min(MAX_EXPIRES);
     debug!(agent = %agent, uri = %uri, expires, "agent registered");
+    remember(&daemon, &agent, Some((uri.clone(), now + expires))).await;
     queues
         .register(&agent, &uri, Duration::from_secs(expires))
         .await;
-    remember(&daemon, &agent, Some((uri.clone(), now + expires))).await;
     let headers = vec![
         Header::Other("Contact".into(), format!("<{uri}>;expires={expires}")),
         Header::Other("Expires".into(), expires.to_string()),
