@@ -933,7 +933,17 @@ fn apply(c: &mut Client, node: &str, w: &Write) -> Result<(), postgres::Error> {
 
 /// A lost or refused connection (as opposed to a statement the database rejected).
 fn is_connection_error(e: &postgres::Error) -> bool {
-    e.is_closed() || e.code().is_none() && e.as_db_error().is_none()
+    e.is_closed()
+        || e.code().is_none() && e.as_db_error().is_none()
+        || e.code().is_some_and(|c| unavailable(c.code()))
+}
+
+/// SQLSTATEs that say the server cannot serve now rather than that it refuses the
+/// statement: connection exceptions (class 08), shutting down or starting up (57P01-57P03:
+/// a restarted PostgreSQL answers "the database system is starting up" for a moment), too
+/// many connections (53300). A write refused this way is kept and retried, not dropped.
+fn unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 fn unix_ms() -> i64 {
@@ -965,6 +975,17 @@ fn without_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_starting_up_or_shutting_down_is_unavailable_not_a_refusal() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
+            assert!(unavailable(code), "{code}");
+        }
+        // Refusals: the statement is wrong and retrying cannot help.
+        for code in ["23505", "42P01", "22001", "42601"] {
+            assert!(!unavailable(code), "{code}");
+        }
+    }
 
     #[test]
     fn passwords_stay_out_of_messages() {
