@@ -23,8 +23,8 @@ use std::path::PathBuf;
 #[cfg(feature = "daemon")]
 use tokenizers::Tokenizer;
 
-#[cfg(feature = "daemon")]
 /// Tokens per utterance kept (the model was trained on up to 128; a menu answer is ~15).
+#[cfg(feature = "daemon")]
 const MAX_TOKENS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]

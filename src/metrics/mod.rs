@@ -104,8 +104,8 @@ const NOTICE_BUCKETS: &[f64] = &[
     7.5, 10.0, 20.0, 60.0,
 ];
 
-#[cfg(feature = "daemon")]
 /// Installs the global recorder and returns the handle that renders the scrape text.
+#[cfg(feature = "daemon")]
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(CALL_ANSWER_SECONDS.into()), ANSWER_BUCKETS)?

@@ -247,10 +247,10 @@ impl Queues {
             Ok(states) => {
                 for (agent, state) in states {
                     known.states.insert(agent.clone(), state.clone());
-                    let known = AgentState::parse(&state)
+                    let restored = AgentState::parse(&state)
                         .map(|s| board.set_state(now, &agent, s).is_ok())
                         .unwrap_or(false);
-                    if !known {
+                    if !restored {
                         warn!(agent = %agent, state = %state, "stored agent state not restored");
                     }
                 }
