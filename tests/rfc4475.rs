@@ -206,6 +206,35 @@ fn rfc4475_torture_messages_are_handled_as_the_rfc_says() {
     );
 }
 
+/// The size limit over UDP is `security.max_message_bytes`, not the SIP stack's 8 KiB
+/// buffer: a 20 KB OPTIONS (a long header, as some PBXs send with big SDP or many Record-
+/// Routes) is answered 200; one past the configured limit gets 513.
+#[test]
+fn datagrams_up_to_the_configured_limit_are_read_whole() {
+    let options = |pad: usize, call_id: &str| {
+        format!(
+            "OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id}\r\n\
+From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:ivr@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+            "p".repeat(pad)
+        )
+    };
+    let status = |daemon: &Daemon, msg: &str| {
+        over_udp(daemon, msg.as_bytes(), Status(0))
+            .last
+            .and_then(|m| m.status())
+    };
+    let daemon = Daemon::start(DaemonOpts {
+        extra_yaml: "security: {max_message_bytes: 30000}\n".into(),
+        ..DaemonOpts::default()
+    });
+    assert_eq!(status(&daemon, &options(20_000, &token())), Some(200));
+    let rejected_before = rejected(&daemon);
+    assert_eq!(status(&daemon, &options(31_000, &token())), Some(513));
+    assert!(rejected(&daemon) > rejected_before, "the 513 is counted");
+    assert_eq!(status(&daemon, &options(100, &token())), Some(200));
+}
+
 /// Compares what came back with the table; Err says what is wrong.
 fn judge(case: &Case, expect: Expect, seen: &Seen, counted: bool) -> Result<(), String> {
     let status = seen.last.as_ref().and_then(SipMessage::status);

@@ -16,7 +16,6 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
-use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use std::net::{IpAddr, SocketAddr};
@@ -61,10 +60,9 @@ pub async fn start(
             .sip
             .public_ip
             .map(|ip| SocketAddr::new(ip, bound.port()));
-        let conn = UdpConnection::from_socket(Arc::new(sock), external, Some(token.child_token()))
+        sock.attach(&transport, external, token.child_token())
             .await
             .map_err(|e| RunError::Sip(e.to_string()))?;
-        transport.add_transport(conn.into());
         udp = Some(bound);
     }
     let mut tcp = None;
@@ -156,9 +154,7 @@ async fn incoming_loop(
 fn has_to_tag(tx: &Transaction) -> bool {
     tx.original
         .to_header()
-        .ok()
-        .and_then(|t| t.tag().ok().flatten())
-        .is_some()
+        .is_ok_and(|t| crate::sip::guard::has_tag(t.value()))
 }
 
 fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {

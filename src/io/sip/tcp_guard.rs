@@ -11,13 +11,12 @@
 //! while incoming messages enter the endpoint's event queue through one in-memory
 //! `ChannelConnection` registered with the transport layer.
 
-use super::udp_guard::{endpoint_policy, reject, shield_decision};
+use super::udp_guard::{bridge, endpoint_policy, reject, shield_decision};
 use crate::sip::guard::stream::{next_frame, Frame};
 use crate::sip::guard::{forbidden, inspect_frame, Policy, Verdict};
 use crate::sip::shield::{Decision, Shield};
 use bytes::{Buf, BytesMut};
 use rsipstack::sip::{SipMessage, Transport};
-use rsipstack::transport::channel::ChannelConnection;
 use rsipstack::transport::stream::StreamConnectionInner;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportEvent, TransportLayer};
@@ -26,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -83,18 +82,7 @@ impl GuardedTcp {
             r#type: Some(Transport::Tcp),
             addr: external.unwrap_or(self.local).into(),
         };
-        // The bridge into the endpoint's event queue. Nothing is ever sent *to* it (it
-        // stands for our own address), so its outgoing side goes nowhere.
-        let (events, events_rx) = unbounded_channel();
-        let (nowhere, _) = unbounded_channel();
-        let bridge = ChannelConnection::create_connection(
-            events_rx,
-            nowhere,
-            local.clone(),
-            Some(cancel.child_token()),
-        )
-        .await?;
-        transport.add_connection(bridge.into());
+        let events = bridge(transport, local.clone(), &cancel).await?;
         let ctx = Arc::new(Context {
             local,
             events,

@@ -1,21 +1,33 @@
-//! The SIP UDP socket handed to rsipstack, with the guard in front: malformed requests
-//! are answered here (rsipstack would drop them silently), garbage and stray responses are
-//! dropped and counted, and valid messages rsipstack would misread are repaired before it
-//! parses them. See `crate::sip::guard`.
+//! SIP over UDP with the guard in front. rsipstack drops a datagram it cannot parse
+//! without a word, so ivrd reads the socket itself: every datagram is judged by the guard
+//! (`crate::sip::guard`) and the shield first; malformed requests are answered here,
+//! garbage and stray responses are dropped and counted, and valid messages rsipstack would
+//! misread are repaired.
+//!
+//! What passes is handed to rsipstack already parsed, through the same in-memory bridge as
+//! TCP (`tcp_guard`): the guard had to parse it with rsipstack's parser anyway, to be sure
+//! the stack can read it, so the stack does not parse it a second time. rsipstack still
+//! owns the socket for sending: its UDP listener gets a socket whose receive side never
+//! yields, so responses, retransmissions and new requests go out through it as usual.
 
 use super::reply::ALLOWED;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
 use crate::sip::guard::{forbidden, inspect, too_large, Policy, Verdict};
 use crate::sip::shield::{Decision, Request, Shield};
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::SipMessage;
+use rsipstack::sip::{SipMessage, Transport};
+use rsipstack::transport::channel::ChannelConnection;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, SipConnection, TransportEvent, TransportLayer};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 pub struct GuardedUdp {
-    socket: tokio::net::UdpSocket,
+    socket: Arc<tokio::net::UdpSocket>,
     policy: Policy,
     shield: Mutex<Shield>,
 }
@@ -30,6 +42,24 @@ pub fn endpoint_policy(max_bytes: usize) -> Policy {
             .collect::<Vec<_>>()
             .join(", "),
     }
+}
+
+/// An in-memory connection registered with the transport layer that carries messages
+/// ivrd read (and judged) itself into the endpoint's event queue, as if rsipstack had read
+/// them. Keyed by `local`, our own address, so nothing is ever sent *to* it; its outgoing
+/// side goes nowhere. Returns where to send the events.
+pub(super) async fn bridge(
+    transport: &TransportLayer,
+    local: SipAddr,
+    cancel: &CancellationToken,
+) -> rsipstack::Result<UnboundedSender<TransportEvent>> {
+    let (events, events_rx) = unbounded_channel();
+    let (nowhere, _) = unbounded_channel();
+    let bridge =
+        ChannelConnection::create_connection(events_rx, nowhere, local, Some(cancel.child_token()))
+            .await?;
+    transport.add_connection(bridge.into());
+    Ok(events)
 }
 
 impl GuardedUdp {
@@ -47,7 +77,7 @@ impl GuardedUdp {
         s.set_nonblocking(true)?;
         s.bind(&addr.into())?;
         Ok(GuardedUdp {
-            socket: tokio::net::UdpSocket::from_std(s.into())?,
+            socket: Arc::new(tokio::net::UdpSocket::from_std(s.into())?),
             policy: endpoint_policy(max_bytes),
             shield: Mutex::new(shield),
         })
@@ -56,64 +86,134 @@ impl GuardedUdp {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()
     }
-}
 
-#[async_trait::async_trait]
-impl rsipstack::platform::net::UdpSocket for GuardedUdp {
-    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
-        loop {
-            let (len, from) = self.socket.recv_from(buf).await?;
-            // One table lookup before any parsing: a flooding source costs next to nothing.
-            if !self.lock_shield().admit_datagram(Instant::now(), from.ip()) {
-                metrics::counter!(crate::metrics::LIMITS_HIT_TOTAL, "limit" => "datagram_rate")
-                    .increment(1);
-                continue;
+    /// Registers the socket with `transport` for sending and starts reading it: messages
+    /// that pass the guard go to the endpoint. `external` is the address announced instead
+    /// of the bound one (behind NAT). Reads until `cancel`.
+    pub async fn attach(
+        self,
+        transport: &TransportLayer,
+        external: Option<SocketAddr>,
+        cancel: CancellationToken,
+    ) -> rsipstack::Result<()> {
+        let send_only = SendOnly(self.socket.clone());
+        let conn =
+            UdpConnection::from_socket(Arc::new(send_only), external, Some(cancel.child_token()))
+                .await?;
+        let local = SipAddr {
+            r#type: Some(Transport::Udp),
+            addr: self.local_addr()?.into(),
+        };
+        let events = bridge(transport, local, &cancel).await?;
+        transport.add_transport(conn.clone().into());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = self.receive(conn, events) => {}
+                _ = cancel.cancelled() => {}
             }
-            // A datagram that filled the buffer may have been cut short by the kernel.
-            let verdict = if len >= buf.len() {
-                too_large(&buf[..len])
-            } else {
-                inspect(&buf[..len], &self.policy)
-            };
-            // Allowed sources, no scanners, no floods: before the stack spends anything.
-            let verdict = match verdict {
-                Verdict::Pass(passed) => match self.shield_decision(&passed.message, from) {
-                    Decision::Allow => Verdict::Pass(passed),
-                    Decision::Forbid(reason) => forbidden(&buf[..len], reason),
-                    Decision::Drop(reason) => Verdict::Drop { reason },
-                },
-                other => other,
-            };
-            match verdict {
-                Verdict::KeepAlive => return Ok((len, from)),
-                Verdict::Pass(passed) => match passed.repaired {
-                    None => return Ok((len, from)),
-                    Some(bytes) if bytes.len() <= buf.len() => {
-                        debug!(%from, "repaired SIP message for the stack");
-                        buf[..bytes.len()].copy_from_slice(&bytes);
-                        return Ok((bytes.len(), from));
-                    }
-                    Some(_) => {
-                        // The repair grew the message past the stack's buffer; rare enough
-                        // (a near-8 KiB RFC 2543 request) to count and drop.
-                        reject(from, "too_large");
-                    }
-                },
-                Verdict::Reply { response, reason } => {
-                    reject(from, reason);
-                    let _ = self.socket.send_to(&response, from).await;
+        });
+        Ok(())
+    }
+
+    /// Reads and judges datagrams until the endpoint stops taking events.
+    async fn receive(self, conn: UdpConnection, events: UnboundedSender<TransportEvent>) {
+        // One byte more than the limit: a datagram that fills the buffer was too large
+        // (and may have been cut short by the kernel).
+        let mut buf = vec![0u8; (self.policy.max_bytes + 1).min(65_536)];
+        loop {
+            let (len, from) = match self.socket.recv_from(&mut buf).await {
+                Ok(got) => got,
+                Err(e) => {
+                    // ICMP errors surface here on some kernels; the socket stays usable.
+                    debug!(error = %e, "SIP UDP receive");
+                    continue;
                 }
-                Verdict::Drop { reason } => reject(from, reason),
+            };
+            let Some(message) = self.judge(&buf[..len], len >= buf.len(), from).await else {
+                continue;
+            };
+            let message = match SipConnection::update_msg_received(message, from, Transport::Udp) {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(%from, error = %e, "cannot note the sender in Via");
+                    reject(from, "unparseable");
+                    continue;
+                }
+            };
+            let source = SipAddr {
+                r#type: Some(Transport::Udp),
+                addr: from.into(),
+            };
+            let event = TransportEvent::Incoming(message, SipConnection::Udp(conn.clone()), source);
+            if events.send(event).is_err() {
+                // The SIP stack has shut down.
+                return;
             }
         }
     }
 
+    /// The message to hand to the stack, or None when the guard answered or dropped it.
+    async fn judge(&self, datagram: &[u8], filled: bool, from: SocketAddr) -> Option<SipMessage> {
+        // One table lookup before any parsing: a flooding source costs next to nothing.
+        if !self.lock_shield().admit_datagram(Instant::now(), from.ip()) {
+            metrics::counter!(crate::metrics::LIMITS_HIT_TOTAL, "limit" => "datagram_rate")
+                .increment(1);
+            return None;
+        }
+        let verdict = if filled {
+            too_large(datagram)
+        } else {
+            inspect(datagram, &self.policy)
+        };
+        // Allowed sources, no scanners, no floods: before the stack spends anything.
+        let verdict = match verdict {
+            Verdict::Pass(passed) => match self.shield_decision(&passed.message, from) {
+                Decision::Allow => Verdict::Pass(passed),
+                Decision::Forbid(reason) => forbidden(datagram, reason),
+                Decision::Drop(reason) => Verdict::Drop { reason },
+            },
+            other => other,
+        };
+        match verdict {
+            Verdict::Pass(passed) => {
+                if passed.repaired.is_some() {
+                    debug!(%from, "repaired SIP message for the stack");
+                }
+                return Some(passed.message);
+            }
+            Verdict::KeepAlive => {
+                // A CRLFCRLF ping gets a CRLF pong (RFC 5626 §4.4.1); other blank
+                // datagrams are ignored.
+                if datagram == b"\r\n\r\n" {
+                    let _ = self.socket.send_to(b"\r\n", from).await;
+                }
+            }
+            Verdict::Reply { response, reason } => {
+                reject(from, reason);
+                let _ = self.socket.send_to(&response, from).await;
+            }
+            Verdict::Drop { reason } => reject(from, reason),
+        }
+        None
+    }
+}
+
+/// The socket as rsipstack's UDP listener sees it: it sends through it, and its receive
+/// side never yields, because ivrd reads the socket itself (see the module comment).
+struct SendOnly(Arc<tokio::net::UdpSocket>);
+
+#[async_trait::async_trait]
+impl rsipstack::platform::net::UdpSocket for SendOnly {
+    async fn recv_from(&self, _buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        std::future::pending().await
+    }
+
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        Ok(self.socket.send_to(buf, addr).await?)
+        Ok(self.0.send_to(buf, addr).await?)
     }
 
     fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
-        Ok(self.socket.local_addr()?)
+        Ok(self.0.local_addr()?)
     }
 }
 
@@ -137,11 +237,9 @@ pub(super) fn shield_decision(
     let SipMessage::Request(req) = message else {
         return Decision::Allow;
     };
-    let out_of_dialog = req
+    let out_of_dialog = !req
         .to_header()
-        .ok()
-        .and_then(|t| t.tag().ok().flatten())
-        .is_none();
+        .is_ok_and(|t| crate::sip::guard::has_tag(t.value()));
     let method = req.method.to_string();
     let user_agent = req.header_value("User-Agent");
     let facts = Request {

@@ -80,6 +80,13 @@ impl Verdict {
     }
 }
 
+/// Whether a To (or From) value carries a tag: for a message the guard passed, the same
+/// answer rsipstack's typed header gives, without building one (this runs for every
+/// request, twice).
+pub fn has_tag(value: &str) -> bool {
+    address(value).is_ok_and(|a| a.param("tag").is_some())
+}
+
 /// Judges one UDP datagram (RFC 3261 §18.3: one datagram, one message; Content-Length may
 /// be absent and must not exceed what arrived).
 pub fn inspect(datagram: &[u8], policy: &Policy) -> Verdict {
@@ -177,8 +184,7 @@ fn respond(m: &Message, refusal: &Refusal) -> Verdict {
         copy("From", from);
     }
     if let Some(to) = m.first("To", Some("t")) {
-        let has_tag = address(to).is_ok_and(|a| a.param("tag").is_some());
-        if has_tag {
+        if has_tag(to) {
             copy("To", to);
         } else {
             let key = [
@@ -307,6 +313,15 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:ivr@127.0.0.1>\r\nCall-ID: x1\r\nCSeq:
             reply(version.as_bytes()).0,
             "SIP/2.0 505 Version Not Supported"
         );
+    }
+
+    #[test]
+    fn a_tag_is_a_header_parameter_not_a_uri_one() {
+        assert!(has_tag("<sip:ivr@127.0.0.1>;tag=abc"));
+        assert!(has_tag("\"A; tag=x\" <sip:ivr@h> ;tag=1"));
+        assert!(!has_tag("<sip:ivr@127.0.0.1;tag=abc>"));
+        assert!(!has_tag("\"x;tag=1\" <sip:ivr@h>"));
+        assert!(!has_tag("sip:ivr@h"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ const PARAM_FIELDS: &[(&str, Option<&str>)] = &[
 /// A corrected copy of `bytes`, or None when they can go to rsipstack as they are.
 /// `m` must be `Message::read(bytes)` and judged acceptable.
 pub fn repair(m: &Message, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    if !needs_repair(m, transport) {
+        return None;
+    }
     let mut changed = false;
     let mut fields: Vec<(&str, String)> = Vec::with_capacity(m.headers.len() + 1);
     for h in &m.headers {
@@ -90,6 +93,33 @@ pub fn repair(m: &Message, bytes: &[u8], transport: Transport) -> Option<Vec<u8>
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(m.rest);
     Some(out)
+}
+
+/// Whether [`repair`] could change anything, answered without copying: nearly every
+/// message passes as it is, and the guard sees every message.
+fn needs_repair(m: &Message, transport: Transport) -> bool {
+    let loose = m.headers.iter().any(|h| {
+        PARAM_FIELDS.iter().any(|(long, short)| h.is(long, *short)) && may_tighten(&h.value)
+    });
+    let untagged_from = m.is_request()
+        && m.first("From", Some("f"))
+            .is_some_and(|from| !address(from).is_ok_and(|a| a.param("tag").is_some()));
+    let no_contact = m.method() == Some("INVITE") && m.count("Contact", Some("m")) == 0;
+    let no_length = transport == Transport::Datagram
+        && !m.rest.is_empty()
+        && m.first("Content-Length", Some("l")).is_none();
+    loose || untagged_from || no_contact || no_length
+}
+
+/// Whether [`tighten_params`] could change `value`: it only drops whitespace next to a
+/// separator (or at the very end), so a value with none of that stays as it is.
+fn may_tighten(value: &str) -> bool {
+    let space = |c: u8| c == b' ' || c == b'\t';
+    let separator = |c: u8| matches!(c, b';' | b'=' | b',');
+    let b = value.as_bytes();
+    b.last().is_some_and(|&c| space(c))
+        || b.windows(2)
+            .any(|w| (space(w[0]) && separator(w[1])) || (separator(w[0]) && space(w[1])))
 }
 
 /// Drops whitespace next to `;`, `=` and `,` outside quoted strings and <...>, which is
@@ -156,6 +186,25 @@ mod tests {
             tighten_params("SIP / 2.0 / TCP h ; branch = z9 , SIP/2.0/UDP k"),
             "SIP / 2.0 / TCP h;branch=z9,SIP/2.0/UDP k"
         );
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_tightening() {
+        for v in [
+            "sip:v@h.example.com ;   tag    = 1918181833n",
+            "\"J R\" <sip:a@b ; c>;tag=98",
+            "\"J R\" <sip:a@b>;tag=98",
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP h;branch=z9, SIP/2.0/UDP k",
+            "<sip:a@b>;tag=1 ",
+            "<sip:a@b>;tag=1\t",
+        ] {
+            if !may_tighten(v) {
+                assert_eq!(tighten_params(v), v, "{v}");
+            }
+        }
+        assert!(may_tighten("a ;b") && may_tighten("a= b") && may_tighten("a,\tb"));
+        assert!(!may_tighten("\"A B\" <sip:a@b>;tag=1"));
     }
 
     #[test]
