@@ -32,7 +32,8 @@ import urllib.request
 import benchlib as b
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IVRD = os.path.join(ROOT, "target", "release", "ivrd")
+# Where cargo builds (CARGO_TARGET_DIR, as cargo itself reads it).
+IVRD = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "ivrd")
 
 
 def cpu_seconds(pid):
