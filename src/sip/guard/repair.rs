@@ -12,7 +12,8 @@
 //!
 //! Messages that need none of this (nearly all) pass byte for byte.
 
-use super::message::Message;
+use super::has_tag;
+use super::message::{Header, Message};
 use super::rules::{address, Transport};
 
 /// Fields whose parameters rsipstack parses.
@@ -28,14 +29,31 @@ const PARAM_FIELDS: &[(&str, Option<&str>)] = &[
 /// A corrected copy of `bytes`, or None when they can go to rsipstack as they are.
 /// `m` must be `Message::read(bytes)` and judged acceptable.
 pub fn repair(m: &Message, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
-    if !needs_repair(m, transport) {
+    let param_field = |h: &Header| PARAM_FIELDS.iter().any(|(long, short)| h.is(long, *short));
+    let contact = (m.method() == Some("INVITE") && m.count("Contact", Some("m")) == 0)
+        .then(|| m.first("From", Some("f")).and_then(|f| address(f).ok()))
+        .flatten()
+        .map(|from| format!("<{}>", from.uri));
+    let add_length = transport == Transport::Datagram
+        && !m.rest.is_empty()
+        && m.first("Content-Length", Some("l")).is_none();
+    // Nearly every message needs nothing, and the guard sees every message: find that out
+    // before copying a single header.
+    let loose = m
+        .headers
+        .iter()
+        .any(|h| param_field(h) && may_tighten(&h.value));
+    let untagged_from = m.is_request()
+        && m.first("From", Some("f"))
+            .is_some_and(|from| !has_tag(from));
+    if !loose && !untagged_from && contact.is_none() && !add_length {
         return None;
     }
-    let mut changed = false;
+    let mut changed = contact.is_some();
     let mut fields: Vec<(&str, String)> = Vec::with_capacity(m.headers.len() + 1);
     for h in &m.headers {
         let mut value = h.value.to_string();
-        if PARAM_FIELDS.iter().any(|(long, short)| h.is(long, *short)) {
+        if param_field(h) {
             let tight = tighten_params(&value);
             changed |= tight != value;
             value = tight;
@@ -47,8 +65,7 @@ pub fn repair(m: &Message, bytes: &[u8], transport: Transport) -> Option<Vec<u8>
             .iter_mut()
             .find(|(name, _)| name.eq_ignore_ascii_case("From") || name.eq_ignore_ascii_case("f"));
         if let Some((_, from)) = from {
-            let has_tag = address(from).is_ok_and(|a| a.param("tag").is_some());
-            if !has_tag {
+            if !has_tag(from) {
                 let call_id = m.first("Call-ID", Some("i")).unwrap_or_default();
                 let tag = format!(
                     "2543-{:016x}",
@@ -60,14 +77,6 @@ pub fn repair(m: &Message, bytes: &[u8], transport: Transport) -> Option<Vec<u8>
             }
         }
     }
-    let contact = (m.method() == Some("INVITE") && m.count("Contact", Some("m")) == 0)
-        .then(|| m.first("From", Some("f")).and_then(|f| address(f).ok()))
-        .flatten()
-        .map(|from| format!("<{}>", from.uri));
-    changed |= contact.is_some();
-    let add_length = transport == Transport::Datagram
-        && !m.rest.is_empty()
-        && m.first("Content-Length", Some("l")).is_none();
     if !changed && !add_length {
         return None;
     }
@@ -93,22 +102,6 @@ pub fn repair(m: &Message, bytes: &[u8], transport: Transport) -> Option<Vec<u8>
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(m.rest);
     Some(out)
-}
-
-/// Whether [`repair`] could change anything, answered without copying: nearly every
-/// message passes as it is, and the guard sees every message.
-fn needs_repair(m: &Message, transport: Transport) -> bool {
-    let loose = m.headers.iter().any(|h| {
-        PARAM_FIELDS.iter().any(|(long, short)| h.is(long, *short)) && may_tighten(&h.value)
-    });
-    let untagged_from = m.is_request()
-        && m.first("From", Some("f"))
-            .is_some_and(|from| !address(from).is_ok_and(|a| a.param("tag").is_some()));
-    let no_contact = m.method() == Some("INVITE") && m.count("Contact", Some("m")) == 0;
-    let no_length = transport == Transport::Datagram
-        && !m.rest.is_empty()
-        && m.first("Content-Length", Some("l")).is_none();
-    loose || untagged_from || no_contact || no_length
 }
 
 /// Whether [`tighten_params`] could change `value`: it only drops whitespace next to a
