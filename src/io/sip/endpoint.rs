@@ -5,7 +5,7 @@
 use super::call;
 use super::reply::{allow_header, reply, ALLOWED};
 use super::tcp_guard::GuardedTcp;
-use super::udp_guard::GuardedUdp;
+use super::udp_guard::{GuardedUdp, Stack};
 use crate::config::Config;
 use crate::io::daemon::{Daemon, Services, SipContext};
 use crate::io::RunError;
@@ -39,7 +39,14 @@ pub async fn start(
     calls_stop: CancellationToken,
 ) -> Result<SipListeners, RunError> {
     let token = CancellationToken::new();
-    let transport = TransportLayer::new(token.clone());
+    // The endpoint first: the guarded transports hand what they read straight to it.
+    let endpoint = EndpointBuilder::new()
+        .with_cancel_token(token.clone())
+        .with_transport_layer(TransportLayer::new(token.clone()))
+        .with_user_agent(&cfg.sip.user_agent)
+        .with_allows(ALLOWED.to_vec())
+        .build();
+    let stack = Stack(endpoint.inner.clone());
     let mut udp = None;
     if let Some(addr) = cfg.sip.udp {
         let shield = crate::sip::shield::Shield::new(cfg.security.shield());
@@ -60,7 +67,7 @@ pub async fn start(
             .sip
             .public_ip
             .map(|ip| SocketAddr::new(ip, bound.port()));
-        sock.attach(&transport, external, token.child_token())
+        sock.attach(stack.clone(), external, token.child_token())
             .await
             .map_err(|e| RunError::Sip(e.to_string()))?;
         udp = Some(bound);
@@ -85,7 +92,7 @@ pub async fn start(
         let shield = crate::sip::shield::Shield::new(cfg.security.shield());
         listener
             .attach(
-                &transport,
+                stack.clone(),
                 external,
                 cfg.security.max_message_bytes,
                 shield,
@@ -95,12 +102,6 @@ pub async fn start(
             .map_err(|e| RunError::Sip(e.to_string()))?;
         tcp = Some(bound);
     }
-    let endpoint = EndpointBuilder::new()
-        .with_cancel_token(token.clone())
-        .with_transport_layer(transport)
-        .with_user_agent(&cfg.sip.user_agent)
-        .with_allows(ALLOWED.to_vec())
-        .build();
     let incoming = endpoint
         .incoming_transactions()
         .map_err(|e| RunError::Sip(e.to_string()))?;

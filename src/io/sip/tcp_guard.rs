@@ -8,10 +8,10 @@
 //! How the rest reaches rsipstack: each accepted socket becomes an rsipstack
 //! `TcpConnection` whose read half we keep, so responses and in-dialog requests go out
 //! through rsipstack as usual (the dialog reuses the connection, RFC 5626 flow affinity),
-//! while incoming messages enter the endpoint's event queue through one in-memory
-//! `ChannelConnection` registered with the transport layer.
+//! while incoming messages go straight into the endpoint ([`Stack::deliver`]), in the
+//! connection's own task.
 
-use super::udp_guard::{bridge, endpoint_policy, reject, shield_decision};
+use super::udp_guard::{endpoint_policy, reject, shield_decision, Stack};
 use crate::sip::guard::stream::{next_frame, Frame};
 use crate::sip::guard::{forbidden, inspect_frame, Policy, Verdict};
 use crate::sip::shield::{Decision, Shield};
@@ -19,13 +19,12 @@ use bytes::{Buf, BytesMut};
 use rsipstack::sip::{SipMessage, Transport};
 use rsipstack::transport::stream::StreamConnectionInner;
 use rsipstack::transport::tcp::TcpConnection;
-use rsipstack::transport::{SipAddr, SipConnection, TransportEvent, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -67,12 +66,12 @@ impl GuardedTcp {
         self.local
     }
 
-    /// Starts accepting: messages that pass the guard go to `transport`'s endpoint.
+    /// Starts accepting: messages that pass the guard go to the stack's endpoint.
     /// `external` is the address announced instead of the bound one (behind NAT). Runs
     /// until `cancel`.
     pub async fn attach(
         self,
-        transport: &TransportLayer,
+        stack: Stack,
         external: Option<SocketAddr>,
         max_bytes: usize,
         shield: Shield,
@@ -82,10 +81,9 @@ impl GuardedTcp {
             r#type: Some(Transport::Tcp),
             addr: external.unwrap_or(self.local).into(),
         };
-        let events = bridge(transport, local.clone(), &cancel).await?;
         let ctx = Arc::new(Context {
             local,
-            events,
+            stack,
             policy: endpoint_policy(max_bytes),
             shield: Mutex::new(shield),
             cancel,
@@ -98,7 +96,7 @@ impl GuardedTcp {
 /// What every connection task shares.
 struct Context {
     local: SipAddr,
-    events: UnboundedSender<TransportEvent>,
+    stack: Stack,
     policy: Policy,
     /// Allow-list, scanner and rate checks, as for UDP.
     shield: Mutex<Shield>,
@@ -261,13 +259,10 @@ async fn act(verdict: Verdict, conn: &TcpConnection, remote_sip: &SipAddr, ctx: 
                         return true;
                     }
                 };
-            let event = TransportEvent::Incoming(
-                message,
-                SipConnection::Tcp(conn.clone()),
-                remote_sip.clone(),
-            );
-            // Fails only when the SIP stack has shut down.
-            ctx.events.send(event).is_ok()
+            ctx.stack
+                .deliver(message, SipConnection::Tcp(conn.clone()), remote_sip)
+                .await;
+            true
         }
         Verdict::KeepAlive => true,
         Verdict::Reply { response, reason } => {
