@@ -353,11 +353,22 @@ fn a_killed_node_loses_no_new_call_and_nothing_stored() {
     let (status, _) = c.nodes[2].api("PUT", "/api/callers/5557777", Some(r#"{"name": "Ann"}"#));
     assert_eq!(status, 200);
     let background = load(c.kamailio, 40, 8.0);
-    // Kill it while it has calls of the load.
-    wait_for(Duration::from_secs(10), || {
-        (c.nodes[2].metric("ivrd_calls_active").unwrap_or(0.0) >= 1.0).then_some(())
-    })
-    .expect("node 3 has calls");
+    // Kill it while it has calls of the load (a load that ended first says why).
+    let loaded = wait_for(Duration::from_secs(10), || {
+        if background.is_finished() {
+            return Some(false);
+        }
+        (c.nodes[2].metric("ivrd_calls_active").unwrap_or(0.0) >= 1.0).then_some(true)
+    });
+    if loaded != Some(true) {
+        let early = background
+            .is_finished()
+            .then(|| background.join().unwrap().report());
+        panic!(
+            "node 3 never had a call of the load\n{}",
+            early.unwrap_or_default()
+        );
+    }
     let pid = c.nodes[2].pid();
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     let killed_at = Instant::now();

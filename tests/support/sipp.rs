@@ -146,7 +146,33 @@ impl Sipp {
     }
 
     /// Runs SIPp to completion (hard limit: the global timeout plus 15 s).
+    ///
+    /// The ports SIPp binds are picked free a moment before it starts, so with tests (and
+    /// their daemons' RTP sockets) running in parallel one can be taken in between. SIPp then
+    /// exits at once with "Unable to bind ... errno = 98" having sent nothing: that start is
+    /// retried on fresh ports (a few times, never a run that got as far as the network).
     pub fn run(self) -> SippRun {
+        const STARTS: usize = 4;
+        let mut start = 1;
+        loop {
+            let run = self.run_once();
+            let lost_a_port = run.messages.is_empty()
+                && run.code != Some(0)
+                && (run.stderr.contains("errno = 98") || run.errors_log.contains("errno = 98"))
+                // A SIP port the test chose is not picked again: retrying cannot help.
+                && !(self.port.is_some() && run.stderr.contains("main socket"));
+            if !lost_a_port || start == STARTS {
+                return run;
+            }
+            eprintln!(
+                "SIPp lost a port to another process before it could bind it; starting again ({start}/{STARTS}):\n{}",
+                run.stderr.trim()
+            );
+            start += 1;
+        }
+    }
+
+    fn run_once(&self) -> SippRun {
         let name = self
             .scenario
             .file_stem()
