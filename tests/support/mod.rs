@@ -283,39 +283,48 @@ pub fn run_bounded(mut cmd: Command, name: &str, limit: Duration) -> Finished {
 // Ports and polling
 // ---------------------------------------------------------------------------------------
 
-/// A UDP port on 127.0.0.1 that was free a moment ago (there is a small race with other
-/// processes; tests only use it for peers that need a fixed port, like SIPp's media port).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral UDP port")
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral TCP port")
-}
-
-/// An even UDP port `p` such that `p..p+4` were all free (SIPp uses its media port, +1 for
-/// RTCP and +2 for the echo of a second stream).
-pub fn free_udp_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = free_udp_port() & !1;
-        if !(1024..=65530).contains(&base) {
-            continue;
-        }
-        let socks: Vec<_> = (0..4)
-            .map(|i| UdpSocket::bind(("127.0.0.1", base + i)))
-            .collect();
-        if socks.iter().all(|s| s.is_ok()) {
+/// Ports for peers that need a fixed one (SIPp, Kamailio, PostgreSQL, a node Kamailio
+/// lists) come from the 12,000 ports just below the kernel's ephemeral range. A port picked
+/// by binding port 0 and letting it go can be taken again before its user binds it, by
+/// anything that binds port 0 meanwhile (the daemons' RTP sockets, test callers, SIPp),
+/// and a parallel test then fails for no reason of its own. Below the ephemeral range only
+/// explicit binds compete: a counter keeps the tests of one binary off each other's ports,
+/// and each port is checked free before it is handed out.
+fn fixed_ports(width: u16, free: impl Fn(u16) -> bool) -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1024) & !1;
+    let span = u64::from(ephemeral_low.saturating_sub(low).max(width * 8) / width);
+    // Binaries run one after another: each starts somewhere else in the pool, away from the
+    // ports the one before may have left in TIME_WAIT.
+    let origin = u64::from(std::process::id()) * 7_919;
+    for _ in 0..span {
+        let slot = (origin + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let base = low + slot as u16 * width;
+        if (0..width).all(|i| free(base + i)) {
             return base;
         }
     }
-    panic!("no block of 4 free UDP ports found on 127.0.0.1");
+    panic!("no free port left in {low}..{ephemeral_low} on 127.0.0.1");
+}
+
+/// A UDP port on 127.0.0.1 for a peer that needs a fixed one (see `fixed_ports`).
+pub fn free_udp_port() -> u16 {
+    fixed_ports(1, |p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// A TCP port on 127.0.0.1 for a peer that needs a fixed one (see `fixed_ports`).
+pub fn free_tcp_port() -> u16 {
+    fixed_ports(1, |p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// An even UDP port `p` such that `p..p+4` are free (SIPp uses its media port, +1 for
+/// RTCP and +2 for the echo of a second stream).
+pub fn free_udp_port_block() -> u16 {
+    fixed_ports(4, |p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or `None` once `timeout` has passed.
