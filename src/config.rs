@@ -511,7 +511,14 @@ pub struct LimitsConfig {
     pub retry_after_s: u32,
     /// On SIGTERM, how long calls in progress may take to end before they are hung up.
     pub drain_timeout_s: u64,
+    /// Threads that run calls (SIP, RTP, flows, the HTTP servers); 0: one per core. Read at
+    /// start only. Fewer threads cost less CPU per call (no hand-overs between threads) but
+    /// cap what the daemon can use; Whisper has its own threads either way.
+    pub worker_threads: usize,
 }
+
+/// More would be a typo: past the cores, threads only add hand-overs.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -521,6 +528,7 @@ impl Default for LimitsConfig {
             max_overflow_calls: 100,
             retry_after_s: 60,
             drain_timeout_s: 60,
+            worker_threads: 0,
         }
     }
 }
@@ -704,6 +712,17 @@ impl Config {
             errors.push(
                 Diagnostic::new(path, "limits.max_calls must be at least 1")
                     .at(line_of("limits.max_calls")),
+            );
+        }
+        if config.limits.worker_threads > MAX_WORKER_THREADS {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    format!(
+                        "limits.worker_threads must be at most {MAX_WORKER_THREADS} (0: one per core)"
+                    ),
+                )
+                .at(line_of("limits.worker_threads")),
             );
         }
         if config.sip.udp.is_none() && config.sip.tcp.is_none() {

@@ -554,10 +554,11 @@ fn run(config: Option<PathBuf>) -> ExitCode {
         }
     };
     init_logging(&cfg.config.log.level, cfg.config.log.format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if cfg.config.limits.worker_threads > 0 {
+        runtime.worker_threads(cfg.config.limits.worker_threads);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

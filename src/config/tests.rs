@@ -202,3 +202,19 @@ callbacks: {trunk: \"sip:10.0.0.5:5060\"}
         "bob registers"
     );
 }
+
+#[test]
+fn worker_threads_default_to_one_per_core_and_a_typo_is_refused_with_its_line() {
+    let ok = Config::parse(Path::new("c.yaml"), "limits:\n  worker_threads: 2\n").unwrap();
+    assert_eq!(ok.config.limits.worker_threads, 2);
+    let default = Config::parse(Path::new("c.yaml"), "limits:\n  max_calls: 10\n").unwrap();
+    assert_eq!(default.config.limits.worker_threads, 0);
+    let e = Config::parse(
+        Path::new("c.yaml"),
+        "log:\n  level: info\nlimits:\n  worker_threads: 20000\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].line, Some(4), "{e}");
+    assert!(e.0[0].message.contains("limits.worker_threads"), "{e}");
+}
