@@ -554,11 +554,11 @@ fn run(config: Option<PathBuf>) -> ExitCode {
         }
     };
     init_logging(&cfg.config.log.level, cfg.config.log.format);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
     if cfg.config.limits.worker_threads > 0 {
-        runtime.worker_threads(cfg.config.limits.worker_threads);
+        builder.worker_threads(cfg.config.limits.worker_threads);
     }
-    let runtime = match runtime.enable_all().build() {
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -147,10 +147,11 @@ impl Sipp {
 
     /// Runs SIPp to completion (hard limit: the global timeout plus 15 s).
     ///
-    /// The ports SIPp binds are picked free a moment before it starts, so with tests (and
-    /// their daemons' RTP sockets) running in parallel one can be taken in between. SIPp then
-    /// exits at once with "Unable to bind ... errno = 98" having sent nothing: that start is
-    /// retried on fresh ports (a few times, never a run that got as far as the network).
+    /// The ports SIPp binds are checked free a moment before it starts (`fixed_ports`: out
+    /// of reach of port-0 binds), but another process binding ports explicitly, such as a
+    /// developer's ivrd on the shipped `rtp_ports` range, can still take one in between. SIPp
+    /// then exits at once with "Unable to bind ... errno = 98" having sent nothing: that start
+    /// is retried on fresh ports (a few times, never a run that got as far as the network).
     pub fn run(self) -> SippRun {
         const STARTS: usize = 4;
         let mut start = 1;
