@@ -9,4 +9,6 @@ pub mod digest;
 pub mod guard;
 pub mod sdp;
 pub mod shield;
+pub mod txn;
+pub mod uas;
 pub mod uri;

@@ -13,17 +13,18 @@
 //! Pure: bytes in, verdict out. The RFC 4475 torture messages are its test suite
 //! (`tests/rfc4475.rs`).
 
-mod message;
+pub mod echo;
+pub mod message;
 mod repair;
 mod rules;
 pub mod stream;
 
-pub use rules::Transport;
+pub use rules::{address, split_top, Address, Transport};
 
 use message::Message;
 use rsipstack::sip::SipMessage;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-use rules::{address, Outcome, Refusal};
+use rules::{Outcome, Refusal};
 
 /// Largest SIP message accepted (RFC 3261 §18.1.1 keeps requests under the MTU unless
 /// congestion-controlled; 64 KiB is the datagram limit).
@@ -170,51 +171,24 @@ fn refuse_or_drop(m: &Message, refusal: Refusal) -> Verdict {
 /// request, so retransmissions get the same one). The I/O layer sends it back to where
 /// the request came from, so a request without Via is answered too.
 fn respond(m: &Message, refusal: &Refusal) -> Verdict {
-    let mut r = format!("SIP/2.0 {} {}\r\n", refusal.code, refusal.phrase);
-    let mut copy = |name: &str, value: &str| {
-        r.push_str(name);
-        r.push_str(": ");
-        r.push_str(&clean(value));
-        r.push_str("\r\n");
-    };
-    for via in m.values("Via", Some("v")) {
-        copy("Via", via);
-    }
-    if let Some(from) = m.first("From", Some("f")) {
-        copy("From", from);
-    }
-    if let Some(to) = m.first("To", Some("t")) {
-        if has_tag(to) {
-            copy("To", to);
-        } else {
-            let key = [
-                m.first("Call-ID", Some("i")).unwrap_or_default().as_bytes(),
-                m.first("From", Some("f")).unwrap_or_default().as_bytes(),
-                m.first("Via", Some("v")).unwrap_or_default().as_bytes(),
-            ];
-            copy("To", &format!("{to};tag={:016x}", repair::fnv1a(&key)));
-        }
-    }
-    if let Some(call_id) = m.first("Call-ID", Some("i")) {
-        copy("Call-ID", call_id);
-    }
-    if let Some(cseq) = m.first("CSeq", None) {
-        copy("CSeq", cseq);
-    }
+    // The tag for a To without one: derived from the request, so a retransmission gets
+    // the same (§8.2.7).
+    let key = [
+        m.first("Call-ID", Some("i")).unwrap_or_default().as_bytes(),
+        m.first("From", Some("f")).unwrap_or_default().as_bytes(),
+        m.first("Via", Some("v")).unwrap_or_default().as_bytes(),
+    ];
+    let tag = format!("{:016x}", repair::fnv1a(&key));
+    let mut r = echo::response_head(m, refusal.code, refusal.phrase, &tag);
     for (name, value) in &refusal.headers {
-        copy(name, value);
+        echo::line(&mut r, name, value);
     }
-    copy("Warning", &format!("399 ivrd \"{}\"", refusal.why));
+    echo::line(&mut r, "Warning", &format!("399 ivrd \"{}\"", refusal.why));
     r.push_str("Server: ivrd\r\nContent-Length: 0\r\n\r\n");
     Verdict::Reply {
         response: r.into_bytes(),
         reason: refusal.reason,
     }
-}
-
-/// Header values copied into a response: no control characters, bounded.
-fn clean(v: &str) -> String {
-    v.chars().filter(|c| !c.is_control()).take(1024).collect()
 }
 
 #[cfg(test)]
