@@ -7,6 +7,7 @@ pub mod context;
 pub mod dialog;
 pub mod digest;
 pub mod guard;
+pub mod leg;
 pub mod sdp;
 pub mod shield;
 pub mod txn;

@@ -182,6 +182,10 @@ impl Dialog {
         &self.id
     }
 
+    pub fn local(&self) -> &Local {
+        &self.local
+    }
+
     pub fn remote_target(&self) -> &str {
         &self.remote_target
     }
