@@ -11,12 +11,13 @@
 //! one owner sends everything in order, a BYE can no longer overtake the 200 it follows,
 //! which is what `dialog::BYE_DELAY` waits for under rsipstack's task per transaction.
 
+use super::guard::echo::{copied_fields, status_line};
 use super::guard::message::Message;
 use super::txn::{
     cseq, AckSeen, ClientNonInvite, InviteState, Key, Reliability, ResponseSeen, ServerInvite,
     ServerNonInvite, Timeout, Timers, MAGIC_COOKIE,
 };
-use super::uas::{Body, Dialog, Local};
+use super::uas::{finish, opens, Body, Dialog, Local};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -107,6 +108,8 @@ pub struct Leg {
     invite_cseq: u32,
     invite_from: SocketAddr,
     invite_txn: ServerInvite,
+    /// The fields every response to the INVITE copies, and those a 101-299 adds.
+    invite_fields: Option<(String, String)>,
     dialog: Dialog,
     incoming: Vec<Incoming>,
     outgoing: Vec<Outgoing>,
@@ -144,6 +147,7 @@ impl Leg {
             invite_cseq,
             invite_from: from,
             invite_txn: ServerInvite::new(timers, reliability),
+            invite_fields: None,
             dialog,
             incoming: Vec::new(),
             outgoing: Vec::new(),
@@ -192,10 +196,18 @@ impl Leg {
         headers: &[(&str, &str)],
         body: Option<Body>,
     ) {
-        let bytes = {
+        // Every response to the INVITE copies the same fields: read and written once.
+        let (copied, opening) = self.invite_fields.get_or_insert_with(|| {
             let m = Message::read(&self.invite);
-            self.dialog.response(&m, status, headers, body)
-        };
+            let copied = copied_fields(&m, &self.dialog.id().local_tag);
+            (copied, self.dialog.opening_fields(&m))
+        });
+        let mut r = status_line(status.0, status.1);
+        r.push_str(copied);
+        if opens(status.0) {
+            r.push_str(opening);
+        }
+        let bytes = finish(r, headers, body);
         if let Some(sent) = self.invite_txn.respond(now, status.0, bytes) {
             self.out.push_back(Output::Send {
                 bytes: sent.to_vec(),

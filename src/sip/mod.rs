@@ -8,6 +8,7 @@ pub mod dialog;
 pub mod digest;
 pub mod guard;
 pub mod leg;
+pub mod route;
 pub mod sdp;
 pub mod shield;
 pub mod txn;

@@ -83,8 +83,13 @@ pub fn response(
     finish(r, headers, body)
 }
 
+/// Whether a response to an INVITE with this status opens (or confirms) the dialog.
+pub fn opens(code: u16) -> bool {
+    (101..300).contains(&code)
+}
+
 /// Appends the extra header fields, the body's type and length, the blank line and the body.
-fn finish(mut r: String, headers: &[(&str, &str)], body: Option<Body>) -> Vec<u8> {
+pub fn finish(mut r: String, headers: &[(&str, &str)], body: Option<Body>) -> Vec<u8> {
     for (name, value) in headers {
         line(&mut r, name, value);
     }
@@ -199,15 +204,22 @@ impl Dialog {
         headers: &[(&str, &str)],
         body: Option<Body>,
     ) -> Vec<u8> {
-        let opens = req.method() == Some("INVITE") && (101..300).contains(&status.0);
         let mut r = response_head(req, status.0, status.1, &self.id.local_tag);
-        if opens {
-            for rr in req.values("Record-Route", None) {
-                line(&mut r, "Record-Route", rr);
-            }
-            line(&mut r, "Contact", &format!("<{}>", self.local.contact));
+        if req.method() == Some("INVITE") && opens(status.0) {
+            r.push_str(&self.opening_fields(req));
         }
         finish(r, headers, body)
+    }
+
+    /// What a response that opens the dialog adds after the copied fields: the
+    /// INVITE's Record-Route and our Contact (§12.1.1).
+    pub fn opening_fields(&self, invite: &Message) -> String {
+        let mut r = String::with_capacity(128);
+        for rr in invite.values("Record-Route", None) {
+            line(&mut r, "Record-Route", rr);
+        }
+        line(&mut r, "Contact", &format!("<{}>", self.local.contact));
+        r
     }
 
     /// A request of ours inside the dialog (BYE, REFER, INFO...): the next CSeq, the route

@@ -71,36 +71,61 @@ impl<'a> Message<'a> {
                 Some("no blank line after the header fields"),
             ),
         };
-        let mut pieces: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
-        if pieces.last().is_some_and(|p| p.is_empty()) {
-            pieces.pop();
-        }
-        let mut lines = pieces.into_iter().map(|raw| match raw.strip_suffix(b"\r") {
-            Some(line) if !line.contains(&b'\r') => Ok(line),
+        // Lines split at LF, without the empty piece after a final LF. (A head that is
+        // only "\n" gives no line instead of one empty line: the same reading, as the
+        // missing blank line is the problem recorded first either way.)
+        let head = head.strip_suffix(b"\n").unwrap_or(head);
+        let mut unread = (!head.is_empty()).then_some(head);
+        let pieces = std::iter::from_fn(move || {
+            let r = unread?;
+            match memchr::memchr(b'\n', r) {
+                Some(i) => {
+                    unread = Some(&r[i + 1..]);
+                    Some(&r[..i])
+                }
+                None => {
+                    unread = None;
+                    Some(r)
+                }
+            }
+        });
+        let mut lines = pieces.map(|raw| match raw.strip_suffix(b"\r") {
+            Some(line) if memchr::memchr(b'\r', line).is_none() => Ok(line),
             Some(line) => Err(line),
             None => Err(raw),
         });
+        // UTF-8 is checked once for the whole head; a line is then a slice of that text
+        // (its ends sit next to LF or CR, so on character boundaries). Only a head that
+        // is not UTF-8 is checked line by line, to find the line at fault.
+        let head_text = std::str::from_utf8(head).ok();
+        let text = |line: &'a [u8]| match head_text {
+            Some(t) => {
+                let at = line.as_ptr() as usize - head.as_ptr() as usize;
+                Ok(&t[at..at + line.len()])
+            }
+            None => std::str::from_utf8(line),
+        };
         let start = match lines.next() {
-            Some(Ok(first)) => match std::str::from_utf8(first) {
+            Some(Ok(first)) => match text(first) {
                 Ok(line) => StartLine::parse(line),
                 Err(_) => Err(BadStart::Garbage),
             },
             Some(Err(first)) => {
                 problem.get_or_insert("line not terminated by CRLF");
-                match std::str::from_utf8(first) {
+                match text(first) {
                     Ok(line) => StartLine::parse(line.trim_end_matches('\r')),
                     Err(_) => Err(BadStart::Garbage),
                 }
             }
             None => Err(BadStart::Garbage),
         };
-        let mut headers: Vec<Header<'a>> = Vec::new();
+        let mut headers: Vec<Header<'a>> = Vec::with_capacity(16);
         for line in lines {
             let line = line.unwrap_or_else(|line| {
                 problem.get_or_insert("line not terminated by CRLF");
                 line
             });
-            let Ok(line) = std::str::from_utf8(line) else {
+            let Ok(line) = text(line) else {
                 problem.get_or_insert("header line is not UTF-8");
                 continue;
             };
@@ -267,7 +292,7 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
