@@ -343,6 +343,10 @@ impl Leg {
             // stacks that bend §15) still ends the INVITE properly.
             if self.is_ringing() {
                 self.refuse(now, (487, "Request Terminated"), &[]);
+            } else if self.invite_txn.state() == (InviteState::Accepted { acked: false }) {
+                // The BYE crossed our 200: the dialog is over, so the 200 stops going out
+                // (and no "no ACK" comes of it).
+                self.invite_txn.terminate();
             }
             self.respond(now, &id, (200, "OK"), &[], None);
             self.out.push_back(Output::Event(Event::HungUp));

@@ -172,10 +172,16 @@ impl Resend {
         }
     }
 
-    /// Moves to the next retransmission (called when `at` has come).
-    fn advance(&mut self, now: Instant) {
-        self.interval = (self.interval * 2).min(self.cap);
-        self.at = now + self.interval;
+    /// Whether a retransmission is due at `now`; if so the schedule moves on to the next.
+    fn fire(schedule: &mut Option<Resend>, now: Instant) -> bool {
+        match schedule {
+            Some(r) if now >= r.at => {
+                r.interval = (r.interval * 2).min(r.cap);
+                r.at = now + r.interval;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -333,12 +339,10 @@ impl ServerInvite {
                 Timeout::Ended
             };
         }
-        match &mut self.resend {
-            Some(r) if now >= r.at => {
-                r.advance(now);
-                Timeout::Resend(&self.last)
-            }
-            _ => Timeout::Idle,
+        if Resend::fire(&mut self.resend, now) {
+            Timeout::Resend(&self.last)
+        } else {
+            Timeout::Idle
         }
     }
 
@@ -497,12 +501,10 @@ impl ClientNonInvite {
                 Timeout::GaveUp
             };
         }
-        match &mut self.resend {
-            Some(r) if now >= r.at => {
-                r.advance(now);
-                Timeout::Resend(&self.request)
-            }
-            _ => Timeout::Idle,
+        if Resend::fire(&mut self.resend, now) {
+            Timeout::Resend(&self.request)
+        } else {
+            Timeout::Idle
         }
     }
 }

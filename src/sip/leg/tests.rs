@@ -34,6 +34,15 @@ fn leg(reliability: Reliability) -> Leg {
     .unwrap()
 }
 
+/// A leg whose call was answered at `t0` and acknowledged, its output drained.
+fn answered(reliability: Reliability, t0: Instant) -> Leg {
+    let mut leg = leg(reliability);
+    leg.accept(t0, &[], b"v=0\r\n");
+    leg.on_message(t0, from_peer("ACK", 7, "a").as_bytes(), peer());
+    drain(&mut leg);
+    leg
+}
+
 /// A request from the peer inside the dialog.
 fn from_peer(method: &str, cseq: u32, branch: &str) -> String {
     format!(
@@ -219,10 +228,7 @@ fn an_answer_never_acknowledged_is_retransmitted_then_the_call_is_told_to_end() 
 #[test]
 fn our_bye_is_retransmitted_until_answered_and_its_answer_reaches_the_call() {
     let t0 = Instant::now();
-    let mut leg = leg(Reliability::Unreliable);
-    leg.accept(t0, &[], b"v=0\r\n");
-    leg.on_message(t0, from_peer("ACK", 7, "a").as_bytes(), peer());
-    drain(&mut leg);
+    let mut leg = answered(Reliability::Unreliable, t0);
     let id = leg.request(t0 + ms(1_000), "BYE", "ourbye", &[], None);
     assert_eq!(
         drain(&mut leg),
@@ -251,10 +257,7 @@ From: <sip:support@127.0.0.1>;tag=us\r\nTo: <sip:ann@127.0.0.1>;tag=f1\r\nCall-I
 fn a_refer_nobody_answers_fails_with_408_after_64_t1_and_tcp_sends_it_once() {
     let t0 = Instant::now();
     for (reliability, sends) in [(Reliability::Unreliable, 11), (Reliability::Reliable, 1)] {
-        let mut leg = leg(reliability);
-        leg.accept(t0, &[], b"v=0\r\n");
-        leg.on_message(t0, from_peer("ACK", 7, "a").as_bytes(), peer());
-        drain(&mut leg);
+        let mut leg = answered(reliability, t0);
         leg.request(
             t0,
             "REFER",
@@ -277,10 +280,7 @@ fn a_refer_nobody_answers_fails_with_408_after_64_t1_and_tcp_sends_it_once() {
 #[test]
 fn the_call_answers_requests_inside_the_dialog_and_retransmissions_get_the_same_answer() {
     let t0 = Instant::now();
-    let mut leg = leg(Reliability::Unreliable);
-    leg.accept(t0, &[], b"v=0\r\n");
-    leg.on_message(t0, from_peer("ACK", 7, "a").as_bytes(), peer());
-    drain(&mut leg);
+    let mut leg = answered(Reliability::Unreliable, t0);
     let info = from_peer("INFO", 8, "info1");
     leg.on_message(t0, info.as_bytes(), peer());
     let mut out = Vec::new();
@@ -319,10 +319,7 @@ fn the_call_answers_requests_inside_the_dialog_and_retransmissions_get_the_same_
 #[test]
 fn a_reinvite_is_the_calls_to_answer_and_its_ack_is_found_by_cseq() {
     let t0 = Instant::now();
-    let mut leg = leg(Reliability::Unreliable);
-    leg.accept(t0, &[], b"v=0\r\n");
-    leg.on_message(t0, from_peer("ACK", 7, "a").as_bytes(), peer());
-    drain(&mut leg);
+    let mut leg = answered(Reliability::Unreliable, t0);
     leg.on_message(t0 + ms(1), from_peer("INVITE", 9, "re1").as_bytes(), peer());
     let Some(Output::Event(Event::Request { id, method, .. })) = leg.poll_output() else {
         panic!("no request");
@@ -398,4 +395,23 @@ fn only_an_invite_with_a_via_and_cseq_makes_a_leg() {
     );
     assert_eq!(make(&no_via), Err(Unusable("no Via or CSeq")));
     assert_eq!(make(INVITE), Ok(()));
+}
+
+#[test]
+fn a_bye_before_the_ack_stops_the_answers_retransmissions() {
+    let t0 = Instant::now();
+    let mut leg = leg(Reliability::Unreliable);
+    leg.accept(t0, &[], b"v=0\r\n");
+    drain(&mut leg);
+    leg.on_message(t0 + ms(100), from_peer("BYE", 8, "b").as_bytes(), peer());
+    assert_eq!(
+        drain(&mut leg),
+        ["send SIP/2.0 200 OK (8 BYE) -> 127.0.0.1:5061", "HungUp"]
+    );
+    let later = run_until(&mut leg, t0 + ms(60_000));
+    assert!(
+        later.is_empty(),
+        "no 200 for the INVITE, no NoAck: {later:?}"
+    );
+    assert!(leg.is_idle());
 }

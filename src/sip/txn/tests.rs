@@ -14,25 +14,45 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Runs a transaction's timers until `until` (or until it stops asking), returning when
-/// each timer went off (in ms from `t0`) and what it did.
-fn run_timers<T>(
-    t0: Instant,
-    until: Duration,
-    poll: impl Fn(&T) -> Option<Instant>,
-    mut fire: impl FnMut(&mut T, Instant) -> String,
-    txn: &mut T,
-) -> Vec<(u128, String)> {
+/// A transaction whose timers a test runs.
+trait Timed {
+    fn next(&self) -> Option<Instant>;
+    fn fire(&mut self, now: Instant) -> String;
+}
+
+impl Timed for ServerInvite {
+    fn next(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn fire(&mut self, now: Instant) -> String {
+        describe(self.on_timeout(now))
+    }
+}
+
+impl Timed for ClientNonInvite {
+    fn next(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn fire(&mut self, now: Instant) -> String {
+        describe(self.on_timeout(now))
+    }
+}
+
+/// Runs a transaction's timers until `until` after `t0` (or until it stops asking),
+/// returning when each went off (ms from `t0`) and what it did.
+fn run_timers(txn: &mut impl Timed, t0: Instant, until: Duration) -> Vec<(u128, String)> {
     let mut seen = Vec::new();
-    while let Some(at) = poll(txn) {
-        if at > t0 + until {
-            break;
-        }
-        let what = fire(txn, at);
+    while let Some(at) = txn.next().filter(|&at| at <= t0 + until) {
+        let what = txn.fire(at);
         seen.push(((at - t0).as_millis(), what));
         assert!(seen.len() < 100, "a timer that never stops: {seen:?}");
     }
     seen
+}
+
+/// When each timer went off, in ms from `t0`.
+fn times(seen: &[(u128, String)]) -> Vec<u128> {
+    seen.iter().map(|(at, _)| *at).collect()
 }
 
 fn describe(t: Timeout) -> String {
@@ -104,15 +124,8 @@ fn a_2xx_goes_out_again_at_t1_doubling_to_t2_until_its_ack_comes() {
         None,
         "RFC 6026: the 2xx's own timer covers it"
     );
-    let seen = run_timers(
-        t0,
-        ms(12_000),
-        ServerInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut tx,
-    );
-    let at: Vec<u128> = seen.iter().map(|(at, _)| *at).collect();
-    assert_eq!(at, [500, 1500, 3500, 7500, 11500]);
+    let seen = run_timers(&mut tx, t0, ms(12_000));
+    assert_eq!(times(&seen), [500, 1500, 3500, 7500, 11500]);
     assert!(seen.iter().all(|(_, what)| what == "resend 200"));
     // The ACK stops them; the transaction stays to absorb stray ACKs until 64·T1.
     let now = t0 + ms(12_000);
@@ -130,13 +143,7 @@ fn a_2xx_never_acknowledged_gives_up_after_64_t1_even_over_tcp() {
     let t0 = Instant::now();
     let mut tx = ServerInvite::new(Timers::default(), Reliability::Reliable);
     tx.respond(t0, 200, b"200".to_vec()).unwrap();
-    let seen = run_timers(
-        t0,
-        ms(40_000),
-        ServerInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut tx,
-    );
+    let seen = run_timers(&mut tx, t0, ms(40_000));
     // §13.3.1.4: 2xx retransmissions are end to end, so TCP gets them too.
     let resends = seen.iter().filter(|(_, w)| w == "resend 200").count();
     assert_eq!(resends, 10, "{seen:?}");
@@ -168,13 +175,7 @@ fn a_refusal_is_retransmitted_over_udp_until_its_ack_then_lingers_for_t4() {
     // Unacknowledged: timer H.
     let mut tx = ServerInvite::new(Timers::default(), Reliability::Unreliable);
     tx.respond(t0, 603, b"603".to_vec()).unwrap();
-    let seen = run_timers(
-        t0,
-        ms(40_000),
-        ServerInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut tx,
-    );
+    let seen = run_timers(&mut tx, t0, ms(40_000));
     assert_eq!(seen.last().unwrap(), &(32_000, "gave up".to_string()));
 }
 
@@ -230,30 +231,16 @@ fn our_request_is_retransmitted_at_t1_doubling_then_every_t2_once_the_peer_is_wo
         b"BYE".to_vec(),
     );
     assert_eq!(tx.request(), b"BYE");
-    let seen = run_timers(
-        t0,
-        ms(8_000),
-        ClientNonInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut tx,
-    );
-    let at: Vec<u128> = seen.iter().map(|(at, _)| *at).collect();
-    assert_eq!(at, [500, 1500, 3500, 7500]);
+    let seen = run_timers(&mut tx, t0, ms(8_000));
+    assert_eq!(times(&seen), [500, 1500, 3500, 7500]);
     assert!(seen.iter().all(|(_, w)| w == "resend BYE"));
     // A 100 at 8 s: the retransmission already due (11.5 s) stays, then every T2.
     assert_eq!(
         tx.on_response(t0 + ms(8_000), 100),
         ResponseSeen::Provisional
     );
-    let seen = run_timers(
-        t0,
-        ms(20_000),
-        ClientNonInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut tx,
-    );
-    let at: Vec<u128> = seen.iter().map(|(at, _)| *at).collect();
-    assert_eq!(at, [11_500, 15_500, 19_500]);
+    let seen = run_timers(&mut tx, t0, ms(20_000));
+    assert_eq!(times(&seen), [11_500, 15_500, 19_500]);
     assert_eq!(tx.on_response(t0 + ms(20_000), 200), ResponseSeen::Final);
     assert_eq!(tx.on_response(t0 + ms(20_100), 200), ResponseSeen::Absorbed);
     assert_eq!(tx.poll_timeout(), Some(t0 + ms(25_000)), "timer K = T4");
@@ -270,13 +257,7 @@ fn our_request_unanswered_for_64_t1_gives_up_and_tcp_never_retransmits() {
         Reliability::Unreliable,
         b"REFER".to_vec(),
     );
-    let seen = run_timers(
-        t0,
-        ms(60_000),
-        ClientNonInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut udp,
-    );
+    let seen = run_timers(&mut udp, t0, ms(60_000));
     assert_eq!(seen.last().unwrap(), &(32_000, "gave up".to_string()));
     assert_eq!(udp.poll_timeout(), None);
 
@@ -306,13 +287,6 @@ fn shorter_timers_scale_every_schedule() {
     let t0 = Instant::now();
     let mut tx = ServerInvite::new(timers, Reliability::Unreliable);
     tx.respond(t0, 200, b"200".to_vec()).unwrap();
-    let seen = run_timers(
-        t0,
-        ms(2_000),
-        ServerInvite::poll_timeout,
-        |t, now| describe(t.on_timeout(now)),
-        &mut tx,
-    );
-    let at: Vec<u128> = seen.iter().map(|(at, _)| *at).collect();
-    assert_eq!(at, [100, 300, 700, 1100, 1500, 1900]);
+    let seen = run_timers(&mut tx, t0, ms(2_000));
+    assert_eq!(times(&seen), [100, 300, 700, 1100, 1500, 1900]);
 }
