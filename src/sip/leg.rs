@@ -159,6 +159,11 @@ impl Leg {
         &self.dialog
     }
 
+    /// The INVITE as received.
+    pub fn invite(&self) -> &[u8] {
+        &self.invite
+    }
+
     /// The INVITE's transaction key (the router sends its retransmissions, ACK and CANCEL
     /// here).
     pub fn invite_key(&self) -> &Key {
@@ -199,7 +204,7 @@ impl Leg {
         // Every response to the INVITE copies the same fields: read and written once.
         let (copied, opening) = self.invite_fields.get_or_insert_with(|| {
             let m = Message::read(&self.invite);
-            let copied = copied_fields(&m, &self.dialog.id().local_tag);
+            let copied = copied_fields(&m, &self.dialog.id().local_tag, Some(self.invite_from));
             (copied, self.dialog.opening_fields(&m))
         });
         let mut r = status_line(status.0, status.1);
@@ -231,7 +236,8 @@ impl Leg {
         };
         let bytes = {
             let m = Message::read(&self.incoming[i].request);
-            self.dialog.response(&m, status, headers, body)
+            self.dialog
+                .response(&m, self.incoming[i].from, status, headers, body)
         };
         let entry = &mut self.incoming[i];
         let sent = match &mut entry.txn {
@@ -392,7 +398,7 @@ impl Leg {
     /// and the call is told. A CANCEL after the final response changes nothing.
     fn on_cancel(&mut self, now: Instant, m: &Message, bytes: &[u8], key: Key, from: SocketAddr) {
         let mut txn = ServerNonInvite::new(self.timers, self.reliability);
-        let ok = self.dialog.response(m, (200, "OK"), &[], None);
+        let ok = self.dialog.response(m, from, (200, "OK"), &[], None);
         if let Some(sent) = txn.respond(now, 200, ok) {
             self.out.push_back(Output::Send {
                 bytes: sent.to_vec(),
@@ -501,6 +507,30 @@ impl Leg {
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    /// Whether nothing is left to send or to wait for: the INVITE answered (a 2xx
+    /// acknowledged, a refusal's ACK in), every request of the peer's answered and every
+    /// one of ours answered, nothing waiting to go out. What is left until
+    /// [`is_idle`](Self::is_idle) (64·T1 over UDP) is absorbing retransmissions and
+    /// answering them as before, which a finished call can do without its leg: a
+    /// retransmitted BYE gets the same 200 built from itself, and the rest needs nothing.
+    pub fn is_quiet(&self) -> bool {
+        let settled = |s: InviteState| {
+            matches!(
+                s,
+                InviteState::Accepted { acked: true }
+                    | InviteState::Confirmed
+                    | InviteState::Terminated
+            )
+        };
+        settled(self.invite_txn.state())
+            && self.incoming.iter().all(|r| match &r.txn {
+                Txn::Invite(t) => settled(t.state()),
+                Txn::Other(t) => t.is_answered(),
+            })
+            && self.outgoing.iter().all(|o| o.txn.is_answered())
+            && self.out.is_empty()
     }
 
     /// Whether no transaction is left, the INVITE's included, and nothing waits to go

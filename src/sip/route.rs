@@ -80,6 +80,23 @@ impl<T: Clone> Routes<T> {
         self.dialogs.remove(&dialog_key(leg.dialog().id()));
     }
 
+    /// Points both routes of a call at `inbox` instead (a finished call whose leg is
+    /// gone, say); routes not in the table stay out of it.
+    pub fn set(&mut self, keys: &RouteKeys, inbox: T) {
+        if let Some(r) = self.invites.get_mut(&keys.invite) {
+            *r = inbox.clone();
+        }
+        if let Some(r) = self.dialogs.get_mut(&keys.dialog) {
+            *r = inbox;
+        }
+    }
+
+    /// Forgets a call by its keys.
+    pub fn forget(&mut self, keys: &RouteKeys) {
+        self.invites.remove(&keys.invite);
+        self.dialogs.remove(&keys.dialog);
+    }
+
     /// How many calls are routed.
     pub fn len(&self) -> usize {
         self.dialogs.len()
@@ -87,6 +104,22 @@ impl<T: Clone> Routes<T> {
 
     pub fn is_empty(&self) -> bool {
         self.dialogs.is_empty()
+    }
+}
+
+/// A call's two routes, to change or forget them once its leg is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteKeys {
+    invite: Key,
+    dialog: (String, String),
+}
+
+impl RouteKeys {
+    pub fn of(leg: &Leg) -> RouteKeys {
+        RouteKeys {
+            invite: leg.invite_key().clone(),
+            dialog: dialog_key(leg.dialog().id()),
+        }
     }
 }
 

@@ -464,6 +464,11 @@ impl ClientNonInvite {
         &self.request
     }
 
+    /// Whether its final response (or 408) is in: nothing left to retransmit.
+    pub fn is_answered(&self) -> bool {
+        self.answered
+    }
+
     pub fn on_response(&mut self, now: Instant, code: u16) -> ResponseSeen {
         if self.answered {
             return ResponseSeen::Absorbed;

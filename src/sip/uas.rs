@@ -9,6 +9,7 @@ use super::guard::echo::{line, response_head};
 use super::guard::message::Message;
 use super::guard::{address, split_top};
 use super::txn::{cseq, MAGIC_COOKIE};
+use std::net::SocketAddr;
 
 /// Which dialog a message belongs to (§12): the Call-ID and both tags, ours first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,17 +67,19 @@ pub struct Body<'a> {
     pub bytes: &'a [u8],
 }
 
-/// A response to any request, inside a dialog or not: the fields §8.2.6 copies, `to_tag`
-/// on a To without one, then `contact`, `headers` and the body.
+/// A response to any request, inside a dialog or not: the fields §8.2.6 copies (the top
+/// Via stamped with `source`, where the request came from), `to_tag` on a To without one,
+/// then `contact`, `headers` and the body.
 pub fn response(
     req: &Message,
+    source: Option<SocketAddr>,
     to_tag: &str,
     (code, phrase): (u16, &str),
     contact: Option<&str>,
     headers: &[(&str, &str)],
     body: Option<Body>,
 ) -> Vec<u8> {
-    let mut r = response_head(req, code, phrase, to_tag);
+    let mut r = response_head(req, code, phrase, to_tag, source);
     if let Some(contact) = contact {
         line(&mut r, "Contact", &format!("<{contact}>"));
     }
@@ -195,16 +198,18 @@ impl Dialog {
         &self.remote_target
     }
 
-    /// Our response to `req` (the INVITE or a request inside the dialog). Responses to
-    /// the INVITE from 101 to 299 carry the Record-Route and our Contact (§12.1.1).
+    /// Our response to `req` (the INVITE or a request inside the dialog), which came from
+    /// `source`. Responses to the INVITE from 101 to 299 carry the Record-Route and our
+    /// Contact (§12.1.1).
     pub fn response(
         &self,
         req: &Message,
+        source: SocketAddr,
         status: (u16, &str),
         headers: &[(&str, &str)],
         body: Option<Body>,
     ) -> Vec<u8> {
-        let mut r = response_head(req, status.0, status.1, &self.id.local_tag);
+        let mut r = response_head(req, status.0, status.1, &self.id.local_tag, Some(source));
         if req.method() == Some("INVITE") && opens(status.0) {
             r.push_str(&self.opening_fields(req));
         }
@@ -316,6 +321,42 @@ pub fn uri_param(uri: &str, name: &str) -> bool {
         .split(';')
         .skip(1)
         .any(|p| p.split('=').next().unwrap_or(p).eq_ignore_ascii_case(name))
+}
+
+/// The reason phrase of a status code ivrd sends (RFC 3261 §21); another code gets its
+/// class's.
+pub fn phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => match code / 100 {
+            1 => "Session Progress",
+            2 => "OK",
+            3 => "Redirection",
+            4 => "Request Failure",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
 }
 
 /// Where a SIP URI says to send: host, port and transport (§19.1.1, §18.1.1).

@@ -110,28 +110,60 @@ pub fn too_large(bytes: &[u8]) -> Verdict {
 }
 
 fn examine(bytes: &[u8], policy: &Policy, transport: Transport) -> Verdict {
+    match read(bytes, policy, transport) {
+        Reading::Accepted(m) => for_stack(&m, bytes, transport),
+        Reading::Judged(verdict) => verdict,
+    }
+}
+
+/// The guard's own reading of a message, before any stack parses it.
+pub enum Reading<'a> {
+    /// The rules accept it: ivrd's own SIP layer reads it as is; rsipstack needs
+    /// [`for_stack`] first.
+    Accepted(Message<'a>),
+    /// Refused, dropped or a keep-alive: what to do instead.
+    Judged(Verdict),
+}
+
+/// The guard's rules on one UDP datagram, without rsipstack's parse (which only messages
+/// for rsipstack need: [`for_stack`]). `filled`: the datagram filled the receive buffer.
+pub fn read_datagram<'a>(datagram: &'a [u8], filled: bool, policy: &Policy) -> Reading<'a> {
+    if filled {
+        return Reading::Judged(too_large(datagram));
+    }
+    if datagram.iter().all(u8::is_ascii_whitespace) {
+        return Reading::Judged(Verdict::KeepAlive);
+    }
+    read(datagram, policy, Transport::Datagram)
+}
+
+fn read<'a>(bytes: &'a [u8], policy: &Policy, transport: Transport) -> Reading<'a> {
     if bytes.len() > policy.max_bytes {
-        return too_large(bytes);
+        return Reading::Judged(too_large(bytes));
     }
     let m = Message::read(bytes);
     match rules::judge(&m, transport, &policy.allow) {
-        Outcome::Refuse(refusal) => refuse_or_drop(&m, refusal),
-        Outcome::Discard(reason) => Verdict::Drop { reason },
-        Outcome::Accept => {
-            let repaired = repair::repair(&m, bytes, transport);
-            let for_stack = repaired.as_deref().unwrap_or(bytes);
-            match SipMessage::try_from(for_stack) {
-                Ok(message) if stack_can_match(&message) => {
-                    Verdict::Pass(Box::new(Passed { message, repaired }))
-                }
-                // Our rules accepted what rsipstack cannot read or cannot key to a
-                // transaction, which it would drop without a word: answer the sender.
-                _ => refuse_or_drop(
-                    &m,
-                    Refusal::new(400, "Bad Request", "unparseable", "message not understood"),
-                ),
-            }
+        Outcome::Refuse(refusal) => Reading::Judged(refuse_or_drop(&m, refusal)),
+        Outcome::Discard(reason) => Reading::Judged(Verdict::Drop { reason }),
+        Outcome::Accept => Reading::Accepted(m),
+    }
+}
+
+/// A message the rules accepted ([`read`]), made ready for rsipstack: repaired where it
+/// would misread it, and parsed by its parser.
+pub fn for_stack(m: &Message, bytes: &[u8], transport: Transport) -> Verdict {
+    let repaired = repair::repair(m, bytes, transport);
+    let for_stack = repaired.as_deref().unwrap_or(bytes);
+    match SipMessage::try_from(for_stack) {
+        Ok(message) if stack_can_match(&message) => {
+            Verdict::Pass(Box::new(Passed { message, repaired }))
         }
+        // Our rules accepted what rsipstack cannot read or cannot key to a
+        // transaction, which it would drop without a word: answer the sender.
+        _ => refuse_or_drop(
+            m,
+            Refusal::new(400, "Bad Request", "unparseable", "message not understood"),
+        ),
     }
 }
 
@@ -179,7 +211,7 @@ fn respond(m: &Message, refusal: &Refusal) -> Verdict {
         m.first("Via", Some("v")).unwrap_or_default().as_bytes(),
     ];
     let tag = format!("{:016x}", repair::fnv1a(&key));
-    let mut r = echo::response_head(m, refusal.code, refusal.phrase, &tag);
+    let mut r = echo::response_head(m, refusal.code, refusal.phrase, &tag, None);
     for (name, value) in &refusal.headers {
         echo::line(&mut r, name, value);
     }

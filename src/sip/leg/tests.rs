@@ -131,8 +131,49 @@ fn a_call_rings_is_answered_acknowledged_and_hung_up_by_the_caller() {
         "the retransmitted BYE gets the same answer and hangs up nothing more"
     );
     assert!(!leg.is_idle());
+    assert!(leg.is_quiet(), "only retransmissions are left to absorb");
     assert!(run_until(&mut leg, t0 + ms(60_000)).is_empty());
     assert!(leg.is_idle(), "every transaction is over after 64·T1");
+}
+
+#[test]
+fn a_leg_is_quiet_only_once_nothing_is_owed_or_awaited() {
+    let t0 = Instant::now();
+    let mut leg = leg(Reliability::Unreliable);
+    assert!(!leg.is_quiet(), "the INVITE waits for its answer");
+    leg.accept(t0, &[], b"v=0\r\n");
+    drain(&mut leg);
+    assert!(!leg.is_quiet(), "the 200 is retransmitted until the ACK");
+    leg.on_message(t0, from_peer("ACK", 7, "a").as_bytes(), peer());
+    drain(&mut leg);
+    assert!(leg.is_quiet());
+
+    leg.on_message(t0, from_peer("INFO", 8, "i1").as_bytes(), peer());
+    let Some(Output::Event(Event::Request { id, .. })) = leg.poll_output() else {
+        panic!("the INFO is the call's to answer");
+    };
+    assert!(!leg.is_quiet(), "the INFO waits for the call's answer");
+    leg.respond(t0, &id, (200, "OK"), &[], None);
+    assert!(!leg.is_quiet(), "the answer has not gone out yet");
+    drain(&mut leg);
+    assert!(leg.is_quiet());
+
+    leg.request(t0, "BYE", "b1", &[], None);
+    drain(&mut leg);
+    assert!(!leg.is_quiet(), "our BYE is retransmitted until answered");
+    run_until(&mut leg, t0 + ms(40_000));
+    assert!(
+        leg.is_quiet(),
+        "a BYE nobody answered is over after 64·T1 (408)"
+    );
+
+    let mut refused = self::leg(Reliability::Unreliable);
+    refused.refuse(t0, (486, "Busy Here"), &[]);
+    drain(&mut refused);
+    assert!(
+        !refused.is_quiet(),
+        "the refusal is retransmitted until its ACK"
+    );
 }
 
 #[test]

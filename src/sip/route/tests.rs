@@ -98,3 +98,27 @@ fn what_is_not_a_calls_goes_elsewhere() {
 From: <sip:ivrd@127.0.0.1>;tag=agent-leg\r\nTo: <sip:agent@127.0.0.1>;tag=a\r\nCall-ID: r1\r\nCSeq: 1 INVITE\r\n\r\n";
     assert_eq!(route(&routes, theirs), Destination::Elsewhere);
 }
+
+#[test]
+fn a_finished_call_can_be_pointed_elsewhere_and_forgotten_by_its_keys() {
+    let mut routes = Routes::default();
+    let leg = leg();
+    routes.add(&leg, "live");
+    let keys = RouteKeys::of(&leg);
+    drop(leg);
+    routes.set(&keys, "ended");
+    assert_eq!(route(&routes, INVITE), Destination::Leg("ended"));
+    assert_eq!(
+        route(&routes, &in_dialog("BYE", "us")),
+        Destination::Leg("ended")
+    );
+    routes.forget(&keys);
+    assert!(routes.is_empty());
+    assert_eq!(route(&routes, INVITE), Destination::NewCall);
+    // Setting a forgotten call's routes does not bring them back.
+    routes.set(&keys, "ended");
+    assert_eq!(
+        route(&routes, &in_dialog("BYE", "us")),
+        Destination::Elsewhere
+    );
+}

@@ -26,6 +26,11 @@ fn dialog(invite: &str) -> Dialog {
     Dialog::new(&msg(invite), "ours", local(), 1).unwrap()
 }
 
+/// Where INVITE came from: its top Via's sent-by, so the Via goes back as it came.
+fn src() -> SocketAddr {
+    "10.0.0.2:5060".parse().unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
@@ -51,7 +56,7 @@ fn ringing_and_the_answer_carry_our_tag_the_record_route_and_our_contact() {
             remote_tag: "f1".into(),
         }
     );
-    let ringing = text(&d.response(&invite, (180, "Ringing"), &[], None));
+    let ringing = text(&d.response(&invite, src(), (180, "Ringing"), &[], None));
     assert!(ringing.starts_with("SIP/2.0 180 Ringing\r\n"), "{ringing}");
     assert!(ringing.contains("\r\nTo: <sip:support@example.com>;tag=ours\r\n"));
     assert!(ringing.contains(
@@ -72,6 +77,7 @@ fn ringing_and_the_answer_carry_our_tag_the_record_route_and_our_contact() {
     };
     let ok = text(&d.response(
         &invite,
+        src(),
         (200, "OK"),
         &[("Allow", "INVITE, ACK, BYE")],
         Some(body),
@@ -80,9 +86,23 @@ fn ringing_and_the_answer_carry_our_tag_the_record_route_and_our_contact() {
 
     // A refusal or a 100 opens nothing: no Record-Route, no Contact.
     for status in [(100, "Trying"), (486, "Busy Here")] {
-        let r = text(&d.response(&invite, status, &[], None));
+        let r = text(&d.response(&invite, src(), status, &[], None));
         assert!(!r.contains("Record-Route") && !r.contains("Contact"), "{r}");
     }
+}
+
+#[test]
+fn the_top_via_goes_back_with_where_the_invite_was_seen_from() {
+    let d = dialog(INVITE);
+    let nat: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let r = text(&d.response(&msg(INVITE), nat, (180, "Ringing"), &[], None));
+    assert!(
+        r.contains(
+            "Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKp1;received=192.0.2.7\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKa1;rport\r\n"
+        ),
+        "{r}"
+    );
 }
 
 #[test]
@@ -199,6 +219,7 @@ fn a_response_outside_a_dialog_echoes_the_request_with_our_tag() {
 From: <sip:kamailio@10.0.0.2>;tag=k\r\nTo: <sip:ivr@10.0.0.1>\r\nCall-ID: o1\r\nCSeq: 3 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     let r = text(&response(
         &msg(options),
+        Some(src()),
         "t9",
         (503, "Service Unavailable"),
         None,
