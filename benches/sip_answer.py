@@ -14,6 +14,8 @@ highest clean rate of each, their ratio ivrd / SIPp UAS, and ivrd's ring-budget 
 
 Usage: benches/sip_answer.py [--rates 500,1000,2000,...,10000] [--seconds 5]
                              [--baseline OLD_IVRD_BINARY]  (before/after in one sweep)
+                             [--layer rsipstack]  (the same build with `sip.udp_layer`
+                                                   set so, as a third target)
 Needs: sipp, tshark (scripts/setup.sh test installs them), a release build of ivrd.
 """
 
@@ -43,11 +45,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def start_ivrd(tmp, binary=IVRD, name="ivrd"):
+def start_ivrd(tmp, binary=IVRD, name="ivrd", layer="own"):
     port = b.free_port()
     cfg = os.path.join(tmp, f"{name}.yaml")
     with open(cfg, "w") as f:
-        f.write(f"""sip: {{udp: 127.0.0.1:{port}, tcp: ~}}
+        f.write(f"""sip: {{udp: 127.0.0.1:{port}, tcp: ~, udp_layer: {layer}}}
 media: {{rtp_ip: 127.0.0.1, rtp_ports: "0"}}
 limits: {{max_calls: 20000}}
 security: {{trusted: ["127.0.0.1/32"]}}   # SIPp is a trunk here: one address, many calls
@@ -112,6 +114,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--baseline", metavar="IVRD_BINARY",
                     help="an earlier ivrd build, run as a third target in the same sweep")
+    ap.add_argument("--layer", choices=["rsipstack"],
+                    help="also run this build with sip.udp_layer set so (target ivrd-rsip)")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     for tool in ("sipp", "tshark"):
@@ -126,6 +130,10 @@ def main():
     if args.baseline:
         base, base_port, _ = start_ivrd(tmp, args.baseline, "ivrd-base")
         targets.insert(1, ("ivrd-base", base.pid, base_port))
+    other = None
+    if args.layer:
+        other, other_port, _ = start_ivrd(tmp, IVRD, "ivrd-rsip", args.layer)
+        targets.insert(1, ("ivrd-rsip", other.pid, other_port))
     best = {tag: 0 for tag, _, _ in targets}
     print(f"{'target':9} {'rate':>5} {'calls':>6} {'failed':>6} {'retrans':>7} "
           f"{'p50 us':>8} {'p99 us':>8} {'cpu ms/call':>11}")
@@ -156,11 +164,15 @@ def main():
         if base:
             print(f"baseline build: {best['ivrd-base']}/s, ratio to SIPp "
                   f"{best['ivrd-base'] / max(best['sipp-uas'], 1):.2f}")
+        if other:
+            print(f"this build on {args.layer}: {best['ivrd-rsip']}/s, ratio to SIPp "
+                  f"{best['ivrd-rsip'] / max(best['sipp-uas'], 1):.2f}")
         print(f"ivrd_ring_budget_exceeded_total {exceeded}")
     finally:
         ivrd.terminate()
-        if base:
-            base.terminate()
+        for p in (base, other):
+            if p:
+                p.terminate()
         os.kill(uas_pid, signal.SIGTERM)
 
 

@@ -378,6 +378,18 @@ pub struct SipConfig {
     pub public_ip: Option<IpAddr>,
     /// User-Agent / Server header value.
     pub user_agent: String,
+    /// Which SIP layer answers calls that come over UDP.
+    pub udp_layer: UdpLayer,
+}
+
+/// The SIP layer answering calls over UDP: ivrd's own (`sip::leg`), or rsipstack's
+/// dialogs as before it. TCP, and the calls ivrd places, use rsipstack either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpLayer {
+    #[default]
+    Own,
+    Rsipstack,
 }
 
 impl Default for SipConfig {
@@ -387,6 +399,7 @@ impl Default for SipConfig {
             tcp: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 5060)),
             public_ip: None,
             user_agent: format!("ivrd/{}", env!("CARGO_PKG_VERSION")),
+            udp_layer: UdpLayer::Own,
         }
     }
 }

@@ -152,6 +152,29 @@ fn sipp_basic_call_passes_over_udp_and_tcp() {
     tcp.assert_success();
 }
 
+/// Calls over UDP are answered by ivrd's own SIP layer unless `sip.udp_layer: rsipstack`
+/// asks for the one before it; both must carry a SIPp call and a hang-up. The own layer's
+/// 200 names us in Server (rsipstack's writes User-Agent), which tells them apart.
+#[test]
+fn either_sip_layer_answers_over_udp_and_the_setting_picks_which() {
+    for (layer, own) in [("own", true), ("rsipstack", false)] {
+        let daemon = Daemon::start(DaemonOpts {
+            udp_layer: Some(layer.into()),
+            ..DaemonOpts::default()
+        });
+        Sipp::new("basic_call.xml", daemon.sip_udp)
+            .timeout(Duration::from_secs(20))
+            .run()
+            .assert_success();
+        let caller = Caller::new(daemon.sip_udp, CallerOpts::default());
+        let ok = caller.invite(SIP_WAIT);
+        assert_eq!(ok.status(), Some(200), "{layer}: {}", caller.sip_trace());
+        let server = ok.header("Server").is_some_and(|s| s.starts_with("ivrd/"));
+        assert_eq!(server, own, "{layer}: 200 OK was\n{ok}");
+        assert_eq!(caller.bye(SIP_WAIT).status(), Some(200), "{layer}");
+    }
+}
+
 #[test]
 fn batch_of_calls_is_counted_in_answer_latency_metric() {
     const N: u32 = 10;
@@ -399,6 +422,67 @@ fn unknown_dialog_bye_gets_481_and_garbage_is_survived() {
     // Still alive and answering.
     let caller = Caller::new(daemon.sip_udp, CallerOpts::default());
     assert_eq!(caller.options(SIP_WAIT).status(), Some(200));
+}
+
+/// After the call, a retransmission of the caller's BYE (its 200 was lost) gets 200 again,
+/// and a new request in the ended dialog gets 481: what the call's transactions would say,
+/// though the daemon keeps only its routes by then (a finished call is "buried").
+#[test]
+fn a_finished_calls_retransmitted_bye_gets_200_again_and_a_late_request_481() {
+    let daemon = Daemon::start_default();
+    let caller = Caller::new(daemon.sip_udp, CallerOpts::default());
+    assert_eq!(caller.invite(SIP_WAIT).status(), Some(200));
+    assert_eq!(caller.bye(SIP_WAIT).status(), Some(200));
+    let bye = caller
+        .sip_log()
+        .into_iter()
+        .find(|e| e.dir == Dir::Sent && e.msg.method() == Some("BYE"))
+        .expect("the caller sent a BYE")
+        .msg
+        .to_string();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(SIP_WAIT)).unwrap();
+    let final_answer = |request: &str| {
+        sock.send_to(request.as_bytes(), daemon.sip_udp).unwrap();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + SIP_WAIT;
+        while Instant::now() < deadline {
+            let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                break;
+            };
+            let m = SipMessage::parse(&buf[..n]).expect("daemon sent unparseable SIP");
+            if m.status().is_some_and(|s| s >= 200) {
+                return Some(m);
+            }
+        }
+        None
+    };
+    let again = final_answer(&bye).expect("no answer to the retransmitted BYE");
+    assert_eq!(again.status(), Some(200), "{again}");
+    assert_eq!(
+        again.header("CSeq"),
+        caller_cseq(&bye).as_deref(),
+        "{again}"
+    );
+    let cseq = caller_cseq(&bye).unwrap();
+    let number: u32 = cseq.split_whitespace().next().unwrap().parse().unwrap();
+    let info = bye
+        .replacen("BYE ", "INFO ", 1)
+        .replace(
+            &format!("CSeq: {cseq}"),
+            &format!("CSeq: {} INFO", number + 1),
+        )
+        .replace("branch=z9hG4bK", &format!("branch=z9hG4bK{}", token()));
+    let late = final_answer(&info).expect("no answer to a request after the call");
+    assert_eq!(late.status(), Some(481), "{late}");
+}
+
+/// The CSeq value of a request as text.
+fn caller_cseq(request: &str) -> Option<String> {
+    request
+        .lines()
+        .find_map(|l| l.strip_prefix("CSeq: "))
+        .map(|v| v.trim().to_string())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -58,6 +58,8 @@ pub struct Daemon {
     pub registrar: Option<super::registrar::Registrar>,
     /// Where REFERs carry the context (`transfer.context`).
     pub transfer_context: crate::sip::context::ContextMode,
+    /// Our Server header (`sip.user_agent`) on the responses the own SIP layer builds.
+    pub user_agent: String,
     /// Text to speech for texts filled in per call (`say:` with placeholders).
     pub tts: Option<Arc<super::tts::Tts>>,
     /// What ivrd remembers of callers (`callers:`).
@@ -164,6 +166,7 @@ impl Daemon {
             number_key: services.number_key,
             traffic: services.traffic,
             transfer_context: cfg.transfer.context,
+            user_agent: cfg.sip.user_agent.clone(),
             dialogs: sip.dialogs,
             contact_udp: sip.contact_udp,
             contact_tcp: sip.contact_tcp,

@@ -63,6 +63,8 @@ pub struct DaemonOpts {
     pub sip_ip: String,
     /// The SIP port (UDP and TCP); 0: any free one, chosen anew at each start.
     pub sip_port: u16,
+    /// `sip.udp_layer` (`own` or `rsipstack`); `None` leaves the daemon's default.
+    pub udp_layer: Option<String>,
 }
 
 impl Default for DaemonOpts {
@@ -87,6 +89,7 @@ impl Default for DaemonOpts {
             env: Vec::new(),
             sip_ip: "127.0.0.1".into(),
             sip_port: 0,
+            udp_layer: None,
         }
     }
 }
@@ -105,7 +108,7 @@ impl DaemonOpts {
 sip:
   udp: {ip}:{port}
   tcp: {ip}:{port}
-media:
+{udp_layer}media:
   rtp_ip: {ip}
   rtp_ports: {rtp_ports}
 {media_limits}answer:
@@ -131,6 +134,11 @@ outages:
 ",
             ip = self.sip_ip,
             port = self.sip_port,
+            udp_layer = self
+                .udp_layer
+                .as_ref()
+                .map(|l| format!("  udp_layer: {l}\n"))
+                .unwrap_or_default(),
             rtp_ports = yaml_str(&self.rtp_ports),
             media_limits = [
                 self.rtp_timeout_s

@@ -2,7 +2,12 @@
 //! dialog events, and does only I/O — every decision is the pure [`Call`]'s.
 
 use super::agent::{self, Dial, Leg, LegUpdate};
-use super::reply::{allow_header, contact_for, contact_for_dialog, reply, respond, respond_sdp};
+use super::own::{self, OwnLeg};
+use super::reply::{contact_for, contact_for_dialog, reply, respond};
+use super::signalling::{
+    allow_value, news_of_event, news_of_state, stack_headers, InDialog, Inbound, InviteFacts, News,
+    Responder, Signalling,
+};
 use crate::call::LegEvent;
 use crate::call::{CallInput, Outcome};
 use crate::io::call::alarm::Alarm;
@@ -23,11 +28,10 @@ use crate::sip::dialog::{
     RefusalHeader, ReinviteVerdict, Reoffer,
 };
 use crate::sip::sdp::{self, LocalAudio, Negotiated, RemoteAudio};
-use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
+use crate::sip::uas::{phrase, Body};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{HasHeaders, Header, Request, StatusCode};
-use rsipstack::transaction::transaction::Transaction;
+use rsipstack::sip::{Header, StatusCode};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,34 +43,25 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// phone, well past `media.max_rtp_packets_per_s`, which counts what is over its cap).
 const MAX_READ_PER_FRAME: usize = 64;
 
-/// Entry point for a new INVITE (no To tag). Refusals are answered here; accepted calls
-/// run until they end.
-pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
-    let call_id = tx
-        .original
-        .call_id_header()
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
-    let dialled = tx.original.uri.user().unwrap_or_default().to_string();
-    let flow = daemon.flows.load().route(&dialled);
-    let span = info_span!("call", call_id = %call_id, flow = %flow.name);
+/// Entry point for a new INVITE (no To tag), from rsipstack or the own layer. Refusals
+/// are answered here; accepted calls run until they end.
+pub async fn run(invite: Inbound, received: Instant, daemon: Arc<Daemon>) {
+    let facts = invite.facts();
+    let flow = daemon.flows.load().route(&facts.dialled);
+    let span = info_span!("call", call_id = %facts.call_id, flow = %flow.name);
     async move {
-        debug!(dialled = %dialled, "INVITE");
+        debug!(dialled = %facts.dialled, "INVITE");
+        let retry = || vec![("Retry-After", daemon.limits.retry_after_s.to_string())];
         if daemon.draining.load(std::sync::atomic::Ordering::Acquire) {
             info!("call refused: shutting down");
             m_calls_total("rejected_draining");
-            let retry = Header::RetryAfter(daemon.limits.retry_after_s.to_string().into());
-            reply(tx, StatusCode::ServiceUnavailable, vec![retry], "draining");
+            invite.refuse(503, retry(), "draining");
             return;
         }
-        let (require, content_type) = (
-            tx.original.header_value("Require"),
-            tx.original.header_value("Content-Type"),
-        );
         let view = InviteView {
-            require: require.as_deref(),
-            content_type: content_type.as_deref(),
-            body: &tx.original.body,
+            require: facts.require.as_deref(),
+            content_type: facts.content_type.as_deref(),
+            body: &facts.body,
         };
         let offer = match check_invite(&view) {
             Ok(o) => o,
@@ -77,9 +72,8 @@ pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
                     "call refused"
                 );
                 m_calls_total(refusal.reason);
-                let code = StatusCode::from(refusal.status);
                 let headers = refusal.header.into_iter().map(refusal_header).collect();
-                reply(tx, code, headers, refusal.reason);
+                invite.refuse(refusal.status, headers, refusal.reason);
                 return;
             }
         };
@@ -87,8 +81,7 @@ pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
             info!("call refused: at capacity");
             m_calls_total("rejected_capacity");
             metrics::counter!(m::LIMITS_HIT_TOTAL, "limit" => "calls").increment(1);
-            let retry = Header::RetryAfter(daemon.limits.retry_after_s.to_string().into());
-            reply(tx, StatusCode::ServiceUnavailable, vec![retry], "capacity");
+            invite.refuse(503, retry(), "capacity");
             return;
         };
         let socket = match daemon.rtp_ports.bind() {
@@ -96,13 +89,22 @@ pub async fn run(tx: Transaction, received: Instant, daemon: Arc<Daemon>) {
             Err(e) => {
                 warn!(error = %e, "no RTP port");
                 m_calls_total("rejected_no_port");
-                reply(tx, StatusCode::ServiceUnavailable, vec![], "no_rtp_port");
+                invite.refuse(503, vec![], "no_rtp_port");
                 return;
             }
         };
         let overflow = admission.overflow;
         metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
-        let outcome = CallTask::start(tx, received, daemon, flow, offer, socket, overflow).await;
+        let start = Start {
+            received,
+            daemon,
+            flow,
+            facts,
+            offer,
+            socket,
+            overflow,
+        };
+        let outcome = CallTask::start(invite, start).await;
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         m_calls_total(outcome);
         info!(outcome, "call ended");
@@ -116,12 +118,23 @@ fn m_calls_total(outcome: &'static str) {
     metrics::counter!(m::CALLS_TOTAL, "outcome" => outcome, "transport" => "sip").increment(1);
 }
 
-fn refusal_header(h: RefusalHeader) -> Header {
+fn refusal_header(h: RefusalHeader) -> (&'static str, String) {
     match h {
-        RefusalHeader::Unsupported(tags) => Header::Unsupported(tags.into()),
-        RefusalHeader::Accept(types) => Header::Accept(types.into()),
-        RefusalHeader::Warning(w) => Header::Warning(w.into()),
+        RefusalHeader::Unsupported(tags) => ("Unsupported", tags),
+        RefusalHeader::Accept(types) => ("Accept", types.to_string()),
+        RefusalHeader::Warning(w) => ("Warning", w),
     }
+}
+
+/// What [`CallTask::start`] takes besides the INVITE: an admitted call and its media.
+struct Start {
+    received: Instant,
+    daemon: Arc<Daemon>,
+    flow: Arc<crate::flow::Flow>,
+    facts: InviteFacts,
+    offer: Option<RemoteAudio>,
+    socket: std::net::UdpSocket,
+    overflow: bool,
 }
 
 /// What [`CallTask::outbound`] takes: an answered client dialog and its media.
@@ -141,7 +154,8 @@ pub struct Outbound {
 
 pub struct CallTask {
     host: CallHost,
-    dialog: InviteDialog,
+    /// The call's dialog: rsipstack's or the own layer's leg.
+    sig: Signalling,
     socket: std::net::UdpSocket,
     local: LocalAudio,
     offer: Option<RemoteAudio>,
@@ -152,9 +166,7 @@ pub struct CallTask {
     /// The dialog's rules: transfers held for the ACK, overlapping re-INVITEs, BYE timing.
     rules: DialogRules,
     /// A re-INVITE waiting for the previous one's ACK (see `DialogRules::on_reinvite`).
-    held: Option<(Request, TransactionHandle)>,
-    /// Tells the endpoint the ACK is in (a re-INVITE that beat it waits for this).
-    acked: tokio::sync::watch::Sender<bool>,
+    held: Option<(InDialog, Responder)>,
     /// Legs placed to agents, by agent id, and where their news comes in.
     legs: HashMap<String, Leg>,
     leg_updates: (mpsc::Sender<LegUpdate>, Option<mpsc::Receiver<LegUpdate>>),
@@ -167,57 +179,47 @@ pub struct CallTask {
 }
 
 impl CallTask {
-    async fn start(
-        mut tx: Transaction,
-        received: Instant,
-        daemon: Arc<Daemon>,
-        flow: Arc<crate::flow::Flow>,
-        offer: Option<RemoteAudio>,
-        socket: std::net::UdpSocket,
-        overflow: bool,
-    ) -> &'static str {
-        let (state_tx, state_rx) = daemon.dialogs.new_dialog_state_channel();
-        let contact = contact_for(&daemon, &tx);
-        let dialog = match daemon
-            .dialogs
-            .get_or_create_server_invite(&tx, state_tx, None, contact)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "cannot create dialog");
-                let _ = tx.reply(StatusCode::ServerInternalError).await;
-                return "failed";
+    async fn start(invite: Inbound, start: Start) -> &'static str {
+        let (daemon, facts, socket) = (start.daemon, start.facts, start.socket);
+        let (sig, mut stack_tx) = match invite {
+            Inbound::Stack(tx) => {
+                let tx = *tx;
+                let (state_tx, state_rx) = daemon.dialogs.new_dialog_state_channel();
+                let contact = contact_for(&daemon, &tx);
+                let dialog = match daemon
+                    .dialogs
+                    .get_or_create_server_invite(&tx, state_tx, None, contact)
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        warn!(error = %e, "cannot create dialog");
+                        reply(tx, StatusCode::ServerInternalError, vec![], "no_dialog");
+                        return "failed";
+                    }
+                };
+                let acked = daemon.acks.track(dialog.id().to_string());
+                let sig = Signalling::Stack {
+                    dialog,
+                    acked,
+                    states: Some(state_rx),
+                };
+                (sig, Some(tx))
             }
+            Inbound::Own(own) => (Signalling::Own(own), None),
         };
-        let media = offer.as_ref().and_then(|o| sdp::negotiate(o).ok());
+        let media = start.offer.as_ref().and_then(|o| sdp::negotiate(o).ok());
         let codec = media.as_ref().map(|n| n.codec).unwrap_or(Codec::Pcmu);
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-        let caller = tx
-            .original
-            .from_header()
-            .ok()
-            .and_then(|f| f.uri().ok())
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let call_id = tx
-            .original
-            .call_id_header()
-            .map(|c| c.value().to_string())
-            .unwrap_or_default();
         let new = NewCall {
             outbound: None,
-            call_id: call_id.clone(),
-            transport: tx
-                .connection
-                .as_ref()
-                .map(|c| c.transport().to_string().to_ascii_lowercase())
-                .unwrap_or_else(|| "udp".into()),
-            caller: caller.clone(),
-            dialled: tx.original.uri.user().unwrap_or_default().to_string(),
-            flow,
-            overflow,
+            call_id: facts.call_id.clone(),
+            transport: facts.transport,
+            caller: facts.caller.clone(),
+            dialled: facts.dialled,
+            flow: start.flow,
+            overflow: start.overflow,
             codec,
-            received,
+            received: start.received,
         };
         let local = LocalAudio {
             ip: daemon.media_ip,
@@ -233,48 +235,68 @@ impl CallTask {
             "sip",
         )
         .limit_rate(host.daemon.max_rtp_pps);
-        let host_acks = host.daemon.acks.track(dialog.id().to_string());
-        let (leg_tx, leg_rx) = mpsc::channel(16);
-        let mut task = CallTask {
-            host,
-            dialog: dialog.clone(),
-            socket,
-            local,
-            offer,
-            media,
-            rtp,
-            latched: None,
-            rules: DialogRules::default(),
-            held: None,
-            acked: host_acks,
-            legs: HashMap::new(),
-            leg_updates: (leg_tx, Some(leg_rx)),
-            relay: None,
-            caller,
-            call_id,
-        };
+        let mut task = CallTask::new(host, sig, socket, local, rtp);
+        (task.offer, task.media) = (start.offer, media);
+        (task.caller, task.call_id) = (facts.caller, facts.call_id);
         // Queue 180/200 before the transaction task starts so they go out in order. Every
         // call rings at once (the pure call's first output), so no 100 Trying goes first:
         // RFC 3261 §17.2.1 asks for one only when no provisional follows within 200 ms, and
         // leaving it out spares a packet per call on the answer path.
         let mut outcome = task.carry_out(Instant::now());
-        let mut invite_dialog = dialog;
-        let invite_tx = tokio::spawn(async move {
-            if let Err(e) = invite_dialog.handle(&mut tx).await {
-                debug!(error = %e, "INVITE transaction");
+        let invite_tx = match (&task.sig, stack_tx.take()) {
+            (Signalling::Stack { dialog, .. }, Some(mut tx)) => {
+                let mut invite_dialog = dialog.clone();
+                Some(tokio::spawn(async move {
+                    if let Err(e) = invite_dialog.handle(&mut tx).await {
+                        debug!(error = %e, "INVITE transaction");
+                    }
+                }))
             }
-        });
+            _ => None,
+        };
         if outcome.is_none() {
-            outcome = Some(task.run(state_rx, events_rx).await);
+            outcome = Some(task.run(events_rx).await);
         }
         // A call that ended before the ACK (the caller's BYE crossed our 200) must not keep
         // retransmitting that 200: dropping the transaction stops its timers. A CANCELled
-        // one keeps its transaction, which still has to see the 487 acknowledged.
+        // one keeps its transaction, which still has to see the 487 acknowledged. (The own
+        // leg does both itself.)
         if !task.host.call.is_acked() && outcome != Some(Outcome::Abandoned) {
-            invite_tx.abort();
+            if let Some(t) = invite_tx {
+                t.abort();
+            }
         }
-        task.wind_up();
-        outcome.unwrap_or(Outcome::Failed).as_str()
+        let outcome = outcome.unwrap_or(Outcome::Failed);
+        task.wind_up(outcome);
+        outcome.as_str()
+    }
+
+    /// A call with no media negotiated yet and no caller named (set by the caller of this).
+    fn new(
+        host: CallHost,
+        sig: Signalling,
+        socket: std::net::UdpSocket,
+        local: LocalAudio,
+        rtp: RtpMedia,
+    ) -> CallTask {
+        let (leg_tx, leg_rx) = mpsc::channel(16);
+        CallTask {
+            host,
+            sig,
+            socket,
+            local,
+            offer: None,
+            media: None,
+            rtp,
+            latched: None,
+            rules: DialogRules::default(),
+            held: None,
+            legs: HashMap::new(),
+            leg_updates: (leg_tx, Some(leg_rx)),
+            relay: None,
+            caller: String::new(),
+            call_id: String::new(),
+        }
     }
 
     /// A call ivrd placed that the far end answered (a call back): the same driver, from
@@ -314,63 +336,80 @@ impl CallTask {
         .limit_rate(host.daemon.max_rtp_pps);
         let acked = host.daemon.acks.track(dialog.id().to_string());
         acked.send_replace(true);
-        let (leg_tx, leg_rx) = mpsc::channel(16);
-        let mut rules = DialogRules::default();
-        let _ = rules.on_initial_ack();
-        let mut task = CallTask {
-            host,
+        let sig = Signalling::Stack {
             dialog,
-            socket,
-            local,
-            offer: Some(remote),
-            media: Some(media),
-            rtp,
-            latched: None,
-            rules,
-            held: None,
             acked,
-            legs: HashMap::new(),
-            leg_updates: (leg_tx, Some(leg_rx)),
-            relay: None,
-            caller: format!("sip:{number}@callback"),
-            call_id,
+            states: Some(states),
         };
+        let mut task = CallTask::new(host, sig, socket, local, rtp);
+        let _ = task.rules.on_initial_ack();
+        (task.offer, task.media) = (Some(remote), Some(media));
+        (task.caller, task.call_id) = (format!("sip:{number}@callback"), call_id);
         let now = Instant::now();
         task.rtp.start(now);
         let mut outcome = task.carry_out(now);
         if outcome.is_none() {
-            outcome = Some(task.run(states, events_rx).await);
+            outcome = Some(task.run(events_rx).await);
         }
-        task.wind_up();
-        outcome.unwrap_or(Outcome::Failed).as_str()
+        let outcome = outcome.unwrap_or(Outcome::Failed);
+        task.wind_up(outcome);
+        outcome.as_str()
     }
 
-    /// After the call: the relay and every agent leg stop, the dialog is forgotten.
-    fn wind_up(&mut self) {
+    /// After the call: the relay and every agent leg stop, the dialog is forgotten (the
+    /// own leg first lingers until its transactions are over).
+    fn wind_up(mut self, outcome: Outcome) {
         self.relay = None;
         for (_, leg) in self.legs.drain() {
             leg.stop.cancel();
         }
-        self.host.daemon.dialogs.remove_dialog(&self.dialog.id());
-        self.host.daemon.acks.forget(&self.dialog.id().to_string());
+        match self.sig {
+            Signalling::Stack { dialog, .. } => {
+                self.host.daemon.dialogs.remove_dialog(&dialog.id());
+                self.host.daemon.acks.forget(&dialog.id().to_string());
+            }
+            Signalling::Own(mut own) => {
+                // A re-INVITE held for an ACK that never came is answered: the call is gone.
+                if let Some((_, Responder::Own(id))) = self.held.take() {
+                    let status = (481, "Call/Transaction Does Not Exist");
+                    own.leg.respond(Instant::now(), &id, status, &[], None);
+                }
+                // A call that ended while still ringing (shutdown, or the ring budget
+                // spent without an answer) gets a final response here.
+                let (status, headers) = match outcome {
+                    Outcome::Drained => (
+                        (503, "Service Unavailable"),
+                        vec![(
+                            "Retry-After",
+                            self.host.daemon.limits.retry_after_s.to_string(),
+                        )],
+                    ),
+                    _ => ((480, "Temporarily Unavailable"), vec![]),
+                };
+                own.linger(status, headers);
+            }
+        }
     }
 
-    async fn run(
-        &mut self,
-        mut states: rsipstack::dialog::dialog::DialogStateReceiver,
-        mut events: mpsc::Receiver<CallInput<'static>>,
-    ) -> Outcome {
+    async fn run(&mut self, mut events: mpsc::Receiver<CallInput<'static>>) -> Outcome {
         let mut buf = vec![0u8; 2048];
         let (mut frame_alarm, mut call_alarm) = (Alarm::default(), Alarm::default());
-        let mut dialog_alarm = Alarm::default();
+        let (mut dialog_alarm, mut leg_alarm) = (Alarm::default(), Alarm::default());
         let shutdown = self.host.daemon.shutdown.clone();
         let mut leg_updates = self.leg_updates.1.take().expect("run is called once");
-        loop {
+        // The signalling's inputs, held here so the loop can wait on them beside the rest.
+        let (mut states, mut inbox) = match &mut self.sig {
+            Signalling::Stack { states, .. } => (states.take(), None),
+            Signalling::Own(own) => (None, own.take_inbox()),
+        };
+        self.drain_leg().await;
+        let outcome = loop {
             // Bridged, the relay carries the media: the frame clock sleeps (its pacer
             // catches up, skipping the missed frames, when the call's own audio resumes).
             frame_alarm.set(self.rtp.next_deadline().filter(|_| self.relay.is_none()));
             call_alarm.set_by(self.host.call.poll_timeout());
             dialog_alarm.set(self.rules.poll_timeout());
+            leg_alarm.set(self.sig.poll_timeout());
             tokio::select! {
                 _ = frame_alarm.ring() => {
                     let now = Instant::now();
@@ -380,23 +419,63 @@ impl CallTask {
                 Some(update) = leg_updates.recv() => self.on_leg_update(update),
                 _ = call_alarm.ring() => self.host.call.handle(Instant::now(), CallInput::Timeout),
                 _ = dialog_alarm.ring() => {
-                    let acked = self.last_ack_cseq();
+                    let acked = self.sig.last_ack_cseq();
                     if let Some(held) = self.rules.handle_timeout(Instant::now(), acked) {
                         self.settle_held(held).await;
                     }
                 }
-                state = states.recv() => match state {
-                    Some(s) => self.on_dialog_state(s).await,
+                state = next_state(&mut states) => match state {
+                    Some(s) => {
+                        let news = match &self.sig {
+                            Signalling::Stack { dialog, .. } => news_of_state(s, dialog),
+                            Signalling::Own(_) => None,
+                        };
+                        if let Some(news) = news {
+                            self.on_news(news).await;
+                        }
+                    }
                     None => self.host.call.handle(Instant::now(), CallInput::PeerHangup),
                 },
+                Some((bytes, from)) = own::recv(&mut inbox) => {
+                    if let Signalling::Own(own) = &mut self.sig {
+                        own.leg.on_message(Instant::now(), &bytes, from);
+                    }
+                    self.drain_leg().await;
+                }
+                _ = leg_alarm.ring() => {
+                    if let Signalling::Own(own) = &mut self.sig {
+                        own.leg.on_timeout(Instant::now());
+                    }
+                    self.drain_leg().await;
+                }
                 Some(ev) = events.recv() => self.host.call.handle(Instant::now(), ev),
                 _ = shutdown.cancelled() => self.host.call.handle(Instant::now(), CallInput::Shutdown),
             }
             let now = Instant::now();
             self.host.sync_outages(now);
             if let Some(outcome) = self.carry_out(now) {
-                return outcome;
+                break outcome;
             }
+            self.drain_leg().await;
+        };
+        if let Signalling::Own(own) = &mut self.sig {
+            own.put_inbox(inbox);
+        }
+        outcome
+    }
+
+    /// Sends what the own leg has to send and handles what it reports, until it has
+    /// nothing more (handling a request queues its response).
+    async fn drain_leg(&mut self) {
+        loop {
+            let news = match &mut self.sig {
+                Signalling::Own(own) => match own.next_event() {
+                    Some(event) => news_of_event(own, event),
+                    None => return,
+                },
+                Signalling::Stack { .. } => return,
+            };
+            self.on_news(news).await;
         }
     }
 
@@ -404,27 +483,34 @@ impl CallTask {
     fn carry_out(&mut self, now: Instant) -> Option<Outcome> {
         while let Some(signal) = self.host.next_signal(now) {
             match signal {
-                Signal::Ringing => {
-                    if let Err(e) = self.dialog.ringing(None, None) {
-                        debug!(error = %e, "180 Ringing");
+                Signal::Ringing => match &mut self.sig {
+                    Signalling::Stack { dialog, .. } => {
+                        if let Err(e) = dialog.ringing(None, None) {
+                            debug!(error = %e, "180 Ringing");
+                        }
                     }
-                }
+                    Signalling::Own(own) => own.leg.provisional(now, (180, "Ringing")),
+                },
                 Signal::Answer => self.answer(now),
                 Signal::Refer { target, context } => {
                     if let Some((target, context)) = self.rules.transfer(target, context) {
                         self.send_refer(target, context);
                     }
                 }
-                Signal::Hangup => {
-                    let d = self.dialog.clone();
-                    let at = self.rules.bye_at(now);
-                    tokio::spawn(async move {
-                        tokio::time::sleep_until(at.into()).await;
-                        if let Err(e) = d.bye().await {
-                            debug!(error = %e, "BYE");
-                        }
-                    });
-                }
+                Signal::Hangup => match &mut self.sig {
+                    Signalling::Stack { dialog, .. } => {
+                        let d = dialog.clone();
+                        let at = self.rules.bye_at(now);
+                        tokio::spawn(async move {
+                            tokio::time::sleep_until(at.into()).await;
+                            if let Err(e) = d.bye().await {
+                                debug!(error = %e, "BYE");
+                            }
+                        });
+                    }
+                    // One owner sends in order: the BYE cannot overtake the 200.
+                    Signalling::Own(own) => own.bye(now),
+                },
                 Signal::Ended(outcome) => return Some(outcome),
                 Signal::DialAgent {
                     agent,
@@ -573,28 +659,51 @@ impl CallTask {
             (Some(offer), Some(neg)) => sdp::answer(&self.local, offer, neg),
             _ => sdp::offer(&self.local),
         };
-        let headers = vec![Header::ContentType("application/sdp".into())];
-        if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
-            warn!(error = %e, "200 OK");
-            return;
+        match &mut self.sig {
+            Signalling::Stack { dialog, .. } => {
+                let headers = vec![Header::ContentType("application/sdp".into())];
+                if let Err(e) = dialog.accept(Some(headers), Some(body.into_bytes())) {
+                    warn!(error = %e, "200 OK");
+                    return;
+                }
+            }
+            Signalling::Own(own) => {
+                let allow = allow_value();
+                let server = &self.host.daemon.user_agent;
+                let headers = [("Allow", allow.as_str()), ("Server", server.as_str())];
+                own.leg.accept(now, &headers, body.as_bytes());
+            }
         }
         self.rtp.start(now);
     }
 
     fn send_refer(&mut self, target: String, ctx: TransferContext) {
         let (refer_to, extra) = context::refer(&target, &ctx, self.host.daemon.transfer_context);
+        let referred_by = contact_for_dialog(&self.host.daemon).map(|c| format!("<{c}>"));
+        info!(target = %target, "transferring");
+        let dialog = match &mut self.sig {
+            Signalling::Stack { dialog, .. } => dialog.clone(),
+            Signalling::Own(own) => {
+                let mut headers: Vec<(&str, &str)> = vec![("Refer-To", refer_to.as_str())];
+                headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+                if let Some(by) = &referred_by {
+                    headers.push(("Referred-By", by.as_str()));
+                }
+                own.leg
+                    .request(Instant::now(), "REFER", &OwnLeg::branch(), &headers, None);
+                return;
+            }
+        };
         let mut headers: Vec<Header> = extra
             .into_iter()
             .map(|(k, v)| Header::Other(k.into(), v))
             .collect();
-        if let Some(c) = contact_for_dialog(&self.host.daemon) {
-            headers.push(Header::ReferredBy(format!("<{c}>").into()));
+        if let Some(by) = referred_by {
+            headers.push(Header::ReferredBy(by.into()));
         }
-        info!(target = %target, "transferring");
-        let d = self.dialog.clone();
         let events = self.host.events.clone();
         tokio::spawn(async move {
-            let code = match d
+            let code = match dialog
                 .refer(rsipstack::sip::ReferTo::new(refer_to), Some(headers), None)
                 .await
             {
@@ -605,136 +714,149 @@ impl CallTask {
                     408
                 }
             };
-            let result = if (200..300).contains(&code) {
-                "accepted"
-            } else {
-                "refused"
-            };
-            metrics::counter!(m::TRANSFERS_TOTAL, "result" => result).increment(1);
+            refer_answered(code);
             let _ = events.send(CallInput::ReferAnswered(code)).await;
         });
     }
 
-    async fn on_dialog_state(&mut self, state: DialogState) {
+    async fn on_news(&mut self, news: News) {
         let now = Instant::now();
-        match state {
-            // Confirmed comes again after every re-INVITE's ACK.
-            DialogState::Confirmed(..) if self.rules.is_acked() => {
-                if let Some(held) = self.rules.on_reinvite_ack(self.last_ack_cseq()) {
+        match news {
+            // An ACK comes again after every re-INVITE's 200.
+            News::Acked { .. } if self.rules.is_acked() => {
+                if let Some(held) = self.rules.on_reinvite_ack(self.sig.last_ack_cseq()) {
                     self.settle_held(held).await;
                 }
             }
-            DialogState::Confirmed(..) => {
-                if self.offer.is_none() && !self.take_late_answer() {
+            News::Acked { body } => {
+                if self.offer.is_none() && !self.take_late_answer(&body) {
                     self.host.call.handle(now, CallInput::Abort);
                     return;
                 }
                 self.host.answer_confirmed();
                 self.host.call.handle(now, CallInput::Acked);
-                self.acked.send_replace(true);
+                if let Signalling::Stack { acked, .. } = &self.sig {
+                    acked.send_replace(true);
+                }
                 if let Some((t, c)) = self.rules.on_initial_ack() {
                     self.send_refer(t, c);
                 }
             }
-            DialogState::Terminated(_, reason) => {
-                let input = match reason {
-                    TerminatedReason::UacCancel => CallInput::Cancelled,
-                    TerminatedReason::Timeout => CallInput::AckTimeout,
-                    _ => CallInput::PeerHangup,
-                };
-                self.host.call.handle(now, input);
-            }
-            DialogState::Info(_, req, handle) => {
-                let ct = req.header_value("Content-Type").unwrap_or_default();
-                match parse_info(&ct, &req.body) {
-                    Some(key) => {
-                        respond(&handle, StatusCode::OK, None, None).await;
-                        self.host.call.handle(now, CallInput::Dtmf(key));
-                    }
-                    None => {
-                        let accept =
-                            Header::Accept("application/dtmf-relay, application/dtmf".into());
-                        respond(
-                            &handle,
-                            StatusCode::UnsupportedMediaType,
-                            Some(vec![accept]),
-                            None,
-                        )
-                        .await;
-                    }
+            News::Ended(input) => self.host.call.handle(now, input),
+            News::Answered { method, code } => {
+                if method == "REFER" {
+                    refer_answered(code);
+                    self.host.call.handle(now, CallInput::ReferAnswered(code));
                 }
             }
-            DialogState::Notify(_, req, handle) => {
-                respond(&handle, StatusCode::OK, None, None).await;
-                if let Some(code) = refer_notify_status(&req) {
+            News::Request(req, responder) => self.on_request(now, req, responder).await,
+        }
+    }
+
+    /// A request inside the dialog.
+    async fn on_request(&mut self, now: Instant, req: InDialog, responder: Responder) {
+        match req.method.as_str() {
+            "INFO" => match parse_info(&req.content_type, &req.body) {
+                Some(key) => {
+                    self.respond(&responder, 200, vec![], None).await;
+                    self.host.call.handle(now, CallInput::Dtmf(key));
+                }
+                None => {
+                    let accept = "application/dtmf-relay, application/dtmf".to_string();
+                    self.respond(&responder, 415, vec![("Accept", accept)], None)
+                        .await;
+                }
+            },
+            "NOTIFY" => {
+                self.respond(&responder, 200, vec![], None).await;
+                let code = req
+                    .event
+                    .as_deref()
+                    .and_then(|event| refer_progress(event, &req.body));
+                if let Some(code) = code {
                     debug!(code, "transfer progress");
                     self.host.call.handle(now, CallInput::ReferNotify(code));
                 }
             }
-            DialogState::Updated(_, req, handle) => {
-                if req.method != rsipstack::sip::Method::Invite {
-                    return self.on_reoffer(&req, &handle).await;
+            "UPDATE" => self.on_reoffer(&req, &responder).await,
+            "INVITE" => match self.rules.on_reinvite(now, self.sig.last_ack_cseq()) {
+                ReinviteVerdict::Accept => self.on_reinvite(&req, &responder).await,
+                ReinviteVerdict::Hold => self.held = Some((req, responder)),
+                ReinviteVerdict::Pending => {
+                    info!("re-INVITE while another is still open: 491");
+                    self.respond(&responder, 491, vec![], None).await;
                 }
-                match self.rules.on_reinvite(now, self.last_ack_cseq()) {
-                    ReinviteVerdict::Accept => self.on_reinvite(&req, &handle).await,
-                    ReinviteVerdict::Hold => self.held = Some((req, handle)),
-                    ReinviteVerdict::Pending => {
-                        info!("re-INVITE while another is still open: 491");
-                        respond(&handle, StatusCode::RequestPending, None, None).await;
-                    }
-                }
+            },
+            "OPTIONS" => {
+                self.respond(&responder, 200, vec![("Allow", allow_value())], None)
+                    .await
             }
-            DialogState::Options(_, _, handle) => {
-                respond(&handle, StatusCode::OK, Some(vec![allow_header()]), None).await
+            method => {
+                // Methods we know and do not take inside a call get 405 with what we
+                // take; methods we do not know at all, 501 (RFC 3261 §8.2.1).
+                let known = matches!(
+                    method,
+                    "REFER" | "MESSAGE" | "PUBLISH" | "SUBSCRIBE" | "PRACK" | "REGISTER"
+                );
+                let code = if known { 405 } else { 501 };
+                self.respond(&responder, code, vec![("Allow", allow_value())], None)
+                    .await
             }
-            DialogState::Refer(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                respond(
-                    &handle,
-                    StatusCode::MethodNotAllowed,
-                    Some(vec![allow_header()]),
-                    None,
-                )
-                .await
-            }
-            _ => {}
         }
     }
 
-    /// The CSeq of the latest ACK the dialog has seen.
-    fn last_ack_cseq(&self) -> Option<u32> {
-        self.dialog
-            .last_remote_ack()
-            .and_then(|ack| ack.cseq_header().ok().and_then(|c| c.seq().ok()))
+    /// Answers a request inside the dialog through whichever layer carries it.
+    async fn respond(
+        &mut self,
+        responder: &Responder,
+        code: u16,
+        headers: Vec<(&'static str, String)>,
+        sdp: Option<String>,
+    ) {
+        match (responder, &mut self.sig) {
+            (Responder::Stack(handle), _) => {
+                let mut headers = stack_headers(headers);
+                if sdp.is_some() {
+                    headers.push(Header::ContentType("application/sdp".into()));
+                }
+                let body = sdp.map(String::into_bytes);
+                respond(handle, StatusCode::from(code), Some(headers), body).await
+            }
+            (Responder::Own(id), Signalling::Own(own)) => {
+                let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let body = sdp.as_ref().map(|s| Body {
+                    content_type: "application/sdp",
+                    bytes: s.as_bytes(),
+                });
+                own.leg
+                    .respond(Instant::now(), id, (code, phrase(code)), &h, body);
+            }
+            (Responder::Own(_), Signalling::Stack { .. }) => {}
+        }
     }
 
     /// Answers the held re-INVITE as the dialog's rules decided.
     async fn settle_held(&mut self, held: Held) {
-        let Some((req, handle)) = self.held.take() else {
+        let Some((req, responder)) = self.held.take() else {
             return;
         };
         match held {
-            Held::Accept => self.on_reinvite(&req, &handle).await,
+            Held::Accept => self.on_reinvite(&req, &responder).await,
             Held::Pending => {
                 info!("re-INVITE while another is still open: 491");
-                respond(&handle, StatusCode::RequestPending, None, None).await;
+                self.respond(&responder, 491, vec![], None).await;
             }
         }
     }
 
-    async fn on_reinvite(&mut self, req: &Request, handle: &TransactionHandle) {
-        self.on_reoffer(req, handle).await;
-        self.rules
-            .reinvite_answered(req.cseq_header().ok().and_then(|c| c.seq().ok()));
+    async fn on_reinvite(&mut self, req: &InDialog, responder: &Responder) {
+        self.on_reoffer(req, responder).await;
+        self.rules.reinvite_answered(req.cseq);
     }
 
     /// Late offer: our offer went in the 200, the answer comes in the ACK.
-    fn take_late_answer(&mut self) -> bool {
-        let Some(ack) = self.dialog.last_remote_ack() else {
-            return false;
-        };
-        match late_answer(&ack.body) {
+    fn take_late_answer(&mut self, ack_body: &[u8]) -> bool {
+        match late_answer(ack_body) {
             Ok((answer, neg)) => {
                 let hold = !neg.local_direction.sends();
                 self.apply_media(neg, hold);
@@ -749,16 +871,18 @@ impl CallTask {
     }
 
     /// re-INVITE or UPDATE: hold, unhold, a new address or codec.
-    async fn on_reoffer(&mut self, req: &Request, handle: &TransactionHandle) {
+    async fn on_reoffer(&mut self, req: &InDialog, responder: &Responder) {
         match reoffer(&req.body) {
             Reoffer::OfferWanted => {
                 // An offerless re-INVITE asks for our offer; the current session stays.
                 self.local.version += 1;
-                respond_sdp(handle, sdp::offer(&self.local)).await;
+                let sdp = sdp::offer(&self.local);
+                self.respond(responder, 200, vec![], Some(sdp)).await;
             }
             Reoffer::Answer { offer, media, hold } => {
                 self.local.version += 1;
-                respond_sdp(handle, sdp::answer(&self.local, &offer, &media)).await;
+                let sdp = sdp::answer(&self.local, &offer, &media);
+                self.respond(responder, 200, vec![], Some(sdp)).await;
                 info!(
                     direction = media.local_direction.attribute(),
                     "session modified"
@@ -768,14 +892,8 @@ impl CallTask {
                 self.offer = Some(offer);
             }
             Reoffer::Refuse(warning) => {
-                let warning = Header::Warning(warning.into());
-                respond(
-                    handle,
-                    StatusCode::NotAcceptableHere,
-                    Some(vec![warning]),
-                    None,
-                )
-                .await;
+                self.respond(responder, 488, vec![("Warning", warning)], None)
+                    .await;
             }
         }
     }
@@ -833,14 +951,20 @@ impl CallTask {
     }
 }
 
-/// The status code a REFER NOTIFY reports (its sipfrag body), if it is one.
-fn refer_notify_status(req: &Request) -> Option<u16> {
-    let event = req.headers().iter().find_map(|h| {
-        let s = h.to_string();
-        let (name, value) = s.split_once(':')?;
-        let name = name.trim();
-        // `o` is Event's compact form (RFC 6665 §8.2.1).
-        (name.eq_ignore_ascii_case("event") || name == "o").then(|| value.trim().to_string())
-    })?;
-    refer_progress(&event, &req.body)
+/// Counts a REFER's answer.
+fn refer_answered(code: u16) {
+    let result = if (200..300).contains(&code) {
+        "accepted"
+    } else {
+        "refused"
+    };
+    metrics::counter!(m::TRANSFERS_TOTAL, "result" => result).increment(1);
+}
+
+/// The next state of rsipstack's dialog; pending forever for a call without one.
+async fn next_state(states: &mut Option<DialogStateReceiver>) -> Option<DialogState> {
+    match states {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }

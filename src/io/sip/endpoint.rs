@@ -4,9 +4,10 @@
 
 use super::call;
 use super::reply::{allow_header, reply, ALLOWED};
+use super::signalling::Inbound;
 use super::tcp_guard::GuardedTcp;
 use super::udp_guard::{GuardedUdp, Stack};
-use crate::config::Config;
+use crate::config::{Config, UdpLayer};
 use crate::io::daemon::{Daemon, Services, SipContext};
 use crate::io::RunError;
 use rsipstack::dialog::dialog::{Dialog, DialogState};
@@ -47,10 +48,10 @@ pub async fn start(
         .with_allows(ALLOWED.to_vec())
         .build();
     let stack = Stack(endpoint.inner.clone());
-    let mut udp = None;
+    let (mut udp, mut own) = (None, None);
     if let Some(addr) = cfg.sip.udp {
         let shield = crate::sip::shield::Shield::new(cfg.security.shield());
-        let sock =
+        let mut sock =
             GuardedUdp::bind(addr, cfg.security.max_message_bytes, shield).map_err(|source| {
                 RunError::Bind {
                     what: "SIP UDP",
@@ -67,6 +68,9 @@ pub async fn start(
             .sip
             .public_ip
             .map(|ip| SocketAddr::new(ip, bound.port()));
+        if cfg.sip.udp_layer == UdpLayer::Own {
+            own = Some(sock.with_own(external.unwrap_or(bound)));
+        }
         sock.attach(stack.clone(), external, token.child_token())
             .await
             .map_err(|e| RunError::Sip(e.to_string()))?;
@@ -117,6 +121,13 @@ pub async fn start(
         watchdog,
     };
     let daemon = Arc::new(Daemon::new(cfg, services, sip, calls_stop));
+    if let Some(own) = own {
+        let daemon = daemon.clone();
+        own.serve(Box::new(move |leg, received| {
+            let invite = Inbound::Own(Box::new(leg));
+            tokio::spawn(call::run(invite, received, daemon.clone()));
+        }));
+    }
     tokio::spawn(async move { endpoint.serve().await });
     tokio::spawn(incoming_loop(incoming, watchdog_rx, daemon.clone()));
     Ok(SipListeners { udp, tcp, daemon })
@@ -163,7 +174,11 @@ fn dispatch(mut tx: Transaction, received: Instant, daemon: &Arc<Daemon>) {
     let in_dialog = has_to_tag(&tx);
     match (&method, in_dialog) {
         (Method::Invite, false) => {
-            tokio::spawn(call::run(tx, received, daemon.clone()));
+            tokio::spawn(call::run(
+                Inbound::Stack(Box::new(tx)),
+                received,
+                daemon.clone(),
+            ));
         }
         (Method::Ack, _) => {} // ACK for a transaction the stack already closed
         (_, true) => match daemon.dialogs.match_dialog(&tx) {

@@ -73,15 +73,3 @@ pub async fn respond(
         debug!("in-dialog transaction already gone");
     }
 }
-
-/// 200 OK with our SDP.
-pub async fn respond_sdp(handle: &TransactionHandle, sdp: String) {
-    let ct = Header::ContentType("application/sdp".into());
-    respond(
-        handle,
-        StatusCode::OK,
-        Some(vec![ct]),
-        Some(sdp.into_bytes()),
-    )
-    .await;
-}

@@ -12,6 +12,7 @@
 //! connection's own task.
 
 use super::udp_guard::{endpoint_policy, reject, shield_decision, Stack};
+use crate::sip::guard::message::Message;
 use crate::sip::guard::stream::{next_frame, Frame};
 use crate::sip::guard::{forbidden, inspect_frame, Policy, Verdict};
 use crate::sip::shield::{Decision, Shield};
@@ -196,8 +197,9 @@ async fn read_messages(
                 Frame::Skip { len } => buf.advance(len),
                 Frame::Message { len } => {
                     let mut verdict = inspect_frame(&buf[..len], &ctx.policy);
-                    if let (Verdict::Pass(passed), Some(from)) = (&verdict, remote) {
-                        match shield_decision(&ctx.shield, &passed.message, from) {
+                    if let (Verdict::Pass(_), Some(from)) = (&verdict, remote) {
+                        let m = Message::read(&buf[..len]);
+                        match shield_decision(&ctx.shield, &m, from) {
                             Decision::Allow => {}
                             Decision::Forbid(reason) => verdict = forbidden(&buf[..len], reason),
                             Decision::Drop(reason) => verdict = Verdict::Drop { reason },

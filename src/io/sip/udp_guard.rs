@@ -4,18 +4,22 @@
 //! garbage and stray responses are dropped and counted, and valid messages rsipstack would
 //! misread are repaired.
 //!
-//! What passes is handed to rsipstack already parsed, straight into its endpoint
+//! What passes is offered to ivrd's own SIP layer first (`own.rs`: the calls it answers);
+//! what it does not take is handed to rsipstack already parsed, straight into its endpoint
 //! ([`Stack::deliver`], as TCP does): the guard had to parse it with rsipstack's parser
 //! anyway, to be sure the stack can read it, so the stack does not parse it a second time.
 //! rsipstack still owns the socket for sending: its UDP listener gets a socket whose receive
 //! side never yields, so responses, retransmissions and new requests go out through it as
 //! usual.
 
+use super::own::{OwnUdp, Taken};
 use super::reply::ALLOWED;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
-use crate::sip::guard::{forbidden, inspect, too_large, Policy, Verdict};
+use crate::sip::guard::message::Message;
+use crate::sip::guard::{
+    for_stack, forbidden, read_datagram, Policy, Reading, Transport as GuardTransport, Verdict,
+};
 use crate::sip::shield::{Decision, Request, Shield};
-use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{SipMessage, Transport};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transport::udp::UdpConnection;
@@ -30,6 +34,8 @@ pub struct GuardedUdp {
     socket: Arc<tokio::net::UdpSocket>,
     policy: Policy,
     shield: Mutex<Shield>,
+    /// ivrd's own SIP layer, offered every message that passed before rsipstack is.
+    own: Option<Arc<OwnUdp>>,
 }
 
 /// The guard's policy for this endpoint: the size limit, and the methods a 501 lists.
@@ -83,7 +89,16 @@ impl GuardedUdp {
             socket: Arc::new(tokio::net::UdpSocket::from_std(s.into())?),
             policy: endpoint_policy(max_bytes),
             shield: Mutex::new(shield),
+            own: None,
         })
+    }
+
+    /// Puts ivrd's own SIP layer on this socket, announcing `announced`; it answers calls
+    /// once given the daemon ([`OwnUdp::serve`]).
+    pub fn with_own(&mut self, announced: SocketAddr) -> Arc<OwnUdp> {
+        let own = Arc::new(OwnUdp::new(self.socket.clone(), announced));
+        self.own = Some(own.clone());
+        own
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -148,7 +163,8 @@ impl GuardedUdp {
         }
     }
 
-    /// The message to hand to the stack, or None when the guard answered or dropped it.
+    /// The message to hand to the stack, or None when the guard answered or dropped it or
+    /// the own layer took it.
     async fn judge(&self, datagram: &[u8], filled: bool, from: SocketAddr) -> Option<SipMessage> {
         // One table lookup before any parsing: a flooding source costs next to nothing.
         if !self.lock_shield().admit_datagram(Instant::now(), from.ip()) {
@@ -156,19 +172,33 @@ impl GuardedUdp {
                 .increment(1);
             return None;
         }
-        let verdict = if filled {
-            too_large(datagram)
-        } else {
-            inspect(datagram, &self.policy)
-        };
-        // Allowed sources, no scanners, no floods: before the stack spends anything.
-        let verdict = match verdict {
-            Verdict::Pass(passed) => match self.shield_decision(&passed.message, from) {
-                Decision::Allow => Verdict::Pass(passed),
+        let verdict = match read_datagram(datagram, filled, &self.policy) {
+            Reading::Judged(verdict) => verdict,
+            // Allowed sources, no scanners, no floods: before any layer spends anything.
+            Reading::Accepted(m) => match shield_decision(&self.shield, &m, from) {
                 Decision::Forbid(reason) => forbidden(datagram, reason),
                 Decision::Drop(reason) => Verdict::Drop { reason },
+                Decision::Allow => {
+                    // The own layer reads the guard's reading; only what it leaves is
+                    // parsed again, by rsipstack's parser.
+                    match self
+                        .own
+                        .as_ref()
+                        .map(|own| own.take(datagram, &m, from, Instant::now()))
+                    {
+                        Some(Taken::Routed) => return None,
+                        Some(Taken::NewCall) => {
+                            // The new call's task waits in this worker's LIFO slot, which
+                            // no other worker steals from, while this loop keeps reading: a
+                            // burst of datagrams would hold up its 180 by milliseconds.
+                            // Stepping aside lets it run now.
+                            tokio::task::yield_now().await;
+                            return None;
+                        }
+                        Some(Taken::No) | None => for_stack(&m, datagram, GuardTransport::Datagram),
+                    }
+                }
             },
-            other => other,
         };
         match verdict {
             Verdict::Pass(passed) => {
@@ -217,31 +247,21 @@ impl GuardedUdp {
     fn lock_shield(&self) -> std::sync::MutexGuard<'_, Shield> {
         self.shield.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn shield_decision(&self, message: &SipMessage, from: SocketAddr) -> Decision {
-        shield_decision(&self.shield, message, from)
-    }
 }
 
-/// The shield's decision on a parsed message (requests only; responses pass). Daemon by
-/// the UDP socket and the TCP framer.
-pub(super) fn shield_decision(
-    shield: &Mutex<Shield>,
-    message: &SipMessage,
-    from: SocketAddr,
-) -> Decision {
-    let SipMessage::Request(req) = message else {
+/// The shield's decision on a message the guard's rules accepted (requests only;
+/// responses pass). Used by the UDP socket and the TCP framer.
+pub(super) fn shield_decision(shield: &Mutex<Shield>, m: &Message, from: SocketAddr) -> Decision {
+    let Some(method) = m.method() else {
         return Decision::Allow;
     };
-    let out_of_dialog = !req
-        .to_header()
-        .is_ok_and(|t| crate::sip::guard::has_tag(t.value()));
-    let method = req.method.to_string();
-    let user_agent = req.header_value("User-Agent");
+    let out_of_dialog = !m
+        .first("To", Some("t"))
+        .is_some_and(crate::sip::guard::has_tag);
     let facts = Request {
-        method: &method,
+        method,
         out_of_dialog,
-        user_agent: user_agent.as_deref(),
+        user_agent: m.first("User-Agent", None),
     };
     let decision =
         shield
