@@ -3,7 +3,7 @@
 # seed corpus. Exits non-zero if any target crashed; the crashing input is kept under
 # fuzz/artifacts/<target>/ and the output shows how to replay it.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: sip_guard sdp rtp_dtmf flow_yaml config_yaml
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: sip_guard sip_leg sdp rtp_dtmf flow_yaml config_yaml
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a C++ compiler (libFuzzer is
 # built from source), and no nightly toolchain: with `-s none` cargo-fuzz instruments the
@@ -24,7 +24,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(sip_guard sdp rtp_dtmf flow_yaml config_yaml)
+    targets=(sip_guard sip_leg sdp rtp_dtmf flow_yaml config_yaml)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2
@@ -58,7 +58,10 @@ for t in "${targets[@]}"; do
     corpora=("$work/$t")
     [ -d "fuzz/corpus/$t" ] && corpora+=("fuzz/corpus/$t")
     args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
-    [ -f "fuzz/dict/$t.dict" ] && args+=(-dict="fuzz/dict/$t.dict")
+    dict="fuzz/dict/$t.dict"
+    # The own SIP layer reads the same SIP the guard does.
+    [ "$t" = sip_leg ] && dict=fuzz/dict/sip_guard.dict
+    [ -f "$dict" ] && args+=(-dict="$dict")
     echo "== fuzz $t for ${secs}s"
     if ! cargo fuzz run -s none "$t" "${corpora[@]}" -- "${args[@]}"; then
         failed+=("$t")

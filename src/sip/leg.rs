@@ -472,9 +472,12 @@ impl Leg {
         }
         let out = &mut self.out;
         self.incoming.retain_mut(|r| loop {
-            let timeout = match &mut r.txn {
-                Txn::Invite(t) => t.on_timeout(now),
-                Txn::Other(t) => t.on_timeout(now),
+            let (timeout, accepted) = match &mut r.txn {
+                Txn::Invite(t) => {
+                    let accepted = matches!(t.state(), InviteState::Accepted { .. });
+                    (t.on_timeout(now), accepted)
+                }
+                Txn::Other(t) => (t.on_timeout(now), false),
             };
             match timeout {
                 Timeout::Resend(b) => out.push_back(Output::Send {
@@ -482,6 +485,12 @@ impl Leg {
                     to: Target::Addr(r.from),
                 }),
                 Timeout::Idle => break true,
+                // A re-INVITE's 2xx never acknowledged ends the dialog like the first
+                // one's (RFC 3261 §13.3.1.4).
+                Timeout::GaveUp if accepted => {
+                    out.push_back(Output::Event(Event::NoAck));
+                    break false;
+                }
                 Timeout::GaveUp | Timeout::Ended => break false,
             }
         });

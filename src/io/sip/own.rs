@@ -209,10 +209,16 @@ impl OwnUdp {
 
     /// A message for a finished call (see [`Route::Ended`]): a BYE is a retransmission
     /// of one already answered 200, so it gets 200 again, built from itself; another
-    /// request gets 481 (the call is gone); ACKs, a late CANCEL and responses are absorbed.
+    /// request inside the dialog gets 481 (the call is gone). ACKs, responses and what
+    /// belongs to the INVITE's transaction (a late copy of the INVITE, a CANCEL: no To
+    /// tag) are absorbed, as that transaction would have.
     fn answer_ended(&self, m: &Message, from: SocketAddr) {
+        let in_dialog = m
+            .first("To", Some("t"))
+            .is_some_and(crate::sip::guard::has_tag);
         let code = match m.method() {
-            None | Some("ACK" | "CANCEL") => return,
+            None | Some("ACK") => return,
+            Some(_) if !in_dialog => return,
             Some("BYE") => 200,
             Some(_) => 481,
         };

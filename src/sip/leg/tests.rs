@@ -391,6 +391,26 @@ fn a_reinvite_is_the_calls_to_answer_and_its_ack_is_found_by_cseq() {
 }
 
 #[test]
+fn a_reinvites_answer_never_acknowledged_ends_the_call_too() {
+    let t0 = Instant::now();
+    let mut leg = answered(Reliability::Unreliable, t0);
+    leg.on_message(t0, from_peer("INVITE", 9, "re2").as_bytes(), peer());
+    let Some(Output::Event(Event::Request { id, .. })) = leg.poll_output() else {
+        panic!("no request");
+    };
+    leg.respond(t0, &id, (200, "OK"), &[], None);
+    drain(&mut leg);
+    let seen = run_until(&mut leg, t0 + ms(40_000));
+    let events: Vec<&str> = seen
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .filter(|s| !s.starts_with("send "))
+        .collect();
+    assert_eq!(events, ["NoAck"], "{seen:?}");
+    assert!(seen.len() > 5, "the 200 was retransmitted first: {seen:?}");
+}
+
+#[test]
 fn a_bye_while_ringing_ends_the_invite_with_487() {
     let t0 = Instant::now();
     let mut leg = leg(Reliability::Reliable);
