@@ -380,7 +380,7 @@ impl Leg {
         if txn.is_some_and(|t| t.on_ack(now) == AckSeen::Confirms) {
             self.out.push_back(Output::Event(Event::Acked {
                 cseq: number,
-                body: m.rest.to_vec(),
+                body: m.body().to_vec(),
             }));
         }
     }

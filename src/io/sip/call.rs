@@ -3,10 +3,10 @@
 
 use super::agent::{self, Dial, Leg, LegUpdate};
 use super::own::{self, OwnLeg};
-use super::reply::{contact_for, contact_for_dialog, reply, respond};
+use super::reply::{allow_value, contact_for, contact_for_dialog, reply, respond};
 use super::signalling::{
-    allow_value, news_of_event, news_of_state, stack_headers, InDialog, Inbound, InviteFacts, News,
-    Responder, Signalling,
+    news_of_event, news_of_state, stack_headers, InDialog, Inbound, InviteFacts, News, Responder,
+    Signalling,
 };
 use crate::call::LegEvent;
 use crate::call::{CallInput, Outcome};

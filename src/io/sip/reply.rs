@@ -22,8 +22,16 @@ pub const ALLOWED: &[Method] = &[
 ];
 
 pub fn allow_header() -> Header {
-    let list: Vec<String> = ALLOWED.iter().map(|m| m.to_string()).collect();
-    Header::Allow(list.join(", ").into())
+    Header::Allow(allow_value().into())
+}
+
+/// The Allow list as a header value.
+pub fn allow_value() -> String {
+    ALLOWED
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Answers a transaction with a final status in its own task and counts the refusal.

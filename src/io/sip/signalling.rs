@@ -84,7 +84,7 @@ impl Inbound {
                     caller,
                     require: joined(&m, "Require", None),
                     content_type: m.first("Content-Type", Some("c")).map(str::to_string),
-                    body: body_of(&m),
+                    body: m.body().to_vec(),
                     transport: "udp".into(),
                 }
             }
@@ -120,15 +120,6 @@ fn uri_user(uri: &str) -> &str {
 fn joined(m: &Message, name: &str, short: Option<&str>) -> Option<String> {
     let values: Vec<&str> = m.values(name, short).collect();
     (!values.is_empty()).then(|| values.join(", "))
-}
-
-/// The body as Content-Length bounds it (UDP may carry trailing bytes beyond it).
-fn body_of(m: &Message) -> Vec<u8> {
-    let length = m
-        .first("Content-Length", Some("l"))
-        .and_then(|l| l.trim().parse::<usize>().ok())
-        .unwrap_or(m.rest.len());
-    m.rest[..length.min(m.rest.len())].to_vec()
 }
 
 /// A request inside the dialog, as the call's handlers read it.
@@ -169,7 +160,7 @@ impl InDialog {
                 .to_string(),
             event: m.first("Event", Some("o")).map(|e| e.trim().to_string()),
             cseq: cseq(&m).map(|(n, _)| n),
-            body: body_of(&m),
+            body: m.body().to_vec(),
         }
     }
 }
@@ -286,19 +277,9 @@ impl Signalling {
     }
 }
 
-/// The Allow list as a header value.
-pub fn allow_value() -> String {
-    super::reply::ALLOWED
-        .iter()
-        .map(|m| m.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{body_of, uri_user};
-    use crate::sip::guard::message::Message;
+    use super::uri_user;
 
     #[test]
     fn the_dialled_number_is_the_request_uris_user_part() {
@@ -307,13 +288,5 @@ mod tests {
         assert_eq!(uri_user("sip:alice:secret@example.com"), "alice");
         assert_eq!(uri_user("sip:example.com"), "");
         assert_eq!(uri_user("garbage"), "");
-    }
-
-    #[test]
-    fn the_body_stops_where_content_length_says() {
-        let m = Message::read(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 3\r\n\r\nv=0junk");
-        assert_eq!(body_of(&m), b"v=0");
-        let m = Message::read(b"INVITE sip:a@b SIP/2.0\r\nl: 99\r\n\r\nv=0");
-        assert_eq!(body_of(&m), b"v=0");
     }
 }

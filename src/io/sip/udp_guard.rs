@@ -13,7 +13,7 @@
 //! usual.
 
 use super::own::{OwnUdp, Taken};
-use super::reply::ALLOWED;
+use super::reply::allow_value;
 use crate::metrics::SIP_MESSAGES_REJECTED_TOTAL;
 use crate::sip::guard::message::Message;
 use crate::sip::guard::{
@@ -42,11 +42,7 @@ pub struct GuardedUdp {
 pub fn endpoint_policy(max_bytes: usize) -> Policy {
     Policy {
         max_bytes,
-        allow: ALLOWED
-            .iter()
-            .map(|m| m.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        allow: allow_value(),
     }
 }
 

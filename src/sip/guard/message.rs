@@ -209,6 +209,16 @@ impl<'a> Message<'a> {
             _ => None,
         }
     }
+
+    /// The body: `rest` as far as Content-Length says (UDP may carry trailing bytes beyond
+    /// it); all of `rest` without a readable one.
+    pub fn body(&self) -> &'a [u8] {
+        let length = self
+            .first("Content-Length", Some("l"))
+            .and_then(|l| l.trim().parse::<usize>().ok())
+            .unwrap_or(self.rest.len());
+        &self.rest[..length.min(self.rest.len())]
+    }
 }
 
 impl<'a> StartLine<'a> {
@@ -369,5 +379,13 @@ mod tests {
         assert_eq!(scheme_of("soap.beep://x"), Some("soap.beep"));
         assert_eq!(scheme_of("<sip:x>"), None);
         assert_eq!(scheme_of("1abc:x"), None);
+    }
+
+    #[test]
+    fn the_body_stops_where_content_length_says() {
+        let m = Message::read(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 3\r\n\r\nv=0junk");
+        assert_eq!(m.body(), b"v=0");
+        let m = Message::read(b"INVITE sip:a@b SIP/2.0\r\nl: 99\r\n\r\nv=0");
+        assert_eq!(m.body(), b"v=0");
     }
 }
