@@ -171,7 +171,11 @@ impl Daemon {
             contact_udp: sip.contact_udp,
             contact_tcp: sip.contact_tcp,
             watchdog: sip.watchdog,
-            rtp_ports: RtpPorts::new(cfg.media.rtp_ip, cfg.media.rtp_ports),
+            rtp_ports: RtpPorts::new(
+                cfg.media.rtp_ip,
+                cfg.media.rtp_ports,
+                cfg.limits.max_calls + cfg.limits.max_overflow_calls,
+            ),
             media_ip: cfg.media.public_ip.unwrap_or(cfg.media.rtp_ip),
             shutdown,
             draining: AtomicBool::new(false),

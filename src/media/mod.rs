@@ -6,5 +6,6 @@ pub mod g711;
 pub mod playout;
 pub mod prompt;
 pub mod relay;
+pub mod reuse;
 pub mod rtp;
 pub mod session;

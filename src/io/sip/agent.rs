@@ -166,7 +166,8 @@ async fn run(
     };
     info!(codec = media.codec.encoding_name(), "agent answered");
     let answered = AnsweredLeg {
-        socket,
+        // The relay takes it when the call is bridged: not kept for reuse.
+        socket: socket.into_std(),
         remote: media.remote,
         media: LegMedia {
             codec: media.codec,

@@ -13,6 +13,7 @@ use crate::call::{CallInput, Outcome};
 use crate::io::call::alarm::Alarm;
 use crate::io::call::host::{CallHost, NewCall, Signal};
 use crate::io::daemon::Daemon;
+use crate::io::media::ports::RtpSocket;
 use crate::io::media::relay::{CallerKeys, End, Relay};
 use crate::io::media::rtp::RtpMedia;
 use crate::media::dtmf::parse_info;
@@ -133,7 +134,7 @@ struct Start {
     flow: Arc<crate::flow::Flow>,
     facts: InviteFacts,
     offer: Option<RemoteAudio>,
-    socket: std::net::UdpSocket,
+    socket: RtpSocket,
     overflow: bool,
 }
 
@@ -142,7 +143,7 @@ pub struct Outbound {
     pub daemon: Arc<Daemon>,
     pub dialog: InviteDialog,
     pub states: rsipstack::dialog::dialog::DialogStateReceiver,
-    pub socket: std::net::UdpSocket,
+    pub socket: RtpSocket,
     pub local: LocalAudio,
     pub remote: RemoteAudio,
     pub media: Negotiated,
@@ -156,7 +157,7 @@ pub struct CallTask {
     host: CallHost,
     /// The call's dialog: rsipstack's or the own layer's leg.
     sig: Signalling,
-    socket: std::net::UdpSocket,
+    socket: RtpSocket,
     local: LocalAudio,
     offer: Option<RemoteAudio>,
     media: Option<Negotiated>,
@@ -209,7 +210,7 @@ impl CallTask {
         };
         let media = start.offer.as_ref().and_then(|o| sdp::negotiate(o).ok());
         let codec = media.as_ref().map(|n| n.codec).unwrap_or(Codec::Pcmu);
-        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let port = socket.port();
         let new = NewCall {
             outbound: None,
             call_id: facts.call_id.clone(),
@@ -275,7 +276,7 @@ impl CallTask {
     fn new(
         host: CallHost,
         sig: Signalling,
-        socket: std::net::UdpSocket,
+        socket: RtpSocket,
         local: LocalAudio,
         rtp: RtpMedia,
     ) -> CallTask {
@@ -596,7 +597,7 @@ impl CallTask {
         let to_agent = RelayPath::new(caller_media, leg.media, agent_seeds).limit_rate(pps);
         let to_caller =
             RelayPath::new(leg.media, caller_media, self.rtp.position()).limit_rate(pps);
-        let caller_socket = match self.socket.try_clone() {
+        let caller_socket = match self.socket.share() {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot share the caller's RTP socket with the relay");
