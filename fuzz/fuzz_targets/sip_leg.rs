@@ -10,7 +10,7 @@ use ivrd::sip::guard::echo::stamp_via;
 use ivrd::sip::guard::message::Message;
 use ivrd::sip::guard::{read_datagram, Policy, Reading, DEFAULT_MAX_MESSAGE_BYTES};
 use ivrd::sip::leg::{Event, Leg, Output};
-use ivrd::sip::route::{Destination, RouteKeys, Routes};
+use ivrd::sip::route::{Destination, Routes};
 use ivrd::sip::txn::{Reliability, Timers};
 use ivrd::sip::uas::Local;
 use libfuzzer_sys::fuzz_target;
@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(steps < 100_000, "timers that never stop");
     }
     assert!(l.is_quiet(), "a leg whose timers all ran is quiet");
-    let keys = RouteKeys::of(&l);
+    let keys = routes.keys_of(&l);
     routes.set(&keys, ());
     routes.forget(&keys);
     assert!(routes.is_empty());

@@ -230,8 +230,10 @@ impl OwnUdp {
     /// A finished call's leg has nothing left to do: its routes now lead to
     /// [`Route::Ended`] until 64·T1 has passed, then they are forgotten.
     fn bury(&self, leg: &Leg) {
-        let keys = RouteKeys::of(leg);
-        self.lock_routes().set(&keys, Route::Ended);
+        let mut routes = self.lock_routes();
+        let keys = routes.keys_of(leg);
+        routes.set(&keys, Route::Ended);
+        drop(routes);
         let until = Instant::now() + Timers::default().give_up();
         self.lock_graves().push_back((until, keys));
     }

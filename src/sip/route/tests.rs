@@ -104,7 +104,7 @@ fn a_finished_call_can_be_pointed_elsewhere_and_forgotten_by_its_keys() {
     let mut routes = Routes::default();
     let leg = leg();
     routes.add(&leg, "live");
-    let keys = RouteKeys::of(&leg);
+    let keys = routes.keys_of(&leg);
     drop(leg);
     routes.set(&keys, "ended");
     assert_eq!(route(&routes, INVITE), Destination::Leg("ended"));
