@@ -67,10 +67,11 @@ class Ivrd:
     numbers to flow names."""
 
     def __init__(self, tmp, flows_dir, default="support-line", routes=None, rtp_base=None,
-                 rtp_span=1000, max_calls=2000, media_extra="", extra_yaml=""):
+                 rtp_span=1000, max_calls=2000, media_extra="", extra_yaml="", limits_extra=""):
         """`rtp_span` ports from `rtp_base` for RTP (one even port per call); `media_extra`
         is appended inside the `media:` mapping (e.g. `rtp_timeout_s: 5`), `extra_yaml`
-        (whole top-level sections, e.g. `security: {...}`) at the end of the config."""
+        (whole top-level sections, e.g. `security: {...}`) at the end of the config,
+        `limits_extra` inside `limits:` (e.g. `worker_threads: 2`)."""
         self.tmp = tmp
         self.rtp_base = rtp_base or free_port_range(rtp_span)
         self.rtp_span = rtp_span
@@ -78,11 +79,12 @@ class Ivrd:
         routes = routes or {}
         route_yaml = "{" + ", ".join(f'"{k}": {v}' for k, v in routes.items()) + "}"
         media_extra = f", {media_extra}" if media_extra else ""
+        limits_extra = f", {limits_extra}" if limits_extra else ""
         cfg = os.path.join(tmp, "ivrd.yaml")
         with open(cfg, "w") as f:
             f.write(f"""sip: {{udp: 127.0.0.1:{self.sip_port}, tcp: ~}}
 media: {{rtp_ip: 127.0.0.1, rtp_ports: "{self.rtp_base}-{self.rtp_base + rtp_span - 1}"{media_extra}}}
-limits: {{max_calls: {max_calls}}}
+limits: {{max_calls: {max_calls}{limits_extra}}}
 flows: {{dir: {flows_dir}, default: {default}, routes: {route_yaml}}}
 sounds: {ROOT}/sounds
 metrics: {{listen: 127.0.0.1:0}}

@@ -22,7 +22,7 @@ Printed, for the steady window (all calls up, after the ramp):
     RSS per call = (RSS under load - RSS idle) / calls active
 
 Usage: benches/load_media.py [--calls 1000] [--rate 50] [--hold 65] [--sample 50]
-                             [--window 30] [--no-build]
+                             [--window 30] [--worker-threads N] [--no-build]
 Needs: sipp (with rtp_stream, Debian sip-tester 3.6), tshark, sox, cargo. Run as root (or
 with capture rights) for tshark on lo. Raises the open-files limit for ivrd and SIPp.
 """
@@ -198,6 +198,8 @@ def main():
     ap.add_argument("--total", type=int, default=0, help="calls in all (default 1.5 x calls)")
     ap.add_argument("--sample", type=int, default=50, help="calls whose RTP is captured")
     ap.add_argument("--window", type=int, default=30, help="seconds of steady measurement")
+    ap.add_argument("--worker-threads", type=int,
+                    help="limits.worker_threads for ivrd (default: the daemon's own default)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/ivrd as is")
     args = ap.parse_args()
     total = args.total or int(args.calls * 1.5)
@@ -221,6 +223,8 @@ def main():
     # and floods; a trunk's address needs room for its call rate.
     ivrd = b.Ivrd(tmp, FLOWS, default="load", rtp_span=max(1000, 4 * args.calls),
                   max_calls=2 * args.calls,
+                  limits_extra=("" if args.worker_threads is None
+                                else f"worker_threads: {args.worker_threads}"),
                   extra_yaml=f"security: {{rate_per_source: {max(100, 4 * args.rate)}, "
                              f"burst_per_source: {max(200, 4 * args.rate)}}}\n")
     rtp_lo, rtp_hi = ivrd.rtp_base, ivrd.rtp_base + ivrd.rtp_span - 1

@@ -204,11 +204,16 @@ callbacks: {trunk: \"sip:10.0.0.5:5060\"}
 }
 
 #[test]
-fn worker_threads_default_to_one_per_core_and_a_typo_is_refused_with_its_line() {
+fn worker_threads_default_to_one_and_a_typo_is_refused_with_its_line() {
     let ok = Config::parse(Path::new("c.yaml"), "limits:\n  worker_threads: 2\n").unwrap();
     assert_eq!(ok.config.limits.worker_threads, 2);
     let default = Config::parse(Path::new("c.yaml"), "limits:\n  max_calls: 10\n").unwrap();
-    assert_eq!(default.config.limits.worker_threads, 0);
+    assert_eq!(default.config.limits.worker_threads, 1);
+    let per_core = Config::parse(Path::new("c.yaml"), "limits:\n  worker_threads: 0\n").unwrap();
+    assert_eq!(
+        per_core.config.limits.worker_threads, 0,
+        "0 stays: one per core"
+    );
     let e = Config::parse(
         Path::new("c.yaml"),
         "log:\n  level: info\nlimits:\n  worker_threads: 20000\n",
