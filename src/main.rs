@@ -554,6 +554,7 @@ fn run(config: Option<PathBuf>) -> ExitCode {
         }
     };
     init_logging(&cfg.config.log.level, cfg.config.log.format);
+    raise_open_files_limit(&cfg.config.limits);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if cfg.config.limits.worker_threads > 0 {
         builder.worker_threads(cfg.config.limits.worker_threads);
@@ -572,6 +573,24 @@ fn run(config: Option<PathBuf>) -> ExitCode {
             eprintln!("ivrd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lifts the soft open-files limit to the hard one, as systemd's `LimitNOFILE` does for the
+/// unit (a shell's soft limit is often 1,024): every call holds an RTP socket, and finished
+/// calls' sockets are kept a while for reuse. Says so when even the hard limit is short of
+/// what `limits` let in.
+fn raise_open_files_limit(limits: &ivrd::config::LimitsConfig) {
+    let calls = (limits.max_calls + limits.max_overflow_calls) as u64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < calls + ivrd::io::FILES_BESIDE_CALLS => tracing::warn!(
+            open_files = n,
+            calls,
+            "the open-files limit is below what limits.max_calls and max_overflow_calls need \
+             (a socket per call and more): raise it (LimitNOFILE=, ulimit -Hn)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
 }
 

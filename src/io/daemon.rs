@@ -174,7 +174,10 @@ impl Daemon {
             rtp_ports: RtpPorts::new(
                 cfg.media.rtp_ip,
                 cfg.media.rtp_ports,
-                cfg.limits.max_calls + cfg.limits.max_overflow_calls,
+                rtp_idle_budget(
+                    cfg.limits.max_calls + cfg.limits.max_overflow_calls,
+                    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft),
+                ),
             ),
             media_ip: cfg.media.public_ip.unwrap_or(cfg.media.rtp_ip),
             shutdown,
@@ -215,5 +218,33 @@ impl Daemon {
             _permit: permit,
             overflow: true,
         })
+    }
+}
+
+/// Descriptors the daemon needs besides its calls' sockets (SIP, HTTP, TCP connections,
+/// files, the database, Whisper's threads), with room to spare.
+pub const FILES_BESIDE_CALLS: u64 = 256;
+
+/// How many finished calls' RTP sockets may be kept for reuse: no more than the calls
+/// themselves hold at most, and only within the open-files limit left beside them.
+fn rtp_idle_budget(calls: usize, open_files: u64) -> usize {
+    let spare = open_files.saturating_sub(calls as u64 + FILES_BESIDE_CALLS);
+    calls.min(usize::try_from(spare).unwrap_or(usize::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rtp_idle_budget;
+
+    #[test]
+    fn kept_rtp_sockets_stay_within_the_calls_and_the_open_files_limit() {
+        assert_eq!(rtp_idle_budget(600, 65_536), 600, "as many as the calls");
+        assert_eq!(rtp_idle_budget(600, 1_024), 168, "1024 - 600 - 256");
+        assert_eq!(
+            rtp_idle_budget(900, 1_024),
+            0,
+            "none when the calls take it all"
+        );
+        assert_eq!(rtp_idle_budget(600, u64::MAX), 600);
     }
 }

@@ -31,4 +31,5 @@ pub mod tools;
 mod traffic;
 pub mod tts;
 
+pub use daemon::FILES_BESIDE_CALLS;
 pub use start::{check, load_config, load_embedder, load_flows, run, RunError};

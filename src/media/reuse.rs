@@ -40,6 +40,13 @@ impl<T> Reuse<T> {
         }
     }
 
+    /// The longest idle one even if it has not rested: better than no port at all when a
+    /// fresh one cannot be had (every port of a small range kept here).
+    pub fn take_any(&mut self, now: Instant) -> Option<T> {
+        self.expire(now);
+        self.idle.pop_front().map(|(_, t)| t)
+    }
+
     /// Keeps `t` for a later call; dropped instead when `max_idle` are already kept.
     pub fn put(&mut self, now: Instant, t: T) {
         self.expire(now);
@@ -89,6 +96,17 @@ mod tests {
         assert_eq!(r.take(t0 + ms(999)), None, "still resting");
         assert_eq!(r.take(t0 + ms(1_000)), Some(7));
         assert_eq!(r.take(t0 + ms(1_000)), None, "each serves one call");
+    }
+
+    #[test]
+    fn when_nothing_else_will_do_one_that_has_not_rested_serves() {
+        let (mut r, t0) = (reuse(), Instant::now());
+        assert_eq!(r.take_any(t0), None);
+        r.put(t0, 1);
+        r.put(t0, 2);
+        assert_eq!(r.take(t0), None);
+        assert_eq!(r.take_any(t0), Some(1), "the longest idle");
+        assert_eq!(r.take_any(t0 + ms(30_001)), None, "2 expired");
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub struct Leg {
     invite_from: SocketAddr,
     invite_txn: ServerInvite,
     /// The fields every response to the INVITE copies, and those a 101-299 adds.
-    invite_fields: Option<(String, String)>,
+    invite_fields: (String, String),
     dialog: Dialog,
     incoming: Vec<Incoming>,
     outgoing: Vec<Outgoing>,
@@ -138,6 +138,10 @@ impl Leg {
         let key = Key::of_request(&m).ok_or(Unusable("no Via or CSeq"))?;
         let (invite_cseq, _) = cseq(&m).ok_or(Unusable("no CSeq"))?;
         let dialog = Dialog::new(&m, local_tag, local, first_cseq).map_err(Unusable)?;
+        // Every call answers its INVITE at least once: the fields each response copies
+        // are taken from this reading rather than a second one.
+        let copied = copied_fields(&m, local_tag, Some(from));
+        let invite_fields = (copied, dialog.opening_fields(&m));
         drop(m);
         Ok(Leg {
             timers,
@@ -147,7 +151,7 @@ impl Leg {
             invite_cseq,
             invite_from: from,
             invite_txn: ServerInvite::new(timers, reliability),
-            invite_fields: None,
+            invite_fields,
             dialog,
             incoming: Vec::new(),
             outgoing: Vec::new(),
@@ -202,11 +206,7 @@ impl Leg {
         body: Option<Body>,
     ) {
         // Every response to the INVITE copies the same fields: read and written once.
-        let (copied, opening) = self.invite_fields.get_or_insert_with(|| {
-            let m = Message::read(&self.invite);
-            let copied = copied_fields(&m, &self.dialog.id().local_tag, Some(self.invite_from));
-            (copied, self.dialog.opening_fields(&m))
-        });
+        let (copied, opening) = &self.invite_fields;
         let mut r = status_line(status.0, status.1);
         r.push_str(copied);
         if opens(status.0) {

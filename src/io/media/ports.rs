@@ -47,15 +47,26 @@ impl RtpPorts {
     }
 
     /// A socket for a new call: a finished call's that has rested (drained of what came
-    /// since), else a fresh one. Either way non-blocking and deliberately not registered
-    /// with tokio: the call reads it on its 20 ms frame clock instead of being woken for
-    /// every packet.
+    /// since), else a fresh one, else (every port of the range taken, some by sockets
+    /// resting here) a finished call's that has not rested yet. Either way non-blocking and
+    /// deliberately not registered with tokio: the call reads it on its 20 ms frame clock
+    /// instead of being woken for every packet.
     pub fn bind(&self) -> io::Result<RtpSocket> {
         let kept = lock(&self.idle).take(Instant::now());
         if let Some(socket) = kept.filter(drain) {
             return RtpSocket::new(socket, Some(self.idle.clone()));
         }
-        RtpSocket::new(self.bind_fresh()?, Some(self.idle.clone()))
+        let socket = match self.bind_fresh() {
+            Ok(s) => s,
+            Err(e) => match lock(&self.idle).take_any(Instant::now()) {
+                Some(kept) => {
+                    drain(&kept);
+                    kept
+                }
+                None => return Err(e),
+            },
+        };
+        RtpSocket::new(socket, Some(self.idle.clone()))
     }
 
     /// Binds an even port (RTP convention, RFC 3550 §11) from the range.
@@ -187,6 +198,25 @@ mod tests {
         let c = p.bind().unwrap();
         let _ = c.into_std();
         assert_eq!(p.idle(), 1, "a resting socket does not serve at once");
+    }
+
+    #[test]
+    fn a_range_whose_every_port_rests_here_still_serves_a_call() {
+        let base = (40_000..60_000)
+            .step_by(2)
+            .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            .expect("a free even port");
+        let p = RtpPorts::new(
+            "127.0.0.1".parse().unwrap(),
+            PortRange::Range(base, base + 1),
+            8,
+        );
+        let first = p.bind().unwrap();
+        assert_eq!(first.port(), base);
+        drop(first);
+        let again = p.bind().expect("the one port, though it has not rested");
+        assert_eq!(again.port(), base);
+        assert!(p.bind().is_err(), "and no second call on a one-port range");
     }
 
     #[test]
