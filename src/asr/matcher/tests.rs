@@ -31,6 +31,46 @@ fn normalisation() {
 }
 
 #[test]
+fn words_outside_ascii_are_matched_by_spelling_without_a_panic() {
+    // Phrases and transcripts in other scripts, and English with accents: Double Metaphone
+    // (byte offsets) panicked on the Arabic letter inside "somethingؚlse".
+    let m = Matcher::new(
+        vec![
+            Candidate {
+                intent: "other".into(),
+                phrases: vec!["no thanks, somethingؚlse".into()],
+            },
+            Candidate {
+                intent: "cafe".into(),
+                phrases: vec!["the café menu".into()],
+            },
+            Candidate {
+                intent: "russian".into(),
+                phrases: vec!["поддержка".into()],
+            },
+        ],
+        vec![],
+    );
+    for heard in [
+        "somethingؚlse",
+        "café",
+        "поддержка пожалуйста",
+        "naïve",
+        "ß ǅ ﬁ İ",
+    ] {
+        let _ = m.score(heard);
+    }
+    assert_eq!(
+        m.score("the café menu please").best.map(|b| b.0),
+        Some("cafe".into())
+    );
+    assert_eq!(
+        m.score("поддержка").best.map(|b| b.0),
+        Some("russian".into())
+    );
+}
+
+#[test]
 fn transcripts_route_as_expected() {
     let m = support_line();
     // (transcript, expected route at min_confidence 0.6). Includes real near-misses of

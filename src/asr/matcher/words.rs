@@ -67,7 +67,17 @@ struct Word {
 
 impl Word {
     fn new(text: &str, dm: &DoubleMetaphone) -> Word {
-        let r = dm.double_metaphone(text);
+        // Double Metaphone is made for English spelling, and rphonetic slices its input at
+        // byte offsets: a letter outside ASCII ("café", any script Whisper or a flow author
+        // may write) panicked it (found by the flow_yaml fuzz target). Such words are coded
+        // by their own spelling: they sound alike only when spelt alike.
+        let codes = if text.is_ascii() {
+            let r = dm.double_metaphone(text);
+            [r.primary(), r.alternate()]
+        } else {
+            let own = text.to_uppercase();
+            [own.clone(), own]
+        };
         let weight = if FILLER.contains(&text) {
             FILLER_WEIGHT
         } else {
@@ -75,7 +85,7 @@ impl Word {
         };
         Word {
             text: text.to_owned(),
-            codes: [r.primary(), r.alternate()],
+            codes,
             weight,
         }
     }
