@@ -24,7 +24,8 @@ const MAX_IDLE: usize = 4096;
 /// still streaming to it, and it is closed rather than handed to a new call.
 const MAX_STALE: usize = 64;
 
-type Idle = Arc<Mutex<Reuse<std::net::UdpSocket>>>;
+/// Kept sockets with their port (read once, when first bound).
+type Idle = Arc<Mutex<Reuse<(std::net::UdpSocket, u16)>>>;
 
 pub struct RtpPorts {
     ip: IpAddr,
@@ -53,20 +54,22 @@ impl RtpPorts {
     /// instead of being woken for every packet.
     pub fn bind(&self) -> io::Result<RtpSocket> {
         let kept = lock(&self.idle).take(Instant::now());
-        if let Some(socket) = kept.filter(drain) {
-            return RtpSocket::new(socket, Some(self.idle.clone()));
+        if let Some((socket, port)) = kept.filter(|(s, _)| drain(s)) {
+            return Ok(self.lend(socket, port));
         }
-        let socket = match self.bind_fresh() {
-            Ok(s) => s,
+        match self.bind_fresh() {
+            Ok(socket) => {
+                let port = socket.local_addr()?.port();
+                Ok(self.lend(socket, port))
+            }
             Err(e) => match lock(&self.idle).take_any(Instant::now()) {
-                Some(kept) => {
-                    drain(&kept);
-                    kept
+                Some((socket, port)) => {
+                    drain(&socket);
+                    Ok(self.lend(socket, port))
                 }
-                None => return Err(e),
+                None => Err(e),
             },
-        };
-        RtpSocket::new(socket, Some(self.idle.clone()))
+        }
     }
 
     /// Binds an even port (RTP convention, RFC 3550 §11) from the range.
@@ -90,6 +93,14 @@ impl RtpPorts {
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port")))
     }
 
+    fn lend(&self, socket: std::net::UdpSocket, port: u16) -> RtpSocket {
+        RtpSocket {
+            socket: Some(socket),
+            port,
+            home: Some(self.idle.clone()),
+        }
+    }
+
     /// How many finished calls' sockets are kept now.
     #[cfg(test)]
     fn idle(&self) -> usize {
@@ -106,15 +117,6 @@ pub struct RtpSocket {
 }
 
 impl RtpSocket {
-    fn new(socket: std::net::UdpSocket, home: Option<Idle>) -> io::Result<RtpSocket> {
-        let port = socket.local_addr()?.port();
-        Ok(RtpSocket {
-            socket: Some(socket),
-            port,
-            home,
-        })
-    }
-
     /// The local port (read once when the socket was bound).
     pub fn port(&self) -> u16 {
         self.port
@@ -145,12 +147,12 @@ impl Deref for RtpSocket {
 impl Drop for RtpSocket {
     fn drop(&mut self) {
         if let (Some(home), Some(socket)) = (self.home.take(), self.socket.take()) {
-            lock(&home).put(Instant::now(), socket);
+            lock(&home).put(Instant::now(), (socket, self.port));
         }
     }
 }
 
-fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, Reuse<std::net::UdpSocket>> {
+fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, Reuse<(std::net::UdpSocket, u16)>> {
     idle.lock().unwrap_or_else(|p| p.into_inner())
 }
 
