@@ -104,6 +104,7 @@ def run_load(port, rate, seconds, tmp, tag):
     success = int(last["SuccessfulCall(C)"])
     retrans = int(last["Retransmissions(C)"])
     lat = b.invite_to_200(cap)
+    os.remove(cap)  # up to 140 MB per rate and target: a sweep would leave gigabytes behind
     return {"calls": success + failed, "failed": failed, "retrans": retrans, "lat": lat}
 
 
@@ -174,6 +175,7 @@ def main():
             if p:
                 p.terminate()
         os.kill(uas_pid, signal.SIGTERM)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

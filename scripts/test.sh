@@ -4,6 +4,14 @@
 # Chromium) and real Whisper on synthesised speech.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A full disk fails far from its cause (initdb, the linker, a capture), so say it first.
+# A fresh run needs about 12 GiB: target/ (debug, release and fuzz builds) and the models.
+for dir in . "${TMPDIR:-/tmp}"; do
+    free_gib=$(df -Pk "$dir" | awk 'NR == 2 { print int($4 / 1048576) }')
+    if [ "$free_gib" -lt 12 ]; then
+        echo "test.sh: warning: only ${free_gib} GiB free under $dir; a fresh run needs about 12" >&2
+    fi
+done
 scripts/setup.sh test
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
