@@ -51,7 +51,7 @@ def start_ivrd(tmp, binary=IVRD, name="ivrd", layer="own"):
     with open(cfg, "w") as f:
         f.write(f"""sip: {{udp: 127.0.0.1:{port}, tcp: ~, udp_layer: {layer}}}
 media: {{rtp_ip: 127.0.0.1, rtp_ports: "0"}}
-limits: {{max_calls: 20000}}
+limits: {{max_calls: 4000}}
 security: {{trusted: ["127.0.0.1/32"]}}   # SIPp is a trunk here: one address, many calls
 flows: {{dir: {ROOT}/flows, default: support-line}}
 sounds: {ROOT}/sounds
