@@ -56,14 +56,13 @@ impl<T: Clone> Routes<T> {
             hit.cloned()
                 .map_or(Destination::Elsewhere, Destination::Leg)
         };
-        if !m.is_request() {
-            // A response to a request of ours: our tag is in From.
-            return found(
-                DialogId::of_response(m).and_then(|id| self.dialogs.get(&self.dialog_digest(&id))),
-            );
+        // A request inside a dialog (our tag in To), or a response to a request of ours
+        // (our tag in From).
+        if let Some((call_id, ours)) = DialogId::ours(m) {
+            return found(self.dialogs.get(&self.seed.hash_one((call_id, ours))));
         }
-        if let Some(id) = DialogId::of_request(m) {
-            return found(self.dialogs.get(&self.dialog_digest(&id)));
+        if !m.is_request() {
+            return Destination::Elsewhere;
         }
         let Some(key) = Key::of_request(m) else {
             return Destination::Elsewhere;
@@ -134,7 +133,9 @@ impl<T: Clone> Routes<T> {
     /// A dialog as the table knows it: our tag is random per call, so with the Call-ID it
     /// names one call; the peer's tag adds nothing (and RFC 2543 peers may send none).
     fn dialog_digest(&self, id: &DialogId) -> u64 {
-        self.seed.hash_one((&id.call_id, &id.local_tag))
+        // Hashed as two strs, as `route` hashes what it borrows from a message.
+        self.seed
+            .hash_one((id.call_id.as_str(), id.local_tag.as_str()))
     }
 }
 

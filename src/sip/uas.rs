@@ -7,7 +7,7 @@
 
 use super::guard::echo::{line, response_head};
 use super::guard::message::Message;
-use super::guard::{address, split_top};
+use super::guard::{address, address_param, split_top};
 use super::txn::{cseq, MAGIC_COOKIE};
 use std::net::SocketAddr;
 
@@ -30,6 +30,18 @@ impl DialogId {
         })
     }
 
+    /// What names the dialog on our side, borrowed from `m`: the Call-ID and our tag (in
+    /// To of a request the peer sent, in From of a response to ours). The route table
+    /// needs no more, and reads it from every message.
+    pub fn ours<'m>(m: &'m Message) -> Option<(&'m str, &'m str)> {
+        let ours = if m.is_request() {
+            m.first("To", Some("t"))
+        } else {
+            m.first("From", Some("f"))
+        };
+        Some((m.first("Call-ID", Some("i"))?, tag_of(ours?)?))
+    }
+
     /// For a response to a request we sent inside the dialog: the From tag is ours.
     pub fn of_response(m: &Message) -> Option<DialogId> {
         Some(DialogId {
@@ -42,11 +54,11 @@ impl DialogId {
 
 /// The `tag` parameter of a From or To value.
 fn tag(value: &str) -> Option<String> {
-    address(value)
-        .ok()?
-        .param("tag")
-        .flatten()
-        .map(str::to_string)
+    tag_of(value).map(str::to_string)
+}
+
+fn tag_of(value: &str) -> Option<&str> {
+    address_param(value, "tag").ok().flatten().flatten()
 }
 
 /// Our side of the signalling, as the peer must see it.

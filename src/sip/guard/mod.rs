@@ -19,7 +19,7 @@ mod repair;
 mod rules;
 pub mod stream;
 
-pub use rules::{address, split_top, Address, Transport};
+pub use rules::{address, address_param, split_top, Address, Transport};
 
 use message::Message;
 use rsipstack::sip::SipMessage;
@@ -85,7 +85,7 @@ impl Verdict {
 /// answer rsipstack's typed header gives, without building one (this runs for every
 /// request, twice).
 pub fn has_tag(value: &str) -> bool {
-    address(value).is_ok_and(|a| a.param("tag").is_some())
+    address_param(value, "tag").is_ok_and(|tag| tag.is_some())
 }
 
 /// Judges one UDP datagram (RFC 3261 §18.3: one datagram, one message; Content-Length may

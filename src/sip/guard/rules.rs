@@ -284,14 +284,14 @@ fn request_fields(m: &Message) -> Result<(), Cow<'static, str>> {
     }
     for (name, short) in [("From", "f"), ("To", "t")] {
         let value = m.first(name, Some(short)).unwrap_or_default();
-        address(value).map_err(|why| format!("{name}: {why}"))?;
+        check_address(value).map_err(|why| format!("{name}: {why}"))?;
     }
     for contact in m.values("Contact", Some("m")) {
         if contact == "*" {
             continue;
         }
         for element in split_top(contact, b',') {
-            address(element).map_err(|why| format!("Contact: {why}"))?;
+            check_address(element).map_err(|why| format!("Contact: {why}"))?;
         }
     }
     Ok(())
@@ -489,6 +489,47 @@ impl Address<'_> {
 /// unquoted non-token display names (§3.1.2.15), an addr-spec whose URI needs <>
 /// (§3.1.2.13) and empty parameters (§3.1.2.1).
 pub fn address(value: &str) -> Result<Address<'_>, &'static str> {
+    let (uri, params) = uri_and_params(value)?;
+    let params = match params {
+        None => Vec::new(),
+        Some(params) => split_top(params, b';')
+            .map(param)
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(Address { uri, params })
+}
+
+/// One parameter of an address as [`address`] gives it (`Ok(None)`: not there;
+/// `Ok(Some(None))`: there without a value), every parameter checked, none collected:
+/// the route and the guard look up a tag in every message.
+pub fn address_param<'a>(
+    value: &'a str,
+    name: &str,
+) -> Result<Option<Option<&'a str>>, &'static str> {
+    let (_, params) = uri_and_params(value)?;
+    let mut found = None;
+    for p in params
+        .into_iter()
+        .flat_map(|params| split_top(params, b';'))
+    {
+        let (n, v) = param(p)?;
+        if found.is_none() && n.eq_ignore_ascii_case(name) {
+            found = Some(v);
+        }
+    }
+    Ok(found)
+}
+
+/// [`address`]'s checks alone, with nothing kept (the guard's rules on every message).
+fn check_address(value: &str) -> Result<(), &'static str> {
+    let (_, params) = uri_and_params(value)?;
+    params.map_or(Ok(()), |params| {
+        split_top(params, b';').try_for_each(|p| param(p).map(|_| ()))
+    })
+}
+
+/// The URI of an address and, after its ';', the parameters' text, unsplit.
+fn uri_and_params(value: &str) -> Result<(&str, Option<&str>), &'static str> {
     let s = value.trim_matches([' ', '\t']);
     if s.is_empty() {
         return Err("empty value");
@@ -522,18 +563,12 @@ pub fn address(value: &str) -> Result<Address<'_>, &'static str> {
     };
     let after_uri = after_uri.trim_start_matches([' ', '\t']);
     if after_uri.is_empty() {
-        return Ok(Address {
-            uri,
-            params: Vec::new(),
-        });
+        return Ok((uri, None));
     }
     let Some(params) = after_uri.strip_prefix(';') else {
         return Err("unexpected text after the URI");
     };
-    let params = split_top(params, b';')
-        .map(param)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Address { uri, params })
+    Ok((uri, Some(params)))
 }
 
 /// The URI inside `<...>` and what follows `>`.
@@ -596,10 +631,40 @@ fn quoted_end(s: &str) -> Option<usize> {
     None
 }
 
-/// Splits at `sep` where it is not inside a quoted string or <...>.
-pub fn split_top(s: &str, sep: u8) -> impl Iterator<Item = &str> {
-    let bytes = s.as_bytes();
-    let mut cuts = Vec::new();
+/// Splits at `sep` where it is not inside a quoted string or <...>. Lazy: most callers
+/// want the first piece only (the top Via, the first Contact), and every message passes here.
+pub fn split_top(s: &str, sep: u8) -> SplitTop<'_> {
+    SplitTop { rest: Some(s), sep }
+}
+
+/// The pieces of [`split_top`].
+pub struct SplitTop<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> Iterator for SplitTop<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        // At a cut nothing is open (no quote, no <, no escape), so each piece is scanned
+        // from a fresh state.
+        match top_level(s.as_bytes(), self.sep) {
+            Some(cut) => {
+                self.rest = Some(&s[cut + 1..]);
+                Some(&s[..cut])
+            }
+            None => {
+                self.rest = None;
+                Some(s)
+            }
+        }
+    }
+}
+
+/// Where the first `sep` outside quotes and <...> is.
+fn top_level(bytes: &[u8], sep: u8) -> Option<usize> {
     let (mut quoted, mut escaped, mut angle) = (false, false, false);
     for (i, &b) in bytes.iter().enumerate() {
         match b {
@@ -608,17 +673,11 @@ pub fn split_top(s: &str, sep: u8) -> impl Iterator<Item = &str> {
             b'"' => quoted = !quoted,
             b'<' if !quoted => angle = true,
             b'>' if !quoted => angle = false,
-            _ if b == sep && !quoted && !angle => cuts.push(i),
+            _ if b == sep && !quoted && !angle => return Some(i),
             _ => {}
         }
     }
-    let mut start = 0;
-    cuts.push(bytes.len());
-    cuts.into_iter().map(move |end| {
-        let piece = &s[start..end];
-        start = end + 1;
-        piece
-    })
+    None
 }
 
 /// A value echoed into a Warning: printable ASCII only, bounded.

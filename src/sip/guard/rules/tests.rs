@@ -58,6 +58,11 @@ fn top_level_split_respects_quotes_and_brackets() {
     let parts: Vec<_> = split_top("\"a,b\" <sip:x,y>;p, <sip:z>", b',').collect();
     assert_eq!(parts, ["\"a,b\" <sip:x,y>;p", " <sip:z>"]);
     assert_eq!(split_top("", b',').count(), 1);
+    // An escaped quote stays inside the quoted string; a trailing separator leaves an
+    // empty last piece, as a value like "a," holds one.
+    let parts: Vec<_> = split_top("\"x\\\",y\";a=1;b,", b';').collect();
+    assert_eq!(parts, ["\"x\\\",y\"", "a=1", "b,"]);
+    assert_eq!(split_top("a,", b',').collect::<Vec<_>>(), ["a", ""]);
 }
 
 #[test]
@@ -78,4 +83,24 @@ fn request_uris() {
     ] {
         assert!(request_uri(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn one_address_parameter_is_found_as_the_whole_address_gives_it() {
+    for value in [
+        "<sip:a@b>;tag=x1",
+        "\"Bob; Jr\" <sip:b@c;tag=no>;TAG=yes;tag=second",
+        "sip:a@b;lr;tag",
+        "<sip:a@b>",
+        "<sip:a@b>;ok;=bad",
+        "<sip:a@b",
+        "",
+    ] {
+        let owned = |tag: Option<Option<&str>>| tag.map(|v| v.map(str::to_string));
+        let whole = address(value).map(|a| owned(a.param("tag")));
+        assert_eq!(address_param(value, "tag").map(owned), whole, "{value:?}");
+        assert_eq!(check_address(value).is_ok(), whole.is_ok(), "{value:?}");
+    }
+    assert_eq!(address_param("<sip:a@b>;TAG=yes", "tag"), Ok(Some(Some("yes"))));
+    assert_eq!(address_param("<sip:a@b;tag=in-uri>", "tag"), Ok(None));
 }
