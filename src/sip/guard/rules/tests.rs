@@ -63,6 +63,12 @@ fn top_level_split_respects_quotes_and_brackets() {
     let parts: Vec<_> = split_top("\"x\\\",y\";a=1;b,", b';').collect();
     assert_eq!(parts, ["\"x\\\",y\"", "a=1", "b,"]);
     assert_eq!(split_top("a,", b',').collect::<Vec<_>>(), ["a", ""]);
+    // A < inside quotes opens nothing; > outside <> closes nothing; what is left open
+    // (a quote, a <) keeps the rest in one piece.
+    let parts: Vec<_> = split_top("\"x<y\" <sip:a>, b>c, d", b',').collect();
+    assert_eq!(parts, ["\"x<y\" <sip:a>", " b>c", " d"]);
+    assert_eq!(split_top("\"open, a", b',').count(), 1);
+    assert_eq!(split_top("<sip:open, a", b',').count(), 1);
 }
 
 #[test]
@@ -101,6 +107,9 @@ fn one_address_parameter_is_found_as_the_whole_address_gives_it() {
         assert_eq!(address_param(value, "tag").map(owned), whole, "{value:?}");
         assert_eq!(check_address(value).is_ok(), whole.is_ok(), "{value:?}");
     }
-    assert_eq!(address_param("<sip:a@b>;TAG=yes", "tag"), Ok(Some(Some("yes"))));
+    assert_eq!(
+        address_param("<sip:a@b>;TAG=yes", "tag"),
+        Ok(Some(Some("yes")))
+    );
     assert_eq!(address_param("<sip:a@b;tag=in-uri>", "tag"), Ok(None));
 }
