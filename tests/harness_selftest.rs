@@ -263,6 +263,19 @@ fn timing_statistics_compute_spacing_percentiles_and_drift() {
     assert!((t.max_ms - 25.0).abs() < 1e-9 && (t.min_ms - 15.0).abs() < 1e-9);
     assert!(t.drift_ms.abs() < 1e-9);
     assert!((t.p99_abs_dev_ms - 5.0).abs() < 1e-9);
+
+    // The last packet late by 6 ms is a delayed wake-up, not drift.
+    arrivals[100] += Duration::from_millis(6);
+    let t = audio::timing(&arrivals, Duration::from_millis(20));
+    assert!(t.drift_ms.abs() < 1e-9, "{t:?}");
+
+    // A sender 0.1 ms slow on every packet (sleeping relative to its last send) is 10 ms
+    // behind after 100 packets: drift, between the first and last tenth about 9 ms.
+    let slow: Vec<Instant> = (0..101)
+        .map(|i| t0 + Duration::from_micros(20_100 * i))
+        .collect();
+    let t = audio::timing(&slow, Duration::from_millis(20));
+    assert!((t.drift_ms - 9.0).abs() < 0.2, "{t:?}");
 }
 
 // ---------------------------------------------------------------------------------------
