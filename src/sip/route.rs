@@ -59,7 +59,7 @@ impl<T: Clone> Routes<T> {
         // A request inside a dialog (our tag in To), or a response to a request of ours
         // (our tag in From).
         if let Some((call_id, ours)) = DialogId::ours(m) {
-            return found(self.dialogs.get(&self.seed.hash_one((call_id, ours))));
+            return found(self.dialogs.get(&self.dialog_digest(call_id, ours)));
         }
         if !m.is_request() {
             return Destination::Elsewhere;
@@ -113,7 +113,10 @@ impl<T: Clone> Routes<T> {
     pub fn keys_of(&self, leg: &Leg) -> RouteKeys {
         RouteKeys {
             invite: self.digest(leg.invite_key()),
-            dialog: self.dialog_digest(leg.dialog().id()),
+            dialog: {
+                let id = leg.dialog().id();
+                self.dialog_digest(&id.call_id, &id.local_tag)
+            },
         }
     }
 
@@ -132,10 +135,8 @@ impl<T: Clone> Routes<T> {
 
     /// A dialog as the table knows it: our tag is random per call, so with the Call-ID it
     /// names one call; the peer's tag adds nothing (and RFC 2543 peers may send none).
-    fn dialog_digest(&self, id: &DialogId) -> u64 {
-        // Hashed as two strs, as `route` hashes what it borrows from a message.
-        self.seed
-            .hash_one((id.call_id.as_str(), id.local_tag.as_str()))
+    fn dialog_digest(&self, call_id: &str, ours: &str) -> u64 {
+        self.seed.hash_one((call_id, ours))
     }
 }
 
